@@ -1,0 +1,3 @@
+"""Learners: what is trained each cycle. Importing this package registers every built-in learner."""
+from .base import LEARNERS, CapabilityError, Learner, TrainData, make_learner, register_learner  # noqa: F401
+from . import classifier  # noqa: F401

@@ -1,0 +1,119 @@
+"""The learner contract: what is trained in one cycle, and what strategies may ask of it.
+
+A learner is built fresh for every cycle (``re-initialised each cycle``;
+warm start is a learner parameter where supported), fitted on a
+:class:`TrainData` that carries the labelled images with labels and the
+unlabelled images *without* labels, then queried by strategies through a few
+capabilities:
+
+=================  =======================================  ==========================
+capability         method                                   used by
+=================  =======================================  ==========================
+``proba``          ``predict_proba(x) -> (N, C)``           uncertainty, evaluation
+``embed``          ``embed(x) -> (N, d)``                   latent strategies, UMAP
+``labelled_prob``  ``labelled_prob(x) -> (N,)``             VAAL-family sampling
+``mc_proba``       ``mc_proba(x, T) -> (T, N, C)``          BALD
+=================  =======================================  ==========================
+
+A learner lacking a capability raises :class:`CapabilityError` naming the
+learners that have it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from ..config import ConfigError, from_dict
+
+
+class CapabilityError(TypeError):
+    """A strategy asked a learner for something it cannot give."""
+
+
+@dataclass
+class TrainData:
+    """Everything a learner may train on in one cycle. No unlabelled labels, by construction."""
+
+    x_labelled: torch.Tensor  # (L, 1, 28, 28) float in [0, 1], on device
+    y_labelled: torch.Tensor  # (L,) int64
+    x_unlabelled: torch.Tensor  # (U, 1, 28, 28)
+    x_val: torch.Tensor  # (V, 1, 28, 28) for model selection / early stopping
+    y_val: torch.Tensor  # (V,)
+    num_classes: int
+
+
+class Learner:
+    """Base class. Subclasses set ``name``, ``Params`` and implement ``fit`` and ``predict_proba``."""
+
+    name: str = "base"
+    Params: type | None = None
+    #: tiny parameter overrides that make ``fit`` take well under a second on a
+    #: few hundred images; the strategy contract test trains every learner with them
+    test_params: dict = {}
+
+    def __init__(self, params: Any, num_classes: int, device: torch.device):
+        self.params = params
+        self.num_classes = num_classes
+        self.device = torch.device(device)
+        #: the previous cycle's fitted learner, set by the loop before ``fit``
+        #: when ``warm_start`` is on; learners that support warm starts read it
+        self.previous: "Learner | None" = None
+
+    def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
+        """Train on ``data``; return scalar metrics (losses, val accuracy, ...) for the cycle record."""
+        raise NotImplementedError
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _missing(self, capability: str):
+        have = [n for n, cls in LEARNERS.items() if capability in cls.capabilities()]
+        return CapabilityError(
+            f"learner {self.name!r} has no {capability!r}; learners that have it: {', '.join(sorted(have)) or 'none'}"
+        )
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        raise self._missing("embed")
+
+    def labelled_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise self._missing("labelled_prob")
+
+    def mc_proba(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        raise self._missing("mc_proba")
+
+    @classmethod
+    def capabilities(cls) -> set[str]:
+        caps = {"proba"}
+        for cap, meth in (("embed", "embed"), ("labelled_prob", "labelled_prob"), ("mc_proba", "mc_proba")):
+            if getattr(cls, meth) is not getattr(Learner, meth):
+                caps.add(cap)
+        return caps
+
+
+LEARNERS: dict[str, type[Learner]] = {}
+
+
+def register_learner(cls: type[Learner]) -> type[Learner]:
+    if cls.name in LEARNERS:
+        raise ValueError(f"learner {cls.name!r} registered twice")
+    LEARNERS[cls.name] = cls
+    return cls
+
+
+def make_learner(name: str, params: dict | None, num_classes: int, device) -> Learner:
+    """Build a registered learner; unknown names and unknown parameter keys are errors."""
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}; known learners: {', '.join(sorted(LEARNERS))}")
+    cls = LEARNERS[name]
+    p = from_dict(cls.Params, params or {}, where=f"learner_params[{name}]") if cls.Params else None
+    return cls(p, num_classes, device)
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Apply ``fn`` over ``x`` in chunks of ``batch_size`` rows and concatenate."""
+    if len(x) == 0:
+        return fn(x[:1])[:0]
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -1,0 +1,297 @@
+"""The active-learning loop: train -> evaluate -> score -> select -> label, cycle after cycle.
+
+One :class:`~alkit.pool.Pool` owns the labelled/unlabelled split; the loop is
+the only code that labels. Every cycle appends one tidy record to
+``records.jsonl`` (atomically), so a run that dies after cycle k resumes at
+cycle k+1 and produces the same records: all randomness is derived from
+``(seed, cycle, phase)``, never from how far a previous process got.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import results
+from .config import ConfigError, from_dict, to_dict
+from .learners import TrainData, make_learner
+from .learners.base import LEARNERS
+from .pool import BudgetError, InitialSet, Pool, initial_labelled
+from .progress import progress_bar
+from .strategies import Context, acquire, get_strategy
+from .strategies.base import make_params
+
+#: config keys that may differ between the original and a resumed run
+RESUMABLE_DIFFERENCES = ("device",)
+
+
+@dataclass
+class RunConfig:
+    """One active-learning run: one learner, one strategy, one seed."""
+
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    split_seed: int = 0  # fixes the 55k/5k pool/validation split (shared by all runs)
+    val_size: int = 5000
+    pool_size: int | None = None  # random subset of the pool (CPU smoke runs); None = all 55,000
+    test_size: int | None = None  # random subset of the 10k test set; None = all
+    initial: InitialSet = field(default_factory=InitialSet)
+    budget: int = 1000  # points acquired per cycle
+    cycles: int = 7  # acquisitions; the run trains and evaluates cycles + 1 times
+    learner: str = "classifier"
+    learner_params: dict = field(default_factory=dict)
+    strategy: str = "random"
+    strategy_params: dict = field(default_factory=dict)
+    seed: int = 0  # initial set, model init, minibatch order, strategy randomness
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    candidates: int | None = None  # score a seeded random subset of this many unlabelled points; None = all
+    stop_disc_acc: float | None = None  # stop acquiring once held-out discriminator accuracy <= this
+    latent_sample: int = 0  # save latent codes of this many pool points (+ labelled, selected) each cycle
+
+    def __post_init__(self):
+        if self.budget < 1 or self.cycles < 0:
+            raise ValueError(f"budget must be >= 1 and cycles >= 0, got budget={self.budget}, cycles={self.cycles}")
+        if isinstance(self.initial, dict):
+            self.initial = from_dict(InitialSet, self.initial, "initial")
+        if self.candidates is not None and self.candidates < self.budget:
+            raise ValueError(f"candidates={self.candidates} is smaller than budget={self.budget}")
+
+
+def derive_seed(*parts) -> int:
+    """A 62-bit seed from integers/strings; independent streams for (seed, cycle, phase)."""
+    ints = [p if isinstance(p, int) else int.from_bytes(str(p).encode()[:8].ljust(8, b"\0"), "little") for p in parts]
+    return int(np.random.SeedSequence(ints).generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Fail before any training on names, parameters and capabilities that cannot work."""
+    spec = get_strategy(cfg.strategy)
+    if cfg.learner not in LEARNERS:
+        raise ConfigError(f"unknown learner {cfg.learner!r}; known learners: {', '.join(sorted(LEARNERS))}")
+    cls = LEARNERS[cfg.learner]
+    if cls.Params:
+        from_dict(cls.Params, cfg.learner_params, where=f"learner_params[{cfg.learner}]")
+    elif cfg.learner_params:
+        raise ConfigError(f"learner {cfg.learner!r} takes no parameters")
+    make_params(spec, cfg.strategy_params)
+    missing = set(spec.needs) - cls.capabilities()
+    if missing:
+        good = sorted(n for n, c in LEARNERS.items() if set(spec.needs) <= c.capabilities())
+        raise ConfigError(
+            f"strategy {cfg.strategy!r} needs {sorted(missing)}, which learner {cfg.learner!r} lacks; "
+            f"learners that fit: {', '.join(good)}"
+        )
+
+
+def _load_data(cfg: RunConfig, device: torch.device):
+    from .data import load_dataset
+
+    return load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, device=device, split_seed=cfg.split_seed,
+        val_size=cfg.val_size, pool_size=cfg.pool_size, test_size=cfg.test_size,
+    )
+
+
+def _check_resumable(saved: dict, cfg_dict: dict, out_dir: Path) -> None:
+    diff = sorted(k for k in set(saved) | set(cfg_dict) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != cfg_dict.get(k))
+    if diff:
+        raise ConfigError(
+            f"{out_dir} holds a run with a different config (keys {', '.join(diff)}); "
+            "use another results folder, delete it, or pass force=True to start over"
+        )
+
+
+def run(
+    cfg: RunConfig,
+    out_dir: str | Path | None = None,
+    *,
+    data=None,
+    force: bool = False,
+    progress: bool = True,
+    meta: dict | None = None,
+) -> list[dict]:
+    """Run (or resume, or just load) one active-learning run; returns its per-cycle records.
+
+    ``out_dir`` None keeps everything in memory. With a folder: a finished run
+    is loaded, not recomputed (unless ``force``); an unfinished one resumes
+    after its last recorded cycle. ``data`` may pass a preloaded
+    :class:`~alkit.data.Data` (it must match the config's dataset settings).
+    ``meta`` (e.g. experiment and arm names) is stored in ``config.json``.
+    """
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    cfg_dict = to_dict(cfg)
+    records: list[dict] = []
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        cfg_path, rec_path = out_dir / results.CONFIG_FILE, out_dir / results.RECORDS_FILE
+        if force:
+            for p in (cfg_path, rec_path):
+                p.unlink(missing_ok=True)
+        if cfg_path.exists():
+            _check_resumable(results.read_json(cfg_path)["config"], cfg_dict, out_dir)
+            records = results.read_records(rec_path)
+            if records and (len(records) == cfg.cycles + 1 or records[-1].get("stopped")):
+                return records
+        results.write_json(
+            cfg_path,
+            {
+                "config": cfg_dict, "seed": cfg.seed, "git_commit": results.git_commit(),
+                "environment": results.environment(), "device": str(device),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}),
+            },
+        )
+
+    if data is None:
+        data = _load_data(cfg, device)
+    data = data.to(device) if data.x_pool.device != device else data
+    y_pool = data.y_pool.cpu().numpy()
+    pool = Pool(len(y_pool), initial_labelled(y_pool, cfg.initial, derive_seed(cfg.seed, "initial"), data.num_classes))
+    needed = pool.n_labelled + cfg.cycles * cfg.budget
+    if needed > pool.size:
+        raise BudgetError(
+            f"initial {pool.n_labelled} + {cfg.cycles} cycles x budget {cfg.budget} = {needed} labels, "
+            f"but the pool has only {pool.size} points"
+        )
+    for r in records:  # replay finished cycles
+        if r["n_labelled"] != pool.n_labelled:
+            raise ValueError(f"{out_dir}: record of cycle {r['cycle']} does not follow from the one before")
+        if r.get("selected"):
+            pool.label(r["selected"])
+
+    previous = None
+    if records and _warm_start(cfg):
+        previous = torch.load(out_dir / "learner.pt", weights_only=False)
+    bar = progress_bar(range(len(records), cfg.cycles + 1), desc=f"{cfg.strategy}/seed{cfg.seed}", disable=not progress)
+    for cycle in bar:
+        rec, previous = _cycle(cfg, data, pool, cycle, device, previous, progress, out_dir)
+        records.append(rec)
+        if out_dir is not None:
+            if _warm_start(cfg):
+                torch.save(previous, out_dir / "learner.pt")
+            results.write_records(out_dir / results.RECORDS_FILE, records)
+        bar.set_postfix(n=rec["n_labelled"], test=f"{rec['test_acc']:.3f}")
+        if rec.get("stopped"):
+            break
+    return records
+
+
+def _warm_start(cfg: RunConfig) -> bool:
+    return bool(cfg.learner_params.get("warm_start", False))
+
+
+def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progress: bool, out_dir: Path | None):
+    lab, unl = pool.labelled_indices(), pool.unlabelled_indices()
+    lab_t = torch.as_tensor(lab, device=device)
+    unl_t = torch.as_tensor(unl, device=device)
+    train = TrainData(
+        x_labelled=data.x_pool[lab_t], y_labelled=data.y_pool[lab_t], x_unlabelled=data.x_pool[unl_t],
+        x_val=data.x_val, y_val=data.y_val, num_classes=data.num_classes,
+    )
+    seconds = {}
+    t = time.perf_counter()
+    learner = make_learner(cfg.learner, cfg.learner_params, data.num_classes, device)
+    learner.previous = previous if _warm_start(cfg) else None
+    metrics = learner.fit(train, seed=derive_seed(cfg.seed, cycle, "fit"), progress=progress)
+    learner.previous = None
+    seconds["train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    from .train import confusion_matrix
+
+    test_pred = learner.predict_proba(data.x_test).argmax(1)
+    val_pred = learner.predict_proba(data.x_val).argmax(1)
+    rec = {
+        "strategy": cfg.strategy, "learner": cfg.learner, "seed": cfg.seed, "cycle": cycle,
+        "n_labelled": pool.n_labelled,
+        "val_acc": (val_pred == data.y_val).float().mean().item(),
+        "test_acc": (test_pred == data.y_test).float().mean().item(),
+        "test_confusion": confusion_matrix(test_pred, data.y_test, data.num_classes).tolist(),
+        "labelled_class_counts": np.bincount(data.y_pool[lab_t].cpu().numpy(), minlength=data.num_classes).tolist(),
+    }
+    rec.update({k: v for k, v in metrics.items() if k not in rec})
+    seconds["evaluate"] = time.perf_counter() - t
+
+    stop_reason = None
+    if cfg.stop_disc_acc is not None and metrics.get("disc_acc_heldout") is not None:
+        if metrics["disc_acc_heldout"] <= cfg.stop_disc_acc:
+            stop_reason = (
+                f"discriminator held-out accuracy {metrics['disc_acc_heldout']:.3f} <= {cfg.stop_disc_acc}: "
+                "it can no longer tell labelled from unlabelled"
+            )
+    rec["stopped"] = stop_reason is not None
+    rec["stop_reason"] = stop_reason
+    rec["selected"] = None
+    if cycle < cfg.cycles and stop_reason is None:
+        t = time.perf_counter()
+        cand = unl
+        if cfg.candidates is not None and cfg.candidates < len(unl):
+            rng = np.random.default_rng(derive_seed(cfg.seed, cycle, "candidates"))
+            cand = np.sort(rng.choice(unl, size=cfg.candidates, replace=False))
+        cand.setflags(write=False)
+        cand_t = torch.as_tensor(cand, device=device)
+        ctx = Context(
+            learner=learner, x_unlabelled=data.x_pool[cand_t], x_labelled=train.x_labelled,
+            y_labelled=train.y_labelled, unlabelled_indices=cand, labelled_indices=lab,
+            num_classes=data.num_classes, seed=derive_seed(cfg.seed, cycle, "strategy"),
+            params=make_params(get_strategy(cfg.strategy), cfg.strategy_params),
+        )
+        selected = acquire(cfg.strategy, ctx, cfg.budget)
+        seconds["select"] = time.perf_counter() - t
+        # labels are revealed only now, after the strategy has chosen
+        y_sel = data.y_pool[torch.as_tensor(selected, device=device)]
+        rec["selected"] = selected.tolist()
+        rec["selected_class_counts"] = np.bincount(y_sel.cpu().numpy(), minlength=data.num_classes).tolist()
+        t = time.perf_counter()
+        rec["diagnostics"] = _diagnostics(ctx, selected, y_sel)
+        seconds["diagnostics"] = time.perf_counter() - t
+        pool.label(selected)
+    if cfg.latent_sample and out_dir is not None:
+        t = time.perf_counter()
+        _save_latent(cfg, data, learner, cycle, lab, rec["selected"], out_dir)
+        seconds["latent"] = time.perf_counter() - t
+    rec["seconds"] = seconds
+    return rec, learner
+
+
+def _save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray, selected, out_dir: Path) -> None:
+    """Save latent codes of a fixed pool sample plus every labelled and just-selected point.
+
+    ``latent/cycle{k:02d}.npz`` holds ``pool_index`` (N,), ``z`` (N, d) float16,
+    ``y`` (N,) and ``status`` (N,): 0 unlabelled, 1 labelled when the model was
+    trained, 2 selected at the end of this cycle. The sample is the same in
+    every cycle (seeded by the run seed only) so UMAP plots are comparable.
+    """
+    n = len(data.y_pool)
+    rng = np.random.default_rng(derive_seed(cfg.seed, "latent_sample"))
+    sample = rng.choice(n, size=min(cfg.latent_sample, n), replace=False)
+    status = np.zeros(n, dtype=np.int8)
+    status[labelled] = 1
+    if selected is not None:
+        status[selected] = 2
+    keep = np.union1d(sample, np.flatnonzero(status))
+    keep_t = torch.as_tensor(keep, device=data.x_pool.device)
+    z = learner.embed(data.x_pool[keep_t]).float().cpu().numpy().astype(np.float16)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, pool_index=keep, z=z, y=data.y_pool[keep_t].cpu().numpy(), status=status[keep])
+    path = out_dir / "latent" / f"cycle{cycle:02d}.npz"
+    results.atomic_write_bytes(path, buf.getvalue())
+
+
+def _diagnostics(ctx: Context, selected: np.ndarray, y_sel: torch.Tensor) -> dict | None:
+    try:
+        from .diagnostics import selection_diagnostics
+    except ImportError:
+        return None
+    pos = np.searchsorted(ctx.unlabelled_indices, selected)
+    return selection_diagnostics(ctx, pos, y_sel)

@@ -1,0 +1,134 @@
+"""The labelled/unlabelled split of the pool, and initial labelled sets.
+
+:class:`Pool` is the one object that owns which pool indices are labelled.
+Only the active-learning loop calls :meth:`Pool.label`; strategies receive
+read-only index arrays and never the labels of unlabelled points.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+class BudgetError(ValueError):
+    """A request for more points than the pool can give."""
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    a.setflags(write=False)
+    return a
+
+
+class Pool:
+    """Labelled mask over ``size`` pool points (indices ``0..size-1``).
+
+    >>> p = Pool(5, labelled=[0, 3])
+    >>> p.unlabelled_indices().tolist()
+    [1, 2, 4]
+    """
+
+    def __init__(self, size: int, labelled: Sequence[int] = ()):
+        self.size = int(size)
+        self._mask = np.zeros(self.size, dtype=bool)
+        self.label(labelled)
+
+    @property
+    def n_labelled(self) -> int:
+        return int(self._mask.sum())
+
+    @property
+    def n_unlabelled(self) -> int:
+        return self.size - self.n_labelled
+
+    def labelled_indices(self) -> np.ndarray:
+        """Sorted pool indices of labelled points (read-only array)."""
+        return _readonly(np.flatnonzero(self._mask))
+
+    def unlabelled_indices(self) -> np.ndarray:
+        """Sorted pool indices of unlabelled points (read-only array)."""
+        return _readonly(np.flatnonzero(~self._mask))
+
+    def is_labelled(self, indices: Sequence[int]) -> np.ndarray:
+        return self._mask[np.asarray(indices, dtype=np.int64)].copy()
+
+    def label(self, indices: Sequence[int]) -> None:
+        """Move ``indices`` from unlabelled to labelled.
+
+        Raises ``ValueError`` on out-of-range, duplicate or already-labelled
+        indices: a selection bug must never silently shrink a batch.
+        """
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        if idx.size == 0:
+            return
+        if idx.min() < 0 or idx.max() >= self.size:
+            raise ValueError(f"indices out of range [0, {self.size}): min {idx.min()}, max {idx.max()}")
+        if np.unique(idx).size != idx.size:
+            raise ValueError("duplicate indices in a labelling request")
+        already = idx[self._mask[idx]]
+        if already.size:
+            raise ValueError(f"{already.size} indices are already labelled, e.g. {already[:5].tolist()}")
+        self._mask[idx] = True
+
+    def copy(self) -> "Pool":
+        p = Pool(self.size)
+        p._mask = self._mask.copy()
+        return p
+
+
+@dataclass
+class InitialSet:
+    """How the first labelled set is drawn.
+
+    kind: ``random`` (n uniform draws), ``stratified`` (n split as evenly as
+    possible over classes) or ``classes`` (n uniform draws among points whose
+    class is in ``classes``, e.g. the study's 500 images of {2, 4, 7}).
+    """
+
+    kind: str = "random"
+    n: int = 1000
+    classes: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.kind not in ("random", "stratified", "classes"):
+            raise ValueError(f"initial.kind must be 'random', 'stratified' or 'classes', got {self.kind!r}")
+        if self.n < 1:
+            raise ValueError(f"initial.n must be >= 1, got {self.n}")
+        if self.kind == "classes" and not self.classes:
+            raise ValueError("initial.kind 'classes' needs a non-empty initial.classes list")
+
+
+def initial_labelled(labels: np.ndarray, spec: InitialSet, seed: int, num_classes: int = 10) -> np.ndarray:
+    """Pool indices of the initial labelled set (sorted), drawn with ``seed``.
+
+    ``labels`` are the pool labels: drawing a stratified or class-restricted
+    start is an oracle query the experimenter makes once, before the loop.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 0xA1])
+    if spec.kind == "random":
+        if spec.n > labels.size:
+            raise BudgetError(f"initial.n={spec.n} exceeds the pool size {labels.size}")
+        return np.sort(rng.choice(labels.size, size=spec.n, replace=False))
+    if spec.kind == "classes":
+        bad = [c for c in spec.classes if not 0 <= c < num_classes]
+        if bad:
+            raise ValueError(f"initial.classes {bad} outside 0..{num_classes - 1}")
+        candidates = np.flatnonzero(np.isin(labels, spec.classes))
+        if spec.n > candidates.size:
+            raise BudgetError(
+                f"initial.n={spec.n} exceeds the {candidates.size} pool points of classes {spec.classes}"
+            )
+        return np.sort(rng.choice(candidates, size=spec.n, replace=False))
+    # stratified: n // C per class, the remainder to randomly chosen classes
+    per_class = np.full(num_classes, spec.n // num_classes)
+    per_class[rng.choice(num_classes, size=spec.n % num_classes, replace=False)] += 1
+    chosen = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        if per_class[c] > members.size:
+            raise BudgetError(f"stratified start needs {per_class[c]} points of class {c}, pool has {members.size}")
+        chosen.append(rng.choice(members, size=per_class[c], replace=False))
+    return np.sort(np.concatenate(chosen))

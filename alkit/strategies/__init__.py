@@ -1,0 +1,3 @@
+"""Acquisition strategies. Importing this package registers every built-in strategy."""
+from .base import STRATEGIES, Context, acquire, describe, get_strategy, register, select  # noqa: F401
+from . import uncertainty  # noqa: F401  (registers random, least_confidence, margin, entropy)
