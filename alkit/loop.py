@@ -192,8 +192,8 @@ def _warm_start(cfg: RunConfig) -> bool:
 
 def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progress: bool, out_dir: Path | None):
     lab, unl = pool.labelled_indices(), pool.unlabelled_indices()
-    lab_t = torch.as_tensor(lab, device=device)
-    unl_t = torch.as_tensor(unl, device=device)
+    lab_t = torch.as_tensor(lab.copy(), device=device)
+    unl_t = torch.as_tensor(unl.copy(), device=device)
     train = TrainData(
         x_labelled=data.x_pool[lab_t], y_labelled=data.y_pool[lab_t], x_unlabelled=data.x_pool[unl_t],
         x_val=data.x_val, y_val=data.y_val, num_classes=data.num_classes,
@@ -239,7 +239,7 @@ def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progr
             rng = np.random.default_rng(derive_seed(cfg.seed, cycle, "candidates"))
             cand = np.sort(rng.choice(unl, size=cfg.candidates, replace=False))
         cand.setflags(write=False)
-        cand_t = torch.as_tensor(cand, device=device)
+        cand_t = torch.as_tensor(cand.copy(), device=device)
         ctx = Context(
             learner=learner, x_unlabelled=data.x_pool[cand_t], x_labelled=train.x_labelled,
             y_labelled=train.y_labelled, unlabelled_indices=cand, labelled_indices=lab,

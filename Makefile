@@ -1,0 +1,24 @@
+# The two commands of the README:
+#   make figures [PROFILE=smoke|paper]   regenerate results (if missing) and every figure of a profile
+#   make test                            unit tests + nbval on the executed notebooks
+PROFILE ?= smoke
+PY := .venv/bin/python
+STAMP := .venv/.alkit-installed
+
+.PHONY: setup figures test run clean-scratch
+
+$(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+setup: $(STAMP)
+
+figures: setup
+	$(PY) -m alkit.batch --profile $(PROFILE)
+
+# experiments only, no Jupyter (for a GPU box or a cluster); notebooks then find them finished
+run: setup
+	$(PY) -m alkit run params/$(PROFILE)/*.yaml
+
+test: setup
+	.venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider

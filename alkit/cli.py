@@ -1,0 +1,47 @@
+"""``python -m alkit``: run experiments without Jupyter, list strategies and learners."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m alkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run the experiments of one or more parameter files")
+    p_run.add_argument("params", nargs="+", help="params/<profile>/<notebook>.yaml")
+    p_run.add_argument("--arms", nargs="*", help="only these arms")
+    p_run.add_argument("--seeds", nargs="*", type=int, help="only these seeds")
+    p_run.add_argument("--results-root", help="results folder root (default: results)")
+    p_run.add_argument("--device", help="override the device of every run (cpu, cuda, auto)")
+    p_run.add_argument("--force", action="store_true", help="recompute finished runs")
+    p_run.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser("strategies", help="list registered strategies")
+    sub.add_parser("learners", help="list registered learners and their capabilities")
+    args = parser.parse_args(argv)
+
+    from .config import ConfigError
+    from . import strategies, learners  # noqa: F401  (registries)
+
+    if args.command == "strategies":
+        for row in strategies.describe():
+            kind = "batch" if row["batch"] else "score"
+            print(f"{row['name']:<18} {kind:<6} needs={','.join(row['needs']) or '-':<14} {row['doc']}")
+        return 0
+    if args.command == "learners":
+        for name, cls in sorted(learners.LEARNERS.items()):
+            print(f"{name:<12} {', '.join(sorted(cls.capabilities()))}")
+        return 0
+
+    from .experiment import load_experiment, run_experiment
+
+    try:
+        for path in args.params:
+            exp = load_experiment(path, results_root=args.results_root)
+            if args.device:
+                exp.base["device"] = args.device
+            run_experiment(exp, arms=args.arms, seeds=args.seeds, force=args.force, progress=not args.quiet)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,116 @@
+"""Experiments: named arms (learner + strategy) x seeds over one shared base config.
+
+A notebook's parameter file (``params/<profile>/<notebook>.yaml``) is an
+:class:`Experiment`::
+
+    name: 02_vaal_vs_random
+    profile: smoke
+    seeds: [0, 1]
+    base: {pool_size: 3000, initial: {kind: random, n: 100}, budget: 100, cycles: 3}
+    arms:
+      random: {learner: classifier, strategy: random}
+      vaal:   {learner: vaal, strategy: vaal}
+    analysis: {}            # drawing options read by the notebook only
+
+Run ``arm`` with ``seed`` = ``RunConfig(**(base | arms[arm]), seed=seed)``
+(``learner_params`` and ``strategy_params`` are merged key by key). Results go
+to ``<root>/<profile>/<name>/<arm>/seed<seed>/``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, from_dict, load_yaml
+from .loop import RunConfig, run, validate
+from .results import load_results
+
+MERGED_KEYS = ("learner_params", "strategy_params", "initial")
+
+
+@dataclass
+class Experiment:
+    name: str
+    profile: str = "smoke"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    base: dict = field(default_factory=dict)
+    arms: dict = field(default_factory=dict)
+    analysis: dict = field(default_factory=dict)  # notebook drawing options; not used by training
+    results_root: str = "results"
+
+    def __post_init__(self):
+        if not self.arms:
+            raise ConfigError(f"experiment {self.name!r} has no arms")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"experiment {self.name!r}: seeds must be a non-empty list of distinct ints")
+        for arm in self.arms:  # build every config now: a bad key fails before any training
+            validate(self.config(arm, self.seeds[0]))
+
+    def config(self, arm: str, seed: int) -> RunConfig:
+        if arm not in self.arms:
+            raise ConfigError(f"experiment {self.name!r} has no arm {arm!r}; arms: {', '.join(self.arms)}")
+        merged = dict(self.base)
+        for k, v in (self.arms[arm] or {}).items():
+            merged[k] = {**merged.get(k, {}), **v} if k in MERGED_KEYS and isinstance(v, dict) else v
+        merged["seed"] = seed
+        return from_dict(RunConfig, merged, where=f"{self.name}.arms.{arm}")
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.results_root) / self.profile / self.name
+
+    def run_dir(self, arm: str, seed: int) -> Path:
+        return self.folder / arm / f"seed{seed}"
+
+
+def load_experiment(path: str | Path, **overrides) -> Experiment:
+    """Read an experiment YAML; ``overrides`` replace top-level keys (e.g. ``results_root``)."""
+    values = load_yaml(path)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(Experiment, values, where=str(path))
+
+
+def run_experiment(
+    exp: Experiment, *, arms: list[str] | None = None, seeds: list[int] | None = None,
+    force: bool = False, progress: bool = True, log=print,
+) -> list[dict]:
+    """Run every (arm, seed) not yet finished; return all records of the experiment folder.
+
+    Finished runs are loaded, not recomputed (unless ``force``); a crashed run
+    resumes after its last finished cycle. Data is loaded once per distinct
+    dataset setting and shared by the runs.
+    """
+    from .loop import _load_data, resolve_device
+
+    data_cache = {}
+    for arm in arms or list(exp.arms):
+        for seed in seeds or exp.seeds:
+            cfg = exp.config(arm, seed)
+            device = resolve_device(cfg.device)
+            key = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, str(device))
+            if key not in data_cache:
+                data_cache[key] = _load_data(cfg, device)
+            t = time.perf_counter()
+            try:
+                recs = run(cfg, exp.run_dir(arm, seed), data=data_cache[key], force=force, progress=progress,
+                           meta={"experiment": exp.name, "arm": arm, "profile": exp.profile})
+            except Exception as exc:
+                raise RuntimeError(f"{exp.name}: arm {arm!r} seed {seed} failed: {exc}") from exc
+            if log:
+                log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
+                    f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
+    return load_results(exp.folder)
+
+
+def is_finished(exp: Experiment) -> bool:
+    """True when every (arm, seed) of ``exp`` has all its cycles on disk (no training needed)."""
+    from .results import read_records, RECORDS_FILE
+
+    for arm in exp.arms:
+        for seed in exp.seeds:
+            cfg = exp.config(arm, seed)
+            recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
+            if not recs or not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped")):
+                return False
+    return True

@@ -1,0 +1,42 @@
+"""Synthetic data for fast tests: 10 classes of 28x28 images with a planted class structure."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from alkit.data import Data
+
+
+def synthetic_images(n: int, seed: int, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 1, 28, 28) images in [0, 1]: class c lights a horizontal band at rows 2c..2c+5, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % num_classes
+    y = y[torch.randperm(n, generator=g)]
+    x = 0.15 * torch.rand(n, 1, 28, 28, generator=g)
+    rows = torch.arange(28)
+    for c in range(num_classes):
+        band = ((rows >= 2 * c + 1) & (rows < 2 * c + 6)).float()  # (28,)
+        x[y == c] += 0.8 * band[None, None, :, None]
+    return x.clamp(0, 1), y
+
+
+def synthetic_data(pool: int = 200, val: int = 100, test: int = 100, seed: int = 0) -> Data:
+    x, y = synthetic_images(pool + val + test, seed)
+    return Data(
+        name="synthetic",
+        x_pool=x[:pool], y_pool=y[:pool],
+        x_val=x[pool : pool + val], y_val=y[pool : pool + val],
+        x_test=x[pool + val :], y_test=y[pool + val :],
+        pool_ids=np.arange(pool),
+    )
+
+
+def with_shuffled_unlabelled_labels(data: Data, labelled: np.ndarray, seed: int = 1) -> Data:
+    """A copy of ``data`` whose pool labels are permuted among the points not in ``labelled``."""
+    y = data.y_pool.clone()
+    unl = np.setdiff1d(np.arange(len(y)), labelled)
+    perm = np.random.default_rng(seed).permutation(unl)
+    y[torch.as_tensor(unl)] = data.y_pool[torch.as_tensor(perm)]
+    assert not torch.equal(y, data.y_pool)
+    return Data(name=data.name, x_pool=data.x_pool, y_pool=y, x_val=data.x_val, y_val=data.y_val,
+                x_test=data.x_test, y_test=data.y_test, pool_ids=data.pool_ids)

@@ -1,0 +1,108 @@
+"""The active-learning loop: end to end, resume after a crash, no recomputation, clear errors."""
+import json
+
+import numpy as np
+import pytest
+
+import alkit.loop as loop
+from alkit.config import ConfigError
+from alkit.loop import RunConfig, run
+from alkit.pool import BudgetError, InitialSet
+from alkit.results import load_results, read_json
+from helpers import synthetic_data
+
+FAST = {"epochs": 2, "batch_size": 32}
+
+
+def cfg(**kw) -> RunConfig:
+    base = dict(initial=InitialSet("random", 30), budget=20, cycles=2, learner="classifier",
+                learner_params=FAST, strategy="least_confidence", seed=4, device="cpu")
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_data(pool=200)
+
+
+def strip_timing(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_records_are_tidy_and_consistent(data, tmp_path):
+    recs = run(cfg(), tmp_path / "run", data=data, progress=False)
+    assert [r["cycle"] for r in recs] == [0, 1, 2]
+    assert [r["n_labelled"] for r in recs] == [30, 50, 70]
+    for r in recs[:-1]:
+        assert len(r["selected"]) == 20 and sum(r["selected_class_counts"]) == 20
+        assert {"train", "evaluate", "select"} <= set(r["seconds"])
+    assert recs[-1]["selected"] is None
+    assert all(0.0 <= r["test_acc"] <= 1.0 and np.array(r["test_confusion"]).sum() == 100 for r in recs)
+    meta = read_json(tmp_path / "run" / "config.json")
+    assert meta["config"]["strategy"] == "least_confidence" and meta["seed"] == 4 and meta["git_commit"]
+    # selected points of cycle k are labelled at cycle k+1
+    assert np.array(recs[1]["labelled_class_counts"]).sum() == 50
+    rows = load_results(tmp_path)
+    assert len(rows) == 3 and rows[0]["run"] == "run"
+
+
+def test_resume_after_crash_gives_identical_records(data, tmp_path, monkeypatch):
+    reference = run(cfg(), tmp_path / "ref", data=data, progress=False)
+
+    real_acquire = loop.acquire
+    calls = {"n": 0}
+
+    def crash_on_second(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash during cycle 1")
+        return real_acquire(*a, **kw)
+
+    monkeypatch.setattr(loop, "acquire", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg(), tmp_path / "crashed", data=data, progress=False)
+    partial = [json.loads(line) for line in (tmp_path / "crashed" / "records.jsonl").read_text().splitlines()]
+    assert [r["cycle"] for r in partial] == [0], "cycle 0 must survive the crash"
+
+    monkeypatch.setattr(loop, "acquire", real_acquire)
+    resumed = run(cfg(), tmp_path / "crashed", data=data, progress=False)
+    assert strip_timing(resumed) == strip_timing(reference)
+
+
+def test_finished_run_is_not_recomputed(data, tmp_path, monkeypatch):
+    first = run(cfg(cycles=1), tmp_path / "r", data=data, progress=False)
+    monkeypatch.setattr(loop, "make_learner", lambda *a, **k: pytest.fail("recomputed a finished run"))
+    assert run(cfg(cycles=1), tmp_path / "r", data=data, progress=False) == first
+
+
+def test_force_recomputes_and_changed_config_is_refused(data, tmp_path):
+    run(cfg(cycles=1), tmp_path / "r", data=data, progress=False)
+    with pytest.raises(ConfigError, match="different config \\(keys budget\\)"):
+        run(cfg(cycles=1, budget=10), tmp_path / "r", data=data, progress=False)
+    recs = run(cfg(cycles=1, budget=10), tmp_path / "r", data=data, progress=False, force=True)
+    assert len(recs[0]["selected"]) == 10
+
+
+def test_budget_larger_than_pool_is_a_clear_error(data):
+    with pytest.raises(BudgetError, match="pool has only 200 points"):
+        run(cfg(budget=100, cycles=2), data=data, progress=False)
+
+
+def test_strategy_learner_mismatch_is_a_clear_error(data):
+    with pytest.raises(Exception, match="unknown strategy 'nope'; known strategies"):
+        run(cfg(strategy="nope"), data=data, progress=False)
+
+
+def test_candidate_subsample_is_seeded(data):
+    a = run(cfg(cycles=1, candidates=60, strategy="random"), data=data, progress=False)
+    b = run(cfg(cycles=1, candidates=60, strategy="random"), data=data, progress=False)
+    assert a[0]["selected"] == b[0]["selected"]
+
+
+def test_same_seed_same_selection_different_seed_differs(data):
+    a = run(cfg(cycles=1), data=data, progress=False)[0]
+    b = run(cfg(cycles=1), data=data, progress=False)[0]
+    c = run(cfg(cycles=1, seed=5), data=data, progress=False)[0]
+    assert a["selected"] == b["selected"] and a["test_acc"] == b["test_acc"]
+    assert a["selected"] != c["selected"]
