@@ -119,3 +119,102 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
     rule = "|" + "|".join("---:" for _ in columns) + "|"
     body = ["| " + " | ".join(format(r[k], f) if r.get(k) is not None else "–" for k, _, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
+
+
+def first_below(rows: Iterable[dict], key: str, threshold: float) -> dict[tuple, int | None]:
+    """Per (arm, seed): the first cycle whose ``key`` is <= ``threshold`` (None if never).
+
+    With ``disc_acc_heldout`` this is where the optional stopping rule would
+    stop acquisition ("stop when the discriminator is unable to differentiate").
+    """
+    out = {}
+    for (arm, seed), rs in sorted(group(rows, "arm", "seed").items(), key=lambda kv: str(kv[0])):
+        hits = [r["cycle"] for r in sorted(rs, key=lambda r: r["cycle"]) if r.get(key) is not None and r[key] <= threshold]
+        out[(arm, seed)] = hits[0] if hits else None
+    return out
+
+
+def diagnostics_rows(rows: Iterable[dict]) -> list[dict]:
+    """Flatten each record's selection ``diagnostics`` into a row (with arm, seed, cycle, n_labelled).
+
+    Adds ``pairwise_ratio`` and ``to_labelled_ratio``: the batch's mean pairwise
+    latent distance and its mean nearest-labelled distance, each divided by
+    the same quantity for a random batch of the same size (1 = like random).
+    """
+    out = []
+    for r in rows:
+        d = r.get("diagnostics")
+        if not d:
+            continue
+        row = {k: r.get(k) for k in ("arm", "seed", "cycle", "n_labelled", "strategy")}
+        row.update(d)
+        for name, key in (("pairwise_ratio", "mean_pairwise_distance"), ("to_labelled_ratio", "mean_min_distance_to_labelled")):
+            a, b = d.get(key), d.get("random_" + key)
+            row[name] = a / b if a is not None and b else None
+        out.append(row)
+    return out
+
+
+def diagnostics_summary(diag: list[dict], arms: list[str]) -> list[dict]:
+    """Mean of each diagnostic over cycles and seeds, per arm (None where an arm has no value)."""
+    keys = ("pairwise_ratio", "to_labelled_ratio", "class_entropy", "misclassified_fraction", "mean_confidence")
+    out = []
+    for arm in arms:
+        rs = [r for r in diag if r["arm"] == arm]
+        row = {"arm": arm, "batches": len(rs)}
+        for k in keys:
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            row[k] = float(np.mean(vals)) if vals else None
+        out.append(row)
+    return out
+
+
+def final_confusions(rows: Iterable[dict], arms: list[str]) -> dict[str, np.ndarray]:
+    """Test confusion matrix of each arm's last cycle, summed over seeds."""
+    out = {}
+    for arm in arms:
+        rs = [r for r in rows if r["arm"] == arm]
+        if not rs:
+            continue
+        last = max(r["cycle"] for r in rs)
+        out[arm] = sum(np.asarray(r["test_confusion"]) for r in rs if r["cycle"] == last)
+    return out
+
+
+def norm_comparison(exp, arm: str = "norm_approx", seed: int | None = None, cycle: int = 0,
+                    pool: int = 400, budget: int = 25) -> dict:
+    """Exact vs approximate norm-based maximin on one small pool, from a run's saved latent codes.
+
+    Uses ``latent/cycleNN.npz`` of (``arm``, ``seed``) — the run must set
+    ``latent_sample`` — so no model is needed: candidates are the unlabelled
+    sample points, anchors the labelled ones with their labels. The result
+    (with the time of each method) is cached as ``norm_comparison.json`` in
+    the experiment folder, so redrawing does not re-time it.
+    """
+    import torch
+
+    from . import results
+    from .strategies import Context
+    from .strategies.norm import compare_norm
+
+    seed = exp.seeds[0] if seed is None else seed
+    cache = exp.folder / "norm_comparison.json"
+    key = {"arm": arm, "seed": seed, "cycle": cycle, "pool": pool, "budget": budget}
+    if cache.exists():
+        saved = results.read_json(cache)
+        if saved.get("key") == key:
+            return saved["result"]
+    path = exp.run_dir(arm, seed) / "latent" / f"cycle{cycle:02d}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: set latent_sample for arm {arm!r} to compare norm scores")
+    f = np.load(path)
+    z = torch.as_tensor(f["z"].astype(np.float32))
+    unl, lab = f["status"] == 0, f["status"] == 1
+    ctx = Context(learner=None, x_unlabelled=z[unl], x_labelled=z[lab], y_labelled=torch.as_tensor(f["y"][lab]).long(),
+                  unlabelled_indices=f["pool_index"][unl], labelled_indices=f["pool_index"][lab], num_classes=10, seed=seed)
+    ctx._cache.update(latent=z[unl], labelled_latent=z[lab])  # the saved codes stand in for the model
+    raw = compare_norm(ctx, budget=budget, pool_size=pool)
+    result = {"pool": raw["n_candidates"], "labelled": raw["n_labelled"], "exact_seconds": raw["seconds_exact"],
+              "approx_seconds": raw["seconds_approx"], "spearman": raw["spearman"], "overlap": raw["top_overlap"]}
+    results.write_json(cache, {"key": key, "result": result, "raw": raw})
+    return result

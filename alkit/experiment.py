@@ -10,7 +10,7 @@ A notebook's parameter file (``params/<profile>/<notebook>.yaml``) is an
     arms:
       random: {learner: classifier, strategy: random}
       vaal:   {learner: vaal, strategy: vaal}
-    analysis: {}            # drawing options read by the notebook only
+    options: {}             # drawing options read by the notebook only
 
 Run ``arm`` with ``seed`` = ``RunConfig(**(base | arms[arm]), seed=seed)``
 (``learner_params`` and ``strategy_params`` are merged key by key). Results go
@@ -36,7 +36,7 @@ class Experiment:
     seeds: list[int] = field(default_factory=lambda: [0])
     base: dict = field(default_factory=dict)
     arms: dict = field(default_factory=dict)
-    analysis: dict = field(default_factory=dict)  # notebook drawing options; not used by training
+    options: dict = field(default_factory=dict)  # notebook drawing options; not used by training
     results_root: str = "results"
 
     def __post_init__(self):

@@ -51,6 +51,7 @@ class RunConfig:
     candidates: int | None = None  # score a seeded random subset of this many unlabelled points; None = all
     stop_disc_acc: float | None = None  # stop acquiring once held-out discriminator accuracy <= this
     latent_sample: int = 0  # save latent codes of this many pool points (+ labelled, selected) each cycle
+    save_learner: bool = False  # pickle each cycle's fitted learner to learners/cycleNN.pt (for figures)
 
     def __post_init__(self):
         if self.budget < 1 or self.cycles < 0:
@@ -254,8 +255,13 @@ def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progr
         rec["selected_class_counts"] = np.bincount(y_sel.cpu().numpy(), minlength=data.num_classes).tolist()
         t = time.perf_counter()
         rec["diagnostics"] = _diagnostics(ctx, selected, y_sel)
+        rec.update(_prediction_spread(ctx))
         seconds["diagnostics"] = time.perf_counter() - t
         pool.label(selected)
+    if cfg.save_learner and out_dir is not None:
+        buf = io.BytesIO()
+        torch.save(learner, buf)
+        results.atomic_write_bytes(out_dir / "learners" / f"cycle{cycle:02d}.pt", buf.getvalue())
     if cfg.latent_sample and out_dir is not None:
         t = time.perf_counter()
         _save_latent(cfg, data, learner, cycle, lab, rec["selected"], out_dir)
@@ -286,6 +292,25 @@ def _save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray
     np.savez_compressed(buf, pool_index=keep, z=z, y=data.y_pool[keep_t].cpu().numpy(), status=status[keep])
     path = out_dir / "latent" / f"cycle{cycle:02d}.npz"
     results.atomic_write_bytes(path, buf.getvalue())
+
+
+def _prediction_spread(ctx: Context) -> dict:
+    """How spread the task model's predictions y' are on unlabelled vs labelled points.
+
+    ``pred_entropy_*``: mean entropy (nats) of q(y|x); ``pred_class_share_unlabelled``:
+    share of candidates predicted as each class. The study explains the
+    discriminator-only result by the adversarial term equalising y'; these
+    numbers let a notebook test that instead of restating it.
+    """
+    from .strategies.uncertainty import entropy_of
+
+    pu, pl = ctx.proba(), ctx.labelled_proba()
+    share = torch.bincount(pu.argmax(1), minlength=ctx.num_classes).float() / max(len(pu), 1)
+    return {
+        "pred_entropy_unlabelled": entropy_of(pu).mean().item(),
+        "pred_entropy_labelled": entropy_of(pl).mean().item(),
+        "pred_class_share_unlabelled": share.cpu().tolist(),
+    }
 
 
 def _diagnostics(ctx: Context, selected: np.ndarray, y_sel: torch.Tensor) -> dict | None:

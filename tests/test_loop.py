@@ -106,3 +106,17 @@ def test_same_seed_same_selection_different_seed_differs(data):
     c = run(cfg(cycles=1, seed=5), data=data, progress=False)[0]
     assert a["selected"] == b["selected"] and a["test_acc"] == b["test_acc"]
     assert a["selected"] != c["selected"]
+
+
+def test_stopping_rule_stops_and_is_recorded(data, tmp_path):
+    from alkit.learners import LEARNERS
+
+    lp = dict(LEARNERS["vaal"].test_params)
+    stop = cfg(learner="vaal", strategy="vaal", learner_params=lp, stop_disc_acc=1.0)  # any accuracy <= 1.0 stops
+    recs = run(stop, tmp_path / "s", data=data, progress=False)
+    assert len(recs) == 1 and recs[0]["stopped"] and "can no longer tell" in recs[0]["stop_reason"]
+    assert recs[0]["selected"] is None and 0.0 <= recs[0]["disc_acc_heldout"] <= 1.0
+    assert run(stop, tmp_path / "s", data=data, progress=False) == recs  # a stopped run counts as finished
+    never = cfg(learner="vaal", strategy="vaal", learner_params=lp, stop_disc_acc=-1.0)
+    recs = run(never, data=data, progress=False)
+    assert len(recs) == 3 and not any(r["stopped"] for r in recs)

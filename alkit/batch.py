@@ -1,0 +1,79 @@
+"""Run every notebook of a profile through papermill, with a per-notebook timeout and a runtime summary.
+
+``python -m alkit.batch --profile smoke`` executes ``notebooks/NN_*.ipynb`` with
+``params/smoke/NN_*.yaml`` *in place* (the committed notebooks carry the smoke
+outputs); any other profile writes executed copies to ``notebooks/<profile>/``.
+Each notebook runs in its own papermill process, so a timeout or crash in one
+does not stop the others; finished experiments inside it are kept on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def notebooks_for(profile: str, root: Path = ROOT, only: list[str] | None = None) -> list[tuple[Path, Path]]:
+    """(notebook, params file) pairs of a profile, in notebook order; missing params are an error."""
+    pairs = []
+    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        if only and not any(nb.stem.startswith(o) for o in only):
+            continue
+        params = root / "params" / profile / f"{nb.stem}.yaml"
+        if not params.exists():
+            raise FileNotFoundError(f"no parameters for {nb.name} in profile {profile!r}: expected {params}")
+        pairs.append((nb, params))
+    if not pairs:
+        raise FileNotFoundError(f"no notebooks found under {root / 'notebooks'}" + (f" matching {only}" if only else ""))
+    return pairs
+
+
+def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float, root: Path = ROOT) -> dict:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-f", str(params), "-p", "profile", profile,
+           "--cwd", str(root), "--no-progress-bar", "--log-level", "WARNING"]
+    env = dict(os.environ, ALKIT_QUIET="1", PYTHONUNBUFFERED="1")
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        status = "ok" if proc.returncode == 0 else "failed"
+        tail = (proc.stdout + proc.stderr)[-3000:] if proc.returncode else ""
+    except subprocess.TimeoutExpired:
+        status, tail = "timeout", f"killed after {timeout:.0f} s"
+    return {"notebook": nb.name, "status": status, "seconds": round(time.perf_counter() - t, 1), "log_tail": tail}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m alkit.batch", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 02 03")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default: 900 smoke, 14400 otherwise)")
+    args = ap.parse_args(argv)
+    timeout = args.timeout or (900 if args.profile == "smoke" else 4 * 3600)
+    summary = []
+    for nb, params in notebooks_for(args.profile, only=args.only):
+        out = nb if args.profile == "smoke" else ROOT / "notebooks" / args.profile / nb.name
+        print(f"[{args.profile}] {nb.name} ...", flush=True)
+        row = run_notebook(nb, params, out, args.profile, timeout)
+        print(f"[{args.profile}] {nb.name}: {row['status']} in {row['seconds']:.1f} s", flush=True)
+        if row["log_tail"]:
+            print(row["log_tail"], file=sys.stderr)
+        summary.append(row)
+    report = ROOT / "figures" / args.profile / "runtimes.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps([{k: v for k, v in r.items() if k != "log_tail"} for r in summary], indent=2) + "\n")
+    print("\nnotebook                              status   seconds")
+    for r in summary:
+        print(f"{r['notebook']:<37} {r['status']:<8} {r['seconds']:>7.1f}")
+    print(f"{'total':<37} {'':<8} {sum(r['seconds'] for r in summary):>7.1f}   (written to {report.relative_to(ROOT)})")
+    return 0 if all(r["status"] == "ok" for r in summary) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
