@@ -59,9 +59,14 @@ def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm") -> list[dic
     ]
 
 
-def paired_difference(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by: str = "arm") -> dict:
-    """Mean of ``y[a] - y[b]`` over matching (seed, cycle) pairs, with wins/losses and the pair count."""
-    rows = list(rows)
+def paired_difference(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by: str = "arm",
+                      min_cycle: int = 0) -> dict:
+    """Mean of ``y[a] - y[b]`` over matching (seed, cycle) pairs, with wins/losses and the pair count.
+
+    ``min_cycle=1`` compares only cycles after the first acquisition (cycle 0
+    is trained on the same initial set in every arm).
+    """
+    rows = [r for r in rows if r["cycle"] >= min_cycle and r.get(y) is not None]
     left = {(r["seed"], r["cycle"]): r[y] for r in rows if r.get(by) == a}
     right = {(r["seed"], r["cycle"]): r[y] for r in rows if r.get(by) == b}
     keys = sorted(set(left) & set(right))
@@ -116,7 +121,7 @@ def class_coverage(rows: Iterable[dict], classes: Iterable[int]) -> dict:
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A Markdown table: ``columns`` = [(key, header, format spec)]."""
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"
-    rule = "|" + "|".join("---:" for _ in columns) + "|"
+    rule = "|" + "|".join(":---" if f == "s" else "---:" for _, _, f in columns) + "|"
     body = ["| " + " | ".join(format(r[k], f) if r.get(k) is not None else "–" for k, _, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
 
@@ -218,3 +223,28 @@ def norm_comparison(exp, arm: str = "norm_approx", seed: int | None = None, cycl
               "approx_seconds": raw["seconds_approx"], "spearman": raw["spearman"], "overlap": raw["top_overlap"]}
     results.write_json(cache, {"key": key, "result": result, "raw": raw})
     return result
+
+
+def latent_summary(exp, arm: str, seed: int, cycle: int, umap_map: dict) -> dict:
+    """Numbers behind a UMAP figure: how class-organised the map is, and where the selected batch lies.
+
+    ``knn_purity``: share of points whose 10 nearest neighbours on the 2-D map
+    vote for their true class. ``selected_classes``: classes present in the
+    batch selected at this cycle. ``selected_to_labelled``: mean latent (not
+    map) distance from a selected point to its nearest labelled point, divided
+    by the same for the unlabelled sample.
+    """
+    import torch
+    from sklearn.neighbors import KNeighborsClassifier
+
+    xy, y, status = umap_map["xy"], umap_map["y"], umap_map["status"]
+    knn = KNeighborsClassifier(n_neighbors=11).fit(xy, y)
+    neigh = knn.kneighbors(xy, return_distance=False)[:, 1:]  # drop the point itself
+    votes = np.array([np.bincount(y[n], minlength=10).argmax() for n in neigh])
+    with np.load(exp.run_dir(arm, seed) / "latent" / f"cycle{cycle:02d}.npz") as f:
+        z = torch.as_tensor(f["z"].astype(np.float32))
+    lab = z[torch.as_tensor(status == 1)]
+    near = lambda pts: torch.cdist(pts, lab).min(1).values.mean().item() if len(pts) and len(lab) else float("nan")
+    sel, unl = z[torch.as_tensor(status == 2)], z[torch.as_tensor(status == 0)]
+    return {"knn_purity": float((votes == y).mean()), "selected_classes": int(np.unique(y[status == 2]).size),
+            "selected_to_labelled": near(sel) / near(unl) if len(sel) else float("nan")}

@@ -11,6 +11,10 @@ def setup() -> Path:
 
     Works from Jupyter (cwd = notebooks/), papermill (``--cwd`` root) and nbval alike.
     """
+    import warnings
+
+    # umap/pynndescent import tqdm.auto, which warns when ipywidgets is absent; bars are off anyway
+    warnings.filterwarnings("ignore", message="IProgress not found")
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").exists() and (folder / "alkit").is_dir():

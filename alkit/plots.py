@@ -50,12 +50,16 @@ def save(fig: go.Figure, stem: str | Path, width: int = 900, height: int = 500, 
     paths.append(stem.with_suffix(".html"))
     png = None
     if static:
+        import warnings
+
         import plotly.io as pio
 
         _start_kaleido()
-        png = pio.to_image(fig, format="png", width=width, height=height, scale=1.5)
+        with warnings.catch_warnings():  # plotly warns that kaleido's server ignores per-call options
+            warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+            png = pio.to_image(fig, format="png", width=width, height=height, scale=1.5)
+            svg = pio.to_image(fig, format="svg", width=width, height=height)
         atomic_write_bytes(stem.with_suffix(".png"), png)
-        svg = pio.to_image(fig, format="svg", width=width, height=height)
         atomic_write_bytes(stem.with_suffix(".svg"), svg)
         paths += [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     return {"png": png, "paths": [str(p) for p in paths]}
@@ -103,7 +107,7 @@ def curves(
         m = np.array([r["mean"] for r in rs]) * scale
         s = np.array([r["std"] for r in rs]) * scale
         c = _color(i)
-        fig.add_trace(go.Scatter(x=xs + xs[::-1], y=list(m + s) + list((m - s)[::-1]), fill="toself",
+        fig.add_trace(go.Scatter(x=xs + xs[::-1], y=list(m + s) + list((m - s)[::-1]), fill="toself", mode="lines",
                                  fillcolor=_rgba(c, 0.15), line=dict(width=0), hoverinfo="skip",
                                  showlegend=False, legendgroup=str(arm)))
         fig.add_trace(go.Scatter(
@@ -198,11 +202,11 @@ def image_grid(images: np.ndarray, ncols: int, title: str, row_labels: Iterable[
     images = np.asarray(images, float)
     n, h, w = images.shape
     nrows = int(np.ceil(n / ncols))
-    mosaic = np.ones((nrows * (h + 2), ncols * (w + 2)))
+    mosaic = np.full((nrows * (h + 2), ncols * (w + 2)), 0.5)  # grey gutters between images
     for k in range(n):
         r, c = divmod(k, ncols)
         mosaic[r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = images[k]
-    fig = go.Figure(go.Heatmap(z=mosaic, colorscale="gray_r", reversescale=False, showscale=False,
+    fig = go.Figure(go.Heatmap(z=mosaic, colorscale="gray", showscale=False,
                                hoverinfo="skip", zmin=0, zmax=1))
     fig.update_layout(title=title, **LAYOUT)
     fig.update_xaxes(visible=False)

@@ -7,7 +7,7 @@ import sys
 
 def progress_bar(iterable, *, disable: bool = False, **kwargs):
     """``tqdm(iterable)``, disabled when asked, when not on a terminal, or when ``ALKIT_QUIET`` is set."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: notebook widgets need ipywidgets, which alkit does not require
 
     quiet = disable or bool(os.environ.get("ALKIT_QUIET")) or not _interactive()
     return tqdm(iterable, disable=quiet, **kwargs)

@@ -1,0 +1,114 @@
+"""What a trained generative learner looks like: reconstructions, samples and UMAP maps of its latent space.
+
+Computed once from a run's saved files (``learners/cycleNN.pt``, ``latent/cycleNN.npz``)
+and cached beside them as ``.npz``, so a notebook redraws its figures without a model,
+the data, or a UMAP fit.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models import M2, VAE
+from .results import atomic_write_bytes
+
+
+def _module(learner, kind: type) -> torch.nn.Module | None:
+    for value in vars(learner).values():
+        if isinstance(value, kind):
+            return value
+    return None
+
+
+@torch.no_grad()
+def reconstruct(learner, x: torch.Tensor) -> np.ndarray:
+    """(N, 28, 28) Bernoulli means of p(x|z) at z = the encoder mean (M2: with y = argmax q(y|x))."""
+    vae, m2 = _module(learner, VAE), _module(learner, M2)
+    if m2 is not None:
+        m2.eval()
+        mu, proba = m2.latent(x)
+        y = torch.nn.functional.one_hot(proba.argmax(1), m2.num_classes).to(x.dtype)
+        out = m2.decode(mu, y)
+    elif vae is not None and not vae.cond_dim:
+        vae.eval()
+        out = vae.decode(vae.encode(x)[0])
+    else:
+        raise TypeError(f"learner {getattr(learner, 'name', learner)!r} has no plain VAE or M2 to reconstruct with")
+    return torch.sigmoid(out)[:, 0].cpu().numpy()
+
+
+@torch.no_grad()
+def sample(learner, per_class: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Images decoded from z ~ N(0, I). M2: ``per_class`` samples for each class y (rows = classes).
+
+    Returns (N, 28, 28) Bernoulli means and one label per row of ``per_class`` images.
+    """
+    vae, m2 = _module(learner, VAE), _module(learner, M2)
+    g = torch.Generator().manual_seed(seed)
+    if m2 is not None:
+        m2.eval()
+        c = m2.num_classes
+        z = torch.randn(c * per_class, m2.latent_dim, generator=g).to(next(m2.parameters()).device)
+        y = torch.eye(c, device=z.device).repeat_interleave(per_class, 0)  # rows: class 0 x per_class, ...
+        return torch.sigmoid(m2.decode(z, y))[:, 0].cpu().numpy(), [f"y={k}" for k in range(c)]
+    if vae is not None and not vae.cond_dim:
+        vae.eval()
+        z = torch.randn(per_class * 10, vae.latent_dim, generator=g).to(next(vae.parameters()).device)
+        return torch.sigmoid(vae.decode(z))[:, 0].cpu().numpy(), [""] * 10
+    raise TypeError(f"learner {getattr(learner, 'name', learner)!r} has no plain VAE or M2 to sample from")
+
+
+def _cached(path: Path, compute) -> dict:
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    arrays = compute()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return arrays
+
+
+def generative_views(exp, arm: str, seed: int, cycle: int, examples: int = 16, per_class: int = 8) -> dict:
+    """Originals, reconstructions and samples of the learner saved for ``cycle``; cached as ``views/cycleNN.npz``.
+
+    The originals are the first ``examples`` test images of the run's data
+    split (loaded only when the cache is missing). Needs ``save_learner: true``.
+    """
+    from .loop import _load_data
+
+    run_dir = exp.run_dir(arm, seed)
+
+    def compute():
+        x_examples = _load_data(exp.config(arm, seed), torch.device("cpu")).x_test[:examples]
+        learner = torch.load(run_dir / "learners" / f"cycle{cycle:02d}.pt", weights_only=False, map_location="cpu")
+        learner.device = torch.device("cpu")
+        samples, row_labels = sample(learner, per_class, seed)
+        return {"original": x_examples[:, 0].cpu().numpy(), "reconstruction": reconstruct(learner, x_examples.cpu()),
+                "samples": samples, "sample_rows": np.array(row_labels)}
+
+    return _cached(run_dir / "views" / f"cycle{cycle:02d}.npz", compute)
+
+
+def umap_map(exp, arm: str, seed: int, cycle: int, n_neighbors: int = 15, min_dist: float = 0.1) -> dict:
+    """2-D UMAP of the latent codes saved for ``cycle``; cached as ``latent/umap_cycleNN.npz``.
+
+    Returns ``xy`` (N, 2), ``y`` (N,), ``status`` (N,: 0 unlabelled, 1 labelled,
+    2 just selected) and ``pool_index`` (N,). UMAP is fitted with a fixed
+    ``random_state`` (single-threaded, so the map is reproducible).
+    """
+    run_dir = exp.run_dir(arm, seed)
+    src = run_dir / "latent" / f"cycle{cycle:02d}.npz"
+
+    def compute():
+        import umap
+
+        with np.load(src) as f:
+            z, y, status, idx = f["z"].astype(np.float32), f["y"], f["status"], f["pool_index"]
+        xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1).fit_transform(z)
+        return {"xy": xy.astype(np.float32), "y": y, "status": status, "pool_index": idx}
+
+    return _cached(run_dir / "latent" / f"umap_cycle{cycle:02d}.npz", compute)
