@@ -153,7 +153,7 @@ class VAE(nn.Module):
     conditioning vector (TA-VAAL feeds the predicted loss to the decoder, cond_dim=1).
     ``decode`` returns Bernoulli logits (see :class:`ConvDecoder`).
 
-    Parameters (d=32): width 64 -> 1,252,225 (cond_dim=1: 1,256,321); width 8 -> 37,201.
+    Parameters (d=32): width 64 -> 1,252,673 (cond_dim=1: 1,256,769); width 8 -> 63,457.
     """
 
     def __init__(self, latent_dim: int = 32, width: int = 64, cond_dim: int = 0):
@@ -195,8 +195,8 @@ class M2(nn.Module):
     - p(x|y,z): :class:`ConvDecoder` on ``[z, y]``, Bernoulli logits;
     - priors p(z) = N(0, I), p(y) = uniform over C.
 
-    Parameters (d=32, C=10, width 64, hidden 256, small classifier): 2,433,642 of which the
-    classifier 421,642; width 8, hidden 32, small classifier: 446,642.
+    Parameters (d=32, C=10, width 64, hidden 256, small classifier): 2,521,099 of which the
+    classifier 421,834; width 8, hidden 32, small classifier: 476,427.
     """
 
     def __init__(
@@ -311,7 +311,7 @@ class LossPredictor(nn.Module):
     Each tap of :func:`classifier_taps` is global-average-pooled (feature maps) and
     mapped by ``Linear -> ReLU`` to ``interm_dim``; the concatenation goes through
     one linear layer to the predicted loss (B,), an unnormalised ranking score.
-    Parameters (small classifier, interm 128): 29,185.
+    Parameters (interm 128): small classifier 29,441; large 189,441.
     """
 
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128), interm_dim: int = 128):

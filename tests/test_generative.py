@@ -135,6 +135,15 @@ def test_warm_start_loads_previous_weights(small_data):
     assert cold.fit(small_data, seed=1)["warm_started"] is False
 
 
+def test_vaal_task_model_is_the_classifier_learner(small_data):
+    """VAAL's task classifier is trained exactly as the ``classifier`` baseline: same seed, same predictions."""
+    vaal = make_learner("vaal", {**LEARNERS["vaal"].test_params, "classifier_epochs": 2}, 3, "cpu")
+    vaal.fit(small_data, seed=4)
+    base = make_learner("classifier", {"epochs": 2, "batch_size": 32}, 3, "cpu")
+    base.fit(small_data, seed=4)
+    torch.testing.assert_close(vaal.predict_proba(small_data.x_val), base.predict_proba(small_data.x_val))
+
+
 def test_params_defaults_follow_vaal_and_reject_bad_values():
     p = make_learner("vaal", None, 10, "cpu").params
     assert (p.batch_size, p.lr_vae, p.lr_disc, p.beta, p.adversary_weight, p.latent_dim) == (128, 5e-4, 5e-4, 1.0, 1.0, 32)

@@ -124,7 +124,7 @@ class VAALParams:
     lr_disc: float = 5e-4
     likelihood: str = "bernoulli"  # or "gaussian" (fixed sigma 0.1); VAAL used MSE
     disc_holdout: float = 0.1  # fraction of labelled (and as many unlabelled) held out for disc_acc_heldout
-    warm_start: bool = False  # start from the previous cycle's weights
+    warm_start: bool = False  # VAE and discriminator start from the previous cycle's (the task classifier never does)
     # the task classifier, trained exactly like the `classifier` learner (Adam, best validation epoch);
     # VAAL's VGG16 with SGD 0.01 does not fit 28x28 images, and equal training keeps baselines comparable
     classifier_size: str = "small"
@@ -175,7 +175,7 @@ class M2Params:
     vae_steps: int = 1  # M2 steps per iteration
     lr: float = 5e-4  # Adam on all of M2 (VAAL's VAE learning rate)
     likelihood: str = "bernoulli"
-    warm_start: bool = False
+    warm_start: bool = False  # M2 (its classifier included) and discriminator start from the previous cycle's
 
     def __post_init__(self):
         _check_common(self)
