@@ -1,23 +1,23 @@
 """Generative learners: VAAL, M2, M2-VAAL, M2 + discriminator, TA-VAAL.
 
-=========  ==========================================  ================================================
-learner    trained each cycle                          discriminator input (what sampling sees)
-=========  ==========================================  ================================================
-``vaal``   task classifier (labelled only, like the    VAE mean ``mu`` (d)
-           ``classifier`` learner); beta-VAE on
-           labelled + unlabelled with the adversarial
-           loss; discriminator labelled=1/unlabelled=0
-``m2_vaal`` M2 (its q(y|x) is the task model) with      ``[mu(x, argmax q(y|x)), q(y|x)]`` (d + C)
-           the adversarial loss on its encoder
-``m2_disc`` the same M2 without the adversarial term;    same as ``m2_vaal``
-           discriminator trained alongside, for
-           sampling only
-``m2``     plain M2 (Kingma et al. 2014), no           none (``predict_proba`` and ``embed`` only)
-           discriminator
-``tavaal`` classifier + loss predictor (ranking loss),  ``[mu, predicted loss]`` (d + 1); the decoder
-           then beta-VAE + discriminator (Kim et al.    also gets ``sigmoid(predicted loss)``
-           2021, https://arxiv.org/abs/2002.04709)
-=========  ==========================================  ================================================
+===========  ==========================================  ==============================================
+learner      trained each cycle                          discriminator input (what sampling sees)
+===========  ==========================================  ==============================================
+``vaal``     task classifier (labelled only, like the    VAE mean ``mu`` (d)
+             ``classifier`` learner); beta-VAE on
+             labelled + unlabelled with the adversarial
+             loss; discriminator labelled=1/unlabelled=0
+``m2_vaal``  M2 (its q(y|x) is the task model) with      ``[mu(x, argmax q(y|x)), q(y|x)]`` (d + C)
+             the adversarial loss on its encoder
+``m2_disc``  the same M2 without the adversarial term;   same as ``m2_vaal``
+             discriminator trained alongside, for
+             sampling only
+``m2``       plain M2 (Kingma et al. 2014), no           none (``predict_proba`` and ``embed`` only)
+             discriminator
+``tavaal``   classifier + loss predictor (ranking loss), ``[mu, predicted loss]`` (d + 1); the
+             then beta-VAE + discriminator (Kim et al.   decoder also gets ``sigmoid(predicted loss)``
+             2021, https://arxiv.org/abs/2002.04709)
+===========  ==========================================  ==============================================
 
 Training schedule (VAAL's ``solver.py``): one *iteration* takes ``vae_steps``
 VAE/M2 steps, each on a fresh labelled batch and a fresh unlabelled batch
