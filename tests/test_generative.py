@@ -117,6 +117,9 @@ def test_fit_with_test_params_is_finite_and_fulfils_capabilities(name, small_dat
         assert not (isinstance(v, float) and math.isnan(v)), k
     proba = learner.predict_proba(small_data.x_val)
     torch.testing.assert_close(proba.sum(1), torch.ones(len(small_data.x_val)))
+    mc = learner.mc_proba(small_data.x_val[:5], 3)
+    assert mc.shape == (3, 5, 3) and torch.isfinite(mc).all()
+    torch.testing.assert_close(learner.predict_proba(small_data.x_val[:5]), proba[:5])  # eval mode restored
     z = learner.embed(small_data.x_unlabelled[:7])
     assert z.shape == (7, 4) and torch.isfinite(z).all()
     buf = io.BytesIO()
@@ -172,7 +175,7 @@ def test_params_defaults_follow_vaal_and_reject_bad_values():
 def test_capabilities():
     for name in WITH_DISC:
         assert {"proba", "embed", "labelled_prob"} <= LEARNERS[name].capabilities()
-    assert LEARNERS["m2"].capabilities() == {"proba", "embed"}
+    assert LEARNERS["m2"].capabilities() == {"proba", "embed", "mc_proba"}  # BALD on M2's classifier
     assert get_strategy("vaal").needs == ("labelled_prob",)
 
 

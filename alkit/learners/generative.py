@@ -12,7 +12,7 @@ learner      trained each cycle                          discriminator input (wh
 ``m2_disc``  the same M2 without the adversarial term;   same as ``m2_vaal``
              discriminator trained alongside, for
              sampling only
-``m2``       plain M2 (Kingma et al. 2014), no           none (``predict_proba`` and ``embed`` only)
+``m2``       plain M2 (Kingma et al. 2014), no           none (``predict_proba``, ``mc_proba``, ``embed``)
              discriminator
 ``tavaal``   classifier + loss predictor (ranking loss), ``[mu, predicted loss]`` (d + 1); the
              then beta-VAE + discriminator (Kim et al.   decoder also gets ``sigmoid(predicted loss)``
@@ -247,6 +247,19 @@ def heldout_scores(logits_labelled: torch.Tensor, logits_unlabelled: torch.Tenso
     return {"disc_acc_heldout": acc.item(), "disc_auc_heldout": auc.item()}
 
 
+@torch.no_grad()
+def mc_dropout_proba(model: torch.nn.Module, x: torch.Tensor, samples: int) -> torch.Tensor:
+    """(T, N, C) softmax outputs of ``model`` with dropout active and BatchNorm in eval mode (MC dropout)."""
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.train()
+    try:
+        return torch.stack([batched(lambda b: model(b).softmax(1), x) for _ in range(samples)])
+    finally:
+        model.eval()
+
+
 class _EpochMeans:
     """Per-epoch running sums of loss tensors on device; one host sync per epoch."""
 
@@ -450,6 +463,10 @@ class VAALLearner(_DiscriminatorLearner):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         self.classifier.eval()
         return batched(lambda b: self.classifier(b).softmax(1), x)
+
+    def mc_proba(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        """(T, N, C) MC-dropout outputs of the task classifier (BALD)."""
+        return mc_dropout_proba(self.classifier, x, samples)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -690,6 +707,10 @@ class _M2Base:
         self.task.eval()
         return batched(lambda b: self.task(b).softmax(1), x)
 
+    def mc_proba(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        """(T, N, C) MC-dropout outputs of the best-validation q(y|x) (BALD on M2's classifier)."""
+        return mc_dropout_proba(self.task, x, samples)
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d) mean of q(z | x, y = one-hot(argmax q(y|x))) under the final M2 (see :meth:`M2.latent`)."""
@@ -699,7 +720,7 @@ class _M2Base:
 
 @register_learner
 class M2Learner(_M2Base, Learner):
-    """Plain M2 semi-supervised VAE: ``predict_proba`` (its classifier) and ``embed`` (its latent) only."""
+    """Plain M2 semi-supervised VAE: ``predict_proba`` and ``mc_proba`` (its classifier), ``embed`` (its latent)."""
 
     name = "m2"
     Params = M2Params
