@@ -7,7 +7,7 @@ no DataLoader, no per-item Python work.
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -117,3 +117,25 @@ def fit_classifier(
         model.load_state_dict(best_state)
     model.eval()
     return {"train_loss": train_loss, "val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": epoch + 1}
+
+
+@torch.no_grad()
+def mc_dropout_proba(model: torch.nn.Module, x: torch.Tensor, samples: int) -> torch.Tensor:
+    """(T, N, C) softmax outputs of ``model`` with dropout active and BatchNorm in eval mode (MC dropout)."""
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.train()
+    try:
+        return torch.stack([batched(lambda b: model(b).softmax(1), x) for _ in range(samples)])
+    finally:
+        model.eval()
+
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Apply ``fn`` over ``x`` in chunks of ``batch_size`` rows and concatenate."""
+    if len(x) == 0:
+        return fn(x[:1])[:0]
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -21,11 +21,12 @@ learners that have it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from ..config import ConfigError, from_dict
+from ..train import batched  # noqa: F401  (re-exported for learners)
 
 
 class CapabilityError(TypeError):
@@ -109,11 +110,3 @@ def make_learner(name: str, params: dict | None, num_classes: int, device) -> Le
     cls = LEARNERS[name]
     p = from_dict(cls.Params, params or {}, where=f"learner_params[{name}]") if cls.Params else None
     return cls(p, num_classes, device)
-
-
-@torch.no_grad()
-def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """Apply ``fn`` over ``x`` in chunks of ``batch_size`` rows and concatenate."""
-    if len(x) == 0:
-        return fn(x[:1])[:0]
-    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import Classifier, count_parameters
-from ..train import fit_classifier, seed_everything
+from ..train import fit_classifier, mc_dropout_proba, seed_everything
 from .base import Learner, TrainData, batched, register_learner
 
 
@@ -58,14 +58,6 @@ class ClassifierLearner(Learner):
         self.model.eval()
         return batched(self.model.penultimate, x)
 
-    @torch.no_grad()
     def mc_proba(self, x: torch.Tensor, samples: int) -> torch.Tensor:
         """(T, N, C) softmax outputs with dropout active (BatchNorm stays in eval mode)."""
-        self.model.eval()
-        for m in self.model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.train()
-        try:
-            return torch.stack([batched(lambda b: self.model(b).softmax(1), x) for _ in range(samples)])
-        finally:
-            self.model.eval()
+        return mc_dropout_proba(self.model, x, samples)

@@ -69,7 +69,7 @@ from ..losses import (
 )
 from ..models import M2, VAE, Classifier, Discriminator, LossPredictor, classifier_taps, count_parameters
 from ..progress import progress_bar
-from ..train import accuracy, endless_batches, epoch_batches, fit_classifier, generator, seed_everything
+from ..train import accuracy, endless_batches, epoch_batches, fit_classifier, generator, mc_dropout_proba, seed_everything
 from .base import Learner, TrainData, batched, register_learner
 
 # ---------------------------------------------------------------------------------------------
@@ -245,19 +245,6 @@ def heldout_scores(logits_labelled: torch.Tensor, logits_unlabelled: torch.Tenso
         auc += (diff > 0).double().sum() + 0.5 * (diff == 0).double().sum()
     auc /= max(len(logits_labelled) * len(logits_unlabelled), 1)
     return {"disc_acc_heldout": acc.item(), "disc_auc_heldout": auc.item()}
-
-
-@torch.no_grad()
-def mc_dropout_proba(model: torch.nn.Module, x: torch.Tensor, samples: int) -> torch.Tensor:
-    """(T, N, C) softmax outputs of ``model`` with dropout active and BatchNorm in eval mode (MC dropout)."""
-    model.eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.train()
-    try:
-        return torch.stack([batched(lambda b: model(b).softmax(1), x) for _ in range(samples)])
-    finally:
-        model.eval()
 
 
 class _EpochMeans:
