@@ -120,3 +120,15 @@ def test_stopping_rule_stops_and_is_recorded(data, tmp_path):
     never = cfg(learner="vaal", strategy="vaal", learner_params=lp, stop_disc_acc=-1.0)
     recs = run(never, data=data, progress=False)
     assert len(recs) == 3 and not any(r["stopped"] for r in recs)
+
+
+def test_two_cycle_end_to_end_on_real_fashion_mnist(fmnist_small, tmp_path):
+    """Real images, real training: 2 cycles of least confidence from 100 random labels."""
+    c = cfg(initial=InitialSet("random", 100), budget=100, cycles=2, learner_params={"epochs": 5, "batch_size": 32})
+    recs = run(c, tmp_path / "real", data=fmnist_small, progress=False)
+    assert [r["n_labelled"] for r in recs] == [100, 200, 300]
+    assert all(np.isfinite(r["train_loss"]) for r in recs)
+    assert recs[-1]["test_acc"] > 0.6, "a CNN on 300 Fashion-MNIST labels should beat 60 % (chance is 10 %)"
+    assert recs[0]["diagnostics"]["misclassified_fraction"] > 1 - recs[0]["test_acc"], \
+        "least confidence should pick points the model gets wrong more often than average"
+    assert load_results(tmp_path)[-1]["test_acc"] == recs[-1]["test_acc"]
