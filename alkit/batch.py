@@ -49,6 +49,16 @@ def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float
     return {"notebook": nb.name, "status": status, "seconds": round(time.perf_counter() - t, 1), "log_tail": tail}
 
 
+def _merge_runtimes(report: Path, new: list[dict]) -> list[dict]:
+    """Write ``new`` rows into ``report``, keeping the rows of notebooks not rerun (``--only``)."""
+    old = json.loads(report.read_text()) if report.exists() else []
+    fresh = {r["notebook"] for r in new}
+    rows = sorted([r for r in old if r.get("notebook") not in fresh] + new, key=lambda r: r["notebook"])
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m alkit.batch", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="smoke")
@@ -66,12 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             print(row["log_tail"], file=sys.stderr)
         summary.append(row)
     report = ROOT / "figures" / args.profile / "runtimes.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps([{k: v for k, v in r.items() if k != "log_tail"} for r in summary], indent=2) + "\n")
+    rows = _merge_runtimes(report, [{k: v for k, v in r.items() if k != "log_tail"} for r in summary])
     print("\nnotebook                              status   seconds")
-    for r in summary:
+    for r in rows:
         print(f"{r['notebook']:<37} {r['status']:<8} {r['seconds']:>7.1f}")
-    print(f"{'total':<37} {'':<8} {sum(r['seconds'] for r in summary):>7.1f}   (written to {report.relative_to(ROOT)})")
+    print(f"{'total':<37} {'':<8} {sum(r['seconds'] for r in rows):>7.1f}   (written to {report.relative_to(ROOT)})")
     return 0 if all(r["status"] == "ok" for r in summary) else 1
 
 

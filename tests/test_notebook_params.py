@@ -1,0 +1,31 @@
+"""Each notebook's own parameters cell holds the smoke profile, so opening it in Jupyter runs `smoke`."""
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+
+
+def test_every_notebook_has_both_profiles():
+    assert len(NOTEBOOKS) == 5
+    for nb in NOTEBOOKS:
+        for profile in ("smoke", "paper"):
+            assert (ROOT / "params" / profile / f"{nb.stem}.yaml").exists(), (nb.name, profile)
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_matches_smoke_yaml(nb_path):
+    nb = nbformat.read(nb_path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    defaults: dict = {}
+    exec(cells[0].source, {}, defaults)  # a cell of literals only
+    smoke = yaml.safe_load((ROOT / "params" / "smoke" / f"{nb_path.stem}.yaml").read_text())
+    assert set(smoke) <= set(defaults), f"yaml keys missing from the parameters cell: {set(smoke) - set(defaults)}"
+    for key, value in smoke.items():
+        assert defaults[key] == value, f"{nb_path.name}: parameters cell {key}={defaults[key]!r}, smoke yaml {value!r}"
+    paper = yaml.safe_load((ROOT / "params" / "paper" / f"{nb_path.stem}.yaml").read_text())
+    assert set(paper) <= set(defaults), f"paper yaml keys unknown to the notebook: {set(paper) - set(defaults)}"
