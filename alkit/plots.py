@@ -166,8 +166,8 @@ def confusion_matrices(mats: dict[str, np.ndarray], class_names: Sequence[str] =
 
 
 STATUS_NAMES = {0: "unlabelled", 1: "labelled", 2: "just selected"}
-STATUS_STYLE = {0: dict(size=4, opacity=0.35, symbol="circle"), 1: dict(size=7, opacity=0.9, symbol="diamond"),
-                2: dict(size=9, opacity=1.0, symbol="x")}
+STATUS_STYLE = {0: dict(size=5, opacity=0.45, symbol="circle"), 1: dict(size=6, opacity=0.8, symbol="diamond"),
+                2: dict(size=7, opacity=0.9, symbol="x")}
 
 
 def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION_CLASSES,
@@ -191,7 +191,8 @@ def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION
                     name=f"{class_names[c]}", legendgroup=f"c{c}", showlegend=(j == 1 and status == 0),
                     hovertemplate=f"{class_names[c]}<br>{STATUS_NAMES[status]}<br>cycle {p['cycle']}<extra></extra>",
                 ), 1, j)
-    fig.update_layout(title=title + " — ● unlabelled, ◆ labelled, ✕ just selected", **LAYOUT)
+    fig.update_layout(title=title + " — ● unlabelled, ◆ labelled, ✕ just selected", legend=dict(itemsizing="constant"),
+                      **LAYOUT)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return fig
