@@ -161,7 +161,10 @@ def diagnostics_rows(rows: Iterable[dict]) -> list[dict]:
 
 
 def diagnostics_summary(diag: list[dict], arms: list[str]) -> list[dict]:
-    """Mean of each diagnostic over cycles and seeds, per arm (None where an arm has no value)."""
+    """Mean (and ``<key>_std``, population std) of each diagnostic over cycles and seeds, per arm.
+
+    None where an arm has no value; ``batches`` counts the selected batches averaged.
+    """
     keys = ("pairwise_ratio", "to_labelled_ratio", "class_entropy", "misclassified_fraction", "mean_confidence")
     out = []
     for arm in arms:
@@ -170,6 +173,7 @@ def diagnostics_summary(diag: list[dict], arms: list[str]) -> list[dict]:
         for k in keys:
             vals = [r[k] for r in rs if r.get(k) is not None]
             row[k] = float(np.mean(vals)) if vals else None
+            row[k + "_std"] = float(np.std(vals)) if vals else None
         out.append(row)
     return out
 

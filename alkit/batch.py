@@ -39,6 +39,7 @@ def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float
     cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-f", str(params), "-p", "profile", profile,
            "--cwd", str(root), "--no-progress-bar", "--log-level", "WARNING"]
     env = dict(os.environ, ALKIT_QUIET="1", PYTHONUNBUFFERED="1")
+    started = time.time()
     t = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
@@ -46,7 +47,14 @@ def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float
         tail = (proc.stdout + proc.stderr)[-3000:] if proc.returncode else ""
     except subprocess.TimeoutExpired:
         status, tail = "timeout", f"killed after {timeout:.0f} s"
-    return {"notebook": nb.name, "status": status, "seconds": round(time.perf_counter() - t, 1), "log_tail": tail}
+    seconds = round(time.perf_counter() - t, 1)
+    return {"notebook": nb.name, "status": status, "seconds": seconds,
+            "runs_trained": _runs_written_since(root / "results" / profile / nb.stem, started), "log_tail": tail}
+
+
+def _runs_written_since(folder: Path, started: float) -> int:
+    """How many runs below ``folder`` wrote records after ``started`` (0: the notebook only redrew)."""
+    return sum(1 for p in folder.rglob("records.jsonl") if p.stat().st_mtime >= started) if folder.exists() else 0
 
 
 def _merge_runtimes(report: Path, new: list[dict]) -> list[dict]:
@@ -77,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(row)
     report = ROOT / "figures" / args.profile / "runtimes.json"
     rows = _merge_runtimes(report, [{k: v for k, v in r.items() if k != "log_tail"} for r in summary])
-    print("\nnotebook                              status   seconds")
+    print("\nnotebook                              status   seconds  runs trained")
     for r in rows:
-        print(f"{r['notebook']:<37} {r['status']:<8} {r['seconds']:>7.1f}")
+        print(f"{r['notebook']:<37} {r['status']:<8} {r['seconds']:>7.1f}  {r.get('runs_trained', '?'):>12}")
     print(f"{'total':<37} {'':<8} {sum(r['seconds'] for r in rows):>7.1f}   (written to {report.relative_to(ROOT)})")
     return 0 if all(r["status"] == "ok" for r in summary) else 1
 

@@ -20,6 +20,10 @@ from plotly.subplots import make_subplots
 from .results import atomic_write_bytes, atomic_write_text
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+# one colour per method in every figure; arms not named here take PALETTE colours by position
+ARM_COLORS = {"random": "#1f77b4", "vaal": "#d62728", "m2_vaal": "#2ca02c", "tavaal": "#9467bd", "m2_disc": "#ff7f0e",
+              "least_confidence": "#8c564b", "entropy": "#e377c2", "margin": "#bcbd22", "bald": "#17becf",
+              "coreset": "#7f7f7f", "alg1": "#393b79", "alg2": "#e6550d", "norm_approx": "#637939", "m2": "#2ca02c"}
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=60, r=20, t=60, b=50))
 
@@ -87,6 +91,11 @@ def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+def arm_color(arm: str, i: int) -> str:
+    """The fixed colour of a known method, else the ``i``-th palette colour."""
+    return ARM_COLORS.get(str(arm), _color(i))
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
@@ -106,7 +115,7 @@ def curves(
         xs = [r[x] for r in rs]
         m = np.array([r["mean"] for r in rs]) * scale
         s = np.array([r["std"] for r in rs]) * scale
-        c = _color(i)
+        c = arm_color(arm, i)
         fig.add_trace(go.Scatter(x=xs + xs[::-1], y=list(m + s) + list((m - s)[::-1]), fill="toself", mode="lines",
                                  fillcolor=_rgba(c, 0.15), line=dict(width=0), hoverinfo="skip",
                                  showlegend=False, legendgroup=str(arm)))
@@ -148,20 +157,25 @@ def class_histograms(rows: list[dict], *, arms: Sequence[str], class_names: Sequ
 
 def confusion_matrices(mats: dict[str, np.ndarray], class_names: Sequence[str] = FASHION_CLASSES,
                        title: str = "Test confusion (row-normalised)") -> go.Figure:
-    """Row-normalised confusion matrices side by side; rows are true classes."""
+    """Row-normalised confusion matrices, three per row; rows are true classes, columns predicted.
+
+    Each panel's title carries the accuracy of its (summed) counts; class names label the
+    rows of the first column and the columns of each column's lowest panel.
+    """
     names = list(mats)
     ncols = min(3, len(names))
     nrows = int(np.ceil(len(names) / ncols))
-    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=names, horizontal_spacing=0.06, vertical_spacing=0.12)
+    counts = {n: np.asarray(mats[n], float) for n in names}
+    titles = [f"{n} · acc {np.trace(m) / max(m.sum(), 1):.1%}" for n, m in counts.items()]
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1)
     for k, name in enumerate(names):
-        m = np.asarray(mats[name], float)
-        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+        m = counts[name] / np.maximum(counts[name].sum(1, keepdims=True), 1)
+        row, col = k // ncols + 1, k % ncols + 1
         fig.add_trace(go.Heatmap(z=m, x=list(class_names), y=list(class_names), zmin=0, zmax=1, coloraxis="coloraxis",
-                                 hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.2f}<extra></extra>"),
-                      k // ncols + 1, k % ncols + 1)
-    fig.update_layout(title=title, coloraxis=dict(colorscale="Viridis"), **LAYOUT)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
+                                 hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.2f}<extra></extra>"), row, col)
+        fig.update_xaxes(showticklabels=k + ncols >= len(names), tickangle=-45, row=row, col=col)
+        fig.update_yaxes(autorange="reversed", showticklabels=col == 1, row=row, col=col)
+    fig.update_layout(title=title, coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="share")), **LAYOUT)
     return fig
 
 
@@ -220,13 +234,17 @@ def image_grid(images: np.ndarray, ncols: int, title: str, row_labels: Iterable[
 
 def bars(rows: list[dict], *, x: str, y: str, err: str | None = None, title: str, ytitle: str,
          color: str | None = None) -> go.Figure:
-    """Grouped bars: one bar per row (``x`` category), optional error bars and colour groups."""
+    """Grouped bars: one bar per row (``x`` category), optional error bars and colour groups.
+
+    Without ``color`` groups each bar takes its category's method colour (:data:`ARM_COLORS`).
+    """
     fig = go.Figure()
     groups = list(dict.fromkeys(r[color] for r in rows)) if color else [None]
     for i, g in enumerate(groups):
         rs = [r for r in rows if color is None or r[color] == g]
+        colors = arm_color(g, i) if color else [arm_color(r[x], j) for j, r in enumerate(rs)]
         fig.add_trace(go.Bar(x=[r[x] for r in rs], y=[r[y] for r in rs], name=str(g) if g is not None else y,
-                             marker_color=_color(i),
+                             marker_color=colors, showlegend=bool(color),
                              error_y=dict(type="data", array=[r[err] for r in rs]) if err else None))
     fig.update_layout(title=title, yaxis_title=ytitle, barmode="group", **LAYOUT)
     return fig
