@@ -87,14 +87,20 @@ def read_records(path: str | Path) -> list[dict]:
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown`` outside git."""
+    """The current git commit, ``-dirty`` when tracked code or parameters differ from it; ``unknown`` outside git.
+
+    Changes under ``notebooks/``, ``results/`` and ``figures/`` do not count: those are
+    what a run writes (papermill executes the notebooks in place), not what produced it.
+    """
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+             *(f":(top,exclude){d}" for d in ("notebooks", "results", "figures"))],
+            cwd=cwd, capture_output=True, text=True, timeout=10,
         )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

@@ -1,0 +1,36 @@
+"""Result files: the git commit stamp and atomic writes."""
+import subprocess
+
+from alkit.results import atomic_write_text, git_commit, read_records, write_records
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_git_commit_dirty_only_for_code_not_for_run_outputs(tmp_path):
+    repo = tmp_path / "repo"
+    for d in ("alkit", "notebooks", "results", "figures"):
+        (repo / d).mkdir(parents=True)
+        (repo / d / "f.txt").write_text("a\n")
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x")
+    sha = git_commit(repo / "alkit")
+    assert len(sha) == 40 and not sha.endswith("-dirty")
+    for d in ("notebooks", "results", "figures"):  # what a run writes
+        (repo / d / "f.txt").write_text("b\n")
+    assert git_commit(repo / "alkit") == sha
+    (repo / "alkit" / "f.txt").write_text("b\n")  # the code that produced it
+    assert git_commit(repo / "alkit") == sha + "-dirty"
+    assert git_commit(tmp_path) == "unknown"  # outside any repository
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "sub" / "records.jsonl"
+    write_records(path, [{"cycle": 0, "acc": 0.5}, {"cycle": 1, "acc": float("nan")}])
+    recs = read_records(path)
+    assert [r["cycle"] for r in recs] == [0, 1]
+    atomic_write_text(path, "")
+    assert read_records(path) == []
+    assert [p.name for p in path.parent.iterdir()] == ["records.jsonl"]  # no temp files left behind
