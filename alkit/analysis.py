@@ -43,11 +43,12 @@ def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm") -> list[dic
     """Area under the budget curve per run, normalised by the label range (so it is a mean accuracy).
 
     Trapezoid rule of ``y`` over ``n_labelled`` for each (arm, seed); then mean
-    and std over seeds per arm. Runs of one arm must share their ``n_labelled``
-    grid (stopped runs are compared over the cycles they have).
+    and std over seeds per arm. Records without ``y`` are skipped. Runs of one arm
+    must share their ``n_labelled`` grid (stopped runs are compared over the
+    cycles they have).
     """
     per_run = defaultdict(list)
-    for (b, seed), rs in group(rows, by, "seed").items():
+    for (b, seed), rs in group((r for r in rows if r.get(y) is not None), by, "seed").items():
         rs = sorted(rs, key=lambda r: r["n_labelled"])
         xs = np.array([r["n_labelled"] for r in rs], float)
         ys = np.array([r[y] for r in rs], float)
@@ -72,7 +73,7 @@ def paired_difference(rows: Iterable[dict], a: str, b: str, y: str = "test_acc",
     keys = sorted(set(left) & set(right))
     d = np.array([left[k] - right[k] for k in keys], float)
     if d.size == 0:
-        return {"a": a, "b": b, "pairs": 0, "mean": float("nan"), "wins": 0, "losses": 0}
+        return {"a": a, "b": b, "pairs": 0, "mean": float("nan"), "std": float("nan"), "wins": 0, "losses": 0}
     return {"a": a, "b": b, "pairs": int(d.size), "mean": float(d.mean()), "std": float(d.std(ddof=1)) if d.size > 1 else 0.0,
             "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
 
@@ -179,14 +180,21 @@ def diagnostics_summary(diag: list[dict], arms: list[str]) -> list[dict]:
 
 
 def final_confusions(rows: Iterable[dict], arms: list[str]) -> dict[str, np.ndarray]:
-    """Test confusion matrix of each arm's last cycle, summed over seeds."""
+    """Test confusion matrix of each run's last cycle, summed over the seeds of each arm.
+
+    Each (arm, seed) run contributes its own last cycle, so a run the stopping
+    rule ended early still counts. Arms without records are left out.
+    """
+    last = {}
+    for r in rows:
+        key = (r["arm"], r["seed"])
+        if r["arm"] in arms and (key not in last or r["cycle"] > last[key]["cycle"]):
+            last[key] = r
     out = {}
     for arm in arms:
-        rs = [r for r in rows if r["arm"] == arm]
-        if not rs:
-            continue
-        last = max(r["cycle"] for r in rs)
-        out[arm] = sum(np.asarray(r["test_confusion"]) for r in rs if r["cycle"] == last)
+        mats = [np.asarray(r["test_confusion"]) for (a, _), r in sorted(last.items(), key=lambda kv: str(kv[0])) if a == arm]
+        if mats:
+            out[arm] = sum(mats)
     return out
 
 
