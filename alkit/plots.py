@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,7 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .results import atomic_write_bytes, atomic_write_text
+from .results import atomic_write_bytes
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 # one colour per method in every figure; arms not named here take PALETTE colours by position
@@ -44,14 +46,19 @@ def save(fig: go.Figure, stem: str | Path, width: int = 900, height: int = 500, 
     """Write ``stem``.png, .svg and .html; returns ``{"png": bytes, "paths": [...]}``.
 
     ``static=False`` writes only the HTML (when no Chromium is available).
-    The HTML loads plotly.js from its CDN to keep committed files small.
+    The HTML loads plotly.js from its CDN to keep committed files small. The
+    element ids plotly would draw at random (HTML div, SVG clip paths) are
+    derived from the file name, and a file whose bytes would not change is not
+    rewritten: redrawing the same results leaves a git checkout clean.
     """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    html = fig.to_html(include_plotlyjs="cdn", full_html=True)
-    atomic_write_text(stem.with_suffix(".html"), html)
-    paths.append(stem.with_suffix(".html"))
+    uid = hashlib.sha1(stem.name.encode()).hexdigest()[:6]
+    for i, trace in enumerate(fig.data):  # plotly.js would name each trace's SVG group at random
+        if trace.uid is None:
+            trace.uid = f"{uid}-{i}"
+    paths = [stem.with_suffix(".html")]
+    _write_if_changed(paths[0], fig.to_html(include_plotlyjs="cdn", full_html=True, div_id=f"alkit-{uid}").encode())
     png = None
     if static:
         import warnings
@@ -63,10 +70,23 @@ def save(fig: go.Figure, stem: str | Path, width: int = 900, height: int = 500, 
             warnings.filterwarnings("ignore", message="The kopts argument is ignored")
             png = pio.to_image(fig, format="png", width=width, height=height, scale=1.5)
             svg = pio.to_image(fig, format="svg", width=width, height=height)
-        atomic_write_bytes(stem.with_suffix(".png"), png)
-        atomic_write_bytes(stem.with_suffix(".svg"), svg)
+        _write_if_changed(stem.with_suffix(".png"), png)
+        _write_if_changed(stem.with_suffix(".svg"), _stable_svg_ids(svg, uid))
         paths += [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     return {"png": png, "paths": [str(p) for p in paths]}
+
+
+def _stable_svg_ids(svg: bytes, uid: str) -> bytes:
+    """Replace the random id plotly.js gives a graph (``defs-3fa2c1``, ``clip3fa2c1xy``, ...) by ``uid``."""
+    m = re.search(rb'id="defs-([0-9a-f]+)"', svg)
+    if not m:
+        return svg
+    return re.sub(rb"(clip|defs-|legend|#g|id=\"g)" + m.group(1), rb"\g<1>" + uid.encode(), svg)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    if not (path.exists() and path.read_bytes() == data):
+        atomic_write_bytes(path, data)
 
 
 class Shown:
