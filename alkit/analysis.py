@@ -78,6 +78,17 @@ def paired_difference(rows: Iterable[dict], a: str, b: str, y: str = "test_acc",
             "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
 
 
+def distinguishable(d: dict, z: float = 2.0) -> bool:
+    """Whether a :func:`paired_difference` is told apart from zero: ``|mean| > z * std / sqrt(pairs)``.
+
+    ``z = 2`` is a rough 95 % interval on the mean paired difference; with fewer
+    than two pairs nothing is distinguishable.
+    """
+    if d.get("pairs", 0) < 2 or not np.isfinite(d.get("mean", np.nan)):
+        return False
+    return abs(d["mean"]) > z * d["std"] / np.sqrt(d["pairs"])
+
+
 def beside_study(table: list[dict], study: dict[int, float], arm: str, by: str = "arm") -> list[dict]:
     """Rows ``{n_labelled, study, ours_mean, ours_std, diff}`` (percent) at the study's label counts.
 

@@ -1,6 +1,6 @@
 """alkit's on-device tensor pipeline versus a DataLoader pipeline fed the way the official VAAL code feeds data.
 
-    .venv/bin/python benchmarks/bench_pipeline.py --device cpu --steps 10
+    .venv/bin/python benchmarks/bench_pipeline.py --device cpu --steps 40 --full-epoch
     .venv/bin/python benchmarks/bench_pipeline.py --device cuda --steps 200 --full-epoch
 
 Both pipelines drive the SAME models and the SAME joint VAAL iteration
@@ -18,8 +18,9 @@ steps on fresh labelled + unlabelled batches, one discriminator step, batch 128.
   defaults to 0, the DataLoader default the official code uses.
 
 Reported: (a) joint training steps/s over ``--steps`` iterations (labelled =
-1000 random pool points, unlabelled = the rest); data-only batches/s (fetch and
-move to device, no model); (b) with ``--full-epoch``, one whole epoch over the
+1000 random pool points, unlabelled = the rest) and data-only batches/s (fetch
+and move to device, no model), each timed in 5 interleaved rounds per pipeline
+(median round); (b) with ``--full-epoch``, one whole epoch over the
 pool: ceil(P / 128) iterations with one VAE step each, so that their labelled
 batches cover the pool exactly once (unlabelled batches drawn alongside).
 """
@@ -127,6 +128,18 @@ def timed(n: int, fn, device: torch.device, warmup: int = 2) -> float:
     return (time.perf_counter() - t) / n
 
 
+def compare(n: int, fa, fb, device: torch.device, rounds: int = 5) -> tuple[float, float]:
+    """Seconds per call of ``fa`` and ``fb``: ``rounds`` interleaved rounds (a, b, a, b, ...) of ``n // rounds``
+    calls each, after 2 warm-up calls of each; the median round of each. Interleaving keeps drifts of the
+    machine (clock, other load) from favouring whichever pipeline runs first."""
+    k = max(1, n // rounds)
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(timed(k, fa, device))
+        tb.append(timed(k, fb, device))
+    return float(np.median(ta)), float(np.median(tb))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
@@ -182,11 +195,9 @@ def main() -> None:
 
     rows = []
     n_data = max(50, args.steps * 5)
-    t_a = timed(n_data, alkit_fetch, device)
-    t_r = timed(n_data, ref_fetch, device)
+    t_a, t_r = compare(n_data, alkit_fetch, ref_fetch, device)
     rows.append(("data only (labelled + unlabelled batch)", n_data, t_a, t_r))
-    t_a = timed(args.steps, lambda: models.iteration(alkit_fetch), device)
-    t_r = timed(args.steps, lambda: models.iteration(ref_fetch), device)
+    t_a, t_r = compare(args.steps, lambda: models.iteration(alkit_fetch), lambda: models.iteration(ref_fetch), device)
     rows.append(("(a) joint iteration", args.steps, t_a, t_r))
 
     if args.full_epoch:
