@@ -33,15 +33,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<12} {', '.join(sorted(cls.capabilities()))}")
         return 0
 
+    from .data import DataError
     from .experiment import load_experiment, run_experiment
+    from .learners.base import CapabilityError
+    from .pool import BudgetError
+    from .strategies.base import UnknownStrategyError
+    from .strategies.norm import PoolTooLargeError
 
+    user_errors = (ConfigError, BudgetError, UnknownStrategyError, CapabilityError, DataError, PoolTooLargeError,
+                   FileNotFoundError)
     try:
         for path in args.params:
             exp = load_experiment(path, results_root=args.results_root)
             if args.device:
                 exp.base["device"] = args.device
             run_experiment(exp, arms=args.arms, seeds=args.seeds, force=args.force, progress=not args.quiet)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except user_errors as exc:  # a problem with the input: its message, no traceback
+        message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
+        print("\n".join([f"error: {message}", *getattr(exc, "__notes__", [])]), file=sys.stderr)
         return 2
     return 0

@@ -95,8 +95,9 @@ def run_experiment(
             try:
                 recs = run(cfg, exp.run_dir(arm, seed), data=data_cache[key], force=force, progress=progress,
                            meta={"experiment": exp.name, "arm": arm, "profile": exp.profile})
-            except Exception as exc:
-                raise RuntimeError(f"{exp.name}: arm {arm!r} seed {seed} failed: {exc}") from exc
+            except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run
+                exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed} (finished runs and cycles are kept)")
+                raise
             if log:
                 log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
                     f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")

@@ -74,6 +74,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}  # the pool is this minus the validation split
+
+
 def validate(cfg: RunConfig) -> None:
     """Fail before any training on names, parameters and capabilities that cannot work."""
     spec = get_strategy(cfg.strategy)
@@ -85,6 +88,13 @@ def validate(cfg: RunConfig) -> None:
     elif cfg.learner_params:
         raise ConfigError(f"learner {cfg.learner!r} takes no parameters")
     make_params(spec, cfg.strategy_params)
+    pool_size = cfg.pool_size if cfg.pool_size is not None else TRAIN_SIZE.get(cfg.dataset, 0) - cfg.val_size
+    needed = cfg.initial.n + cfg.cycles * cfg.budget
+    if cfg.dataset in TRAIN_SIZE and needed > pool_size:
+        raise BudgetError(
+            f"initial {cfg.initial.n} + {cfg.cycles} cycles x budget {cfg.budget} = {needed} labels, "
+            f"but the pool has only {pool_size} points"
+        )
     missing = set(spec.needs) - cls.capabilities()
     if missing:
         good = sorted(n for n, c in LEARNERS.items() if set(spec.needs) <= c.capabilities())

@@ -1,0 +1,95 @@
+"""`python -m alkit run` (experiments without Jupyter), its errors, and the batch runner's bookkeeping."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alkit.batch import _merge_runtimes, notebooks_for
+
+ROOT = Path(__file__).resolve().parent.parent
+MICRO = ROOT / "tests" / "params" / "03_three_class_start.yaml"
+
+
+def alkit(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "alkit", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def write_yaml(path: Path, **changes) -> Path:
+    values = yaml.safe_load(MICRO.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key].update(value)
+        else:
+            values[key] = value
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.mark.slow
+def test_run_then_rerun_finds_every_run_finished(tmp_path, fmnist_dir):
+    res = tmp_path / "results"
+    first = alkit("run", str(MICRO), "--results-root", str(res), "--arms", "random", "vaal", "--quiet")
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = sorted((res / "micro" / "03_three_class_start").rglob("records.jsonl"))
+    assert [p.parent.parent.name for p in records] == ["random", "random", "vaal", "vaal"]  # 2 arms x 2 seeds
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in records}
+    again = alkit("run", str(MICRO), "--results-root", str(res), "--arms", "random", "vaal", "--quiet")
+    assert again.returncode == 0
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in records} == before  # loaded, not recomputed
+    meta = json.loads((records[0].parent / "config.json").read_text())
+    assert meta["arm"] == "random" and meta["config"]["strategy"] == "random" and meta["git_commit"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"arms": {"a": {"learner": "classifier", "strategy": "leastconfidence"}}}, ["unknown strategy 'leastconfidence'", "least_confidence"]),
+    ({"arms": {"a": {"learner": "classifier", "strategy": "vaal"}}}, ["needs ['labelled_prob']", "learners that fit"]),
+    ({"base": {"budget": 5000}}, ["budget 5000", "the pool has only 300 points"]),
+    ({"base": {"epochs": 3}}, ["epochs"]),  # a key RunConfig does not have (it belongs in learner_params)
+    ({"seed": [0]}, ["seed"]),
+], ids=["unknown-strategy", "capability", "budget", "bad-key", "bad-top-key"])
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, changes, words):
+    path = write_yaml(tmp_path / "exp.yaml", **changes)
+    out = alkit("run", str(path), "--results-root", str(tmp_path / "r"), "--quiet")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+    for w in words:
+        assert w in out.stderr
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing written
+
+
+def test_unknown_arm_and_missing_file():
+    out = alkit("run", str(MICRO), "--arms", "nope")
+    assert out.returncode == 2 and "no arm 'nope'" in out.stderr and "random" in out.stderr
+    out = alkit("run", "params/smoke/99_missing.yaml")
+    assert out.returncode == 2 and "99_missing.yaml" in out.stderr
+
+
+def test_strategies_and_learners_are_listed():
+    from alkit.strategies import STRATEGIES
+    from alkit.learners import LEARNERS
+
+    out = alkit("strategies").stdout
+    assert all(name in out for name in STRATEGIES)
+    out = alkit("learners").stdout
+    assert all(name in out for name in LEARNERS)
+
+
+def test_runtimes_merge_keeps_rows_of_notebooks_not_rerun(tmp_path):
+    report = tmp_path / "runtimes.json"
+    _merge_runtimes(report, [{"notebook": "01.ipynb", "seconds": 100.0}, {"notebook": "02.ipynb", "seconds": 90.0}])
+    rows = _merge_runtimes(report, [{"notebook": "02.ipynb", "seconds": 5.0, "runs_trained": 0}])
+    assert rows == json.loads(report.read_text())
+    assert [(r["notebook"], r["seconds"]) for r in rows] == [("01.ipynb", 100.0), ("02.ipynb", 5.0)]
+
+
+def test_batch_pairs_each_notebook_with_its_params_and_names_what_is_missing(tmp_path):
+    pairs = notebooks_for("smoke")
+    assert [nb.stem for nb, _ in pairs] == [p.stem for _, p in pairs] and len(pairs) == 5
+    assert [nb.stem for nb, _ in notebooks_for("paper", only=["03"])] == ["03_three_class_start"]
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "01_x.ipynb").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="01_x.ipynb.*profile 'smoke'"):
+        notebooks_for("smoke", root=tmp_path)
