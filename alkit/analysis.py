@@ -89,6 +89,20 @@ def distinguishable(d: dict, z: float = 2.0) -> bool:
     return abs(d["mean"]) > z * d["std"] / np.sqrt(d["pairs"])
 
 
+def heldout_noise(rows: Iterable[dict], key: str = "n_disc_heldout") -> dict:
+    """Size of the discriminator's held-out set over ``rows`` and the standard error of a chance accuracy on it.
+
+    Each cycle holds out ``n`` labelled and ``n`` unlabelled points; an accuracy
+    of 0.5 measured on those 2n points has a binomial standard error of
+    ``sqrt(0.25 / 2n)``. Returned for the smallest set: ``n_min``, ``n_max``,
+    ``se_at_chance``. Empty dict when no record has ``key``.
+    """
+    ns = [int(r[key]) for r in rows if r.get(key)]
+    if not ns:
+        return {}
+    return {"n_min": min(ns), "n_max": max(ns), "se_at_chance": float(np.sqrt(0.25 / (2 * min(ns))))}
+
+
 def beside_study(table: list[dict], study: dict[int, float], arm: str, by: str = "arm") -> list[dict]:
     """Rows ``{n_labelled, study, ours_mean, ours_std, diff}`` (percent) at the study's label counts.
 

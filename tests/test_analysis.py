@@ -523,3 +523,12 @@ def test_distinguishable_uses_the_standard_error_of_the_paired_mean():
     assert distinguishable({"pairs": 9, "mean": -0.1, "std": 0.1})  # sign does not matter
     assert not distinguishable({"pairs": 1, "mean": 0.5, "std": 0.0})  # one pair tells nothing
     assert not distinguishable({"pairs": 0, "mean": float("nan"), "std": float("nan")})
+
+
+def test_heldout_noise_is_the_binomial_standard_error_of_the_smallest_set():
+    from alkit.analysis import heldout_noise
+
+    rows = [{"n_disc_heldout": 8}, {"n_disc_heldout": 50}, {"n_disc_heldout": None}, {}]
+    # smallest set: 8 labelled + 8 unlabelled = 16 points; sqrt(0.25 / 16) = 0.125
+    assert heldout_noise(rows) == {"n_min": 8, "n_max": 50, "se_at_chance": 0.125}
+    assert heldout_noise([{}]) == {}
