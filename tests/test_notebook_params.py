@@ -29,3 +29,18 @@ def test_parameters_cell_matches_smoke_yaml(nb_path):
         assert defaults[key] == value, f"{nb_path.name}: parameters cell {key}={defaults[key]!r}, smoke yaml {value!r}"
     paper = yaml.safe_load((ROOT / "params" / "paper" / f"{nb_path.stem}.yaml").read_text())
     assert set(paper) <= set(defaults), f"paper yaml keys unknown to the notebook: {set(paper) - set(defaults)}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "params").glob("*/*.yaml")) + [ROOT / "benchmarks" / "generative_short.yaml"],
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_parameter_file_validates_before_any_training(path):
+    """Every arm of every profile builds a valid run config (names, learner params, capabilities, budget vs pool):
+    a typo in params/paper/ must fail here on CPU, not hours into a GPU job."""
+    from alkit.experiment import load_experiment
+
+    exp = load_experiment(path)
+    assert exp.profile == path.parent.name or path.parent.name == "benchmarks"
+    assert exp.name == path.stem
+    for arm in exp.arms:
+        for seed in exp.seeds:
+            exp.config(arm, seed)
