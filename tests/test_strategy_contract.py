@@ -62,3 +62,21 @@ def test_strategy_contract(strategy, data):
 
 def test_registry_is_not_empty_and_baselines_present():
     assert {"random", "least_confidence", "margin", "entropy"} <= set(STRATEGIES)
+
+
+def test_readme_example_strategy_registers_and_keeps_the_contract(data):
+    """The 'Plug in your own strategy' snippet of the README works as printed."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    snippet = next(b for b in blocks if "@register(" in b)
+    name = re.search(r'@register\("([^"]+)"', snippet).group(1)
+    assert name not in STRATEGIES
+    exec(snippet, {})
+    try:
+        assert name in STRATEGIES
+        test_strategy_contract(name, data)
+    finally:
+        STRATEGIES.pop(name, None)
