@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--device", help="override the device of every run (cpu, cuda, auto)")
     p_run.add_argument("--force", action="store_true", help="recompute finished runs")
     p_run.add_argument("--quiet", action="store_true", help="no progress bars")
+    p_run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                       help="import a module or a .py file first, e.g. one that registers your own strategy "
+                            "(repeatable)")
     sub.add_parser("strategies", help="list registered strategies")
     sub.add_parser("learners", help="list registered learners and their capabilities")
     args = parser.parse_args(argv)
@@ -41,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     from .strategies.norm import PoolTooLargeError
 
     user_errors = (ConfigError, BudgetError, UnknownStrategyError, CapabilityError, DataError, PoolTooLargeError,
-                   FileNotFoundError)
+                   FileNotFoundError, ModuleNotFoundError)
     try:
+        for module in args.imports:
+            _import(module)
         for path in args.params:
             exp = load_experiment(path, results_root=args.results_root)
             if args.device:
@@ -53,3 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join([f"error: {message}", *getattr(exc, "__notes__", [])]), file=sys.stderr)
         return 2
     return 0
+
+
+def _import(module: str) -> None:
+    """Import ``module`` (dotted name) or execute a ``.py`` file as a module, for its registrations."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    if module.endswith(".py"):
+        path = Path(module)
+        if not path.exists():
+            raise FileNotFoundError(f"--import: no file {path}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = mod
+        spec.loader.exec_module(mod)
+    else:
+        importlib.import_module(module)

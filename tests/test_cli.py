@@ -20,7 +20,7 @@ def alkit(*args, cwd=ROOT):
 def write_yaml(path: Path, **changes) -> Path:
     values = yaml.safe_load(MICRO.read_text())
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
+        if key == "base":  # merged; other keys are replaced
             values[key].update(value)
         else:
             values[key] = value
@@ -93,3 +93,19 @@ def test_batch_pairs_each_notebook_with_its_params_and_names_what_is_missing(tmp
     (tmp_path / "notebooks" / "01_x.ipynb").write_text("{}")
     with pytest.raises(FileNotFoundError, match="01_x.ipynb.*profile 'smoke'"):
         notebooks_for("smoke", root=tmp_path)
+
+
+def test_own_strategy_from_a_file_runs_through_the_cli(tmp_path, fmnist_dir):
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "@register(" in b)
+    (tmp_path / "my_strategies.py").write_text(snippet)
+    path = write_yaml(tmp_path / "exp.yaml", seeds=[0], arms={"mine": {"learner": "classifier", "strategy": "variation_ratio"}})
+    out = alkit("run", str(path), "--results-root", str(tmp_path / "r"), "--quiet")
+    assert out.returncode == 2 and "unknown strategy 'variation_ratio'" in out.stderr  # not registered without --import
+    out = alkit("run", str(path), "--import", str(tmp_path / "my_strategies.py"), "--results-root", str(tmp_path / "r"), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "r").rglob("records.jsonl"))) == 1
+    out = alkit("run", str(path), "--import", "no_such_module_xyz")
+    assert out.returncode == 2 and "no_such_module_xyz" in out.stderr
