@@ -58,10 +58,17 @@ def _runs_written_since(folder: Path, started: float) -> int:
 
 
 def _merge_runtimes(report: Path, new: list[dict]) -> list[dict]:
-    """Write ``new`` rows into ``report``, keeping the rows of notebooks not rerun (``--only``)."""
-    old = json.loads(report.read_text()) if report.exists() else []
-    fresh = {r["notebook"] for r in new}
-    rows = sorted([r for r in old if r.get("notebook") not in fresh] + new, key=lambda r: r["notebook"])
+    """Write ``new`` rows into ``report``, keeping the rows of notebooks not rerun (``--only``).
+
+    A notebook that only redrew (``runs_trained == 0``) keeps an earlier row that trained, so the
+    report goes on saying what a from-scratch run costs.
+    """
+    old = {r["notebook"]: r for r in (json.loads(report.read_text()) if report.exists() else [])}
+    for r in new:
+        kept = old.get(r["notebook"])
+        if not (r.get("runs_trained") == 0 and r["status"] == "ok" and kept and kept.get("runs_trained")):
+            old[r["notebook"]] = r
+    rows = sorted(old.values(), key=lambda r: r["notebook"])
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(rows, indent=2) + "\n")
     return rows

@@ -77,12 +77,18 @@ def test_strategies_and_learners_are_listed():
     assert all(name in out for name in LEARNERS)
 
 
-def test_runtimes_merge_keeps_rows_of_notebooks_not_rerun(tmp_path):
+def test_runtimes_merge_keeps_rows_of_notebooks_not_rerun_and_from_scratch_times(tmp_path):
     report = tmp_path / "runtimes.json"
-    _merge_runtimes(report, [{"notebook": "01.ipynb", "seconds": 100.0}, {"notebook": "02.ipynb", "seconds": 90.0}])
-    rows = _merge_runtimes(report, [{"notebook": "02.ipynb", "seconds": 5.0, "runs_trained": 0}])
+    ok = dict(status="ok")
+    _merge_runtimes(report, [{"notebook": "01.ipynb", "seconds": 100.0, "runs_trained": 2, **ok},
+                             {"notebook": "02.ipynb", "seconds": 90.0, "runs_trained": 8, **ok}])
+    rows = _merge_runtimes(report, [{"notebook": "02.ipynb", "seconds": 95.0, "runs_trained": 8, **ok}])
     assert rows == json.loads(report.read_text())
-    assert [(r["notebook"], r["seconds"]) for r in rows] == [("01.ipynb", 100.0), ("02.ipynb", 5.0)]
+    assert [(r["notebook"], r["seconds"]) for r in rows] == [("01.ipynb", 100.0), ("02.ipynb", 95.0)]
+    # a redraw (nothing trained) keeps the from-scratch row; a failure is always reported
+    rows = _merge_runtimes(report, [{"notebook": "01.ipynb", "seconds": 7.0, "runs_trained": 0, **ok},
+                                    {"notebook": "02.ipynb", "seconds": 3.0, "runs_trained": 0, "status": "failed"}])
+    assert [(r["notebook"], r["seconds"], r["status"]) for r in rows] == [("01.ipynb", 100.0, "ok"), ("02.ipynb", 3.0, "failed")]
 
 
 def test_batch_pairs_each_notebook_with_its_params_and_names_what_is_missing(tmp_path):
