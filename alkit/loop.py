@@ -230,6 +230,7 @@ def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progr
         "test_confusion": confusion_matrix(test_pred, data.y_test, data.num_classes).tolist(),
         "labelled_class_counts": np.bincount(data.y_pool[lab_t].cpu().numpy(), minlength=data.num_classes).tolist(),
     }
+    rec["iterations_per_cycle"] = learner.params.iterations_per_cycle(len(lab), len(unl))
     rec.update({k: v for k, v in metrics.items() if k not in rec})
     seconds["evaluate"] = time.perf_counter() - t
 

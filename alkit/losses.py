@@ -181,27 +181,48 @@ def kingma_alpha(n_labelled: int, n_total: int, scale: float = 0.1) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def vaal_adversarial_loss(logits_labelled: torch.Tensor, logits_unlabelled: torch.Tensor) -> torch.Tensor:
+def _bce_mean(logits: torch.Tensor, target: float, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean BCE-with-logits against a constant target; with ``weight`` (B,) a weighted mean (sum w * bce / sum w).
+
+    Weights of 0 drop rows (e.g. points held out of the adversarial game) without a data-dependent
+    shape; a batch whose weights are all 0 contributes 0.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")  # (B,)
+    if weight is None:
+        return bce.mean()
+    weight = weight.to(bce.dtype)
+    return (weight * bce).sum() / weight.sum().clamp_min(1.0)
+
+
+def vaal_adversarial_loss(
+    logits_labelled: torch.Tensor,
+    logits_unlabelled: torch.Tensor,
+    weight_labelled: torch.Tensor | None = None,
+    weight_unlabelled: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The VAE's adversarial loss L_adv = -E[log D(z_L)] - E[log D(z_U)].
 
     The VAE wants *both* sets called "labelled". Arguments are discriminator
-    logits (B_L,), (B_U,); each expectation is a mean over its own batch.
+    logits (B_L,), (B_U,); each expectation is a mean over its own batch
+    (weighted by the optional 0/1 ``weight_*`` (B_L,), (B_U,)).
     BCE-with-logits: log D = -softplus(-logit), stable for any logit.
     """
-    return F.binary_cross_entropy_with_logits(
-        logits_labelled, torch.ones_like(logits_labelled)
-    ) + F.binary_cross_entropy_with_logits(logits_unlabelled, torch.ones_like(logits_unlabelled))
+    return _bce_mean(logits_labelled, 1.0, weight_labelled) + _bce_mean(logits_unlabelled, 1.0, weight_unlabelled)
 
 
-def discriminator_loss(logits_labelled: torch.Tensor, logits_unlabelled: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(
+    logits_labelled: torch.Tensor,
+    logits_unlabelled: torch.Tensor,
+    weight_labelled: torch.Tensor | None = None,
+    weight_unlabelled: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The discriminator's loss L_D = -E[log D(z_L)] - E[log(1 - D(z_U))]: labelled = 1, unlabelled = 0.
 
     Logits (B_L,), (B_U,); each expectation is a mean over its own batch (the two
-    sets weigh equally whatever the batch sizes). BCE-with-logits for stability.
+    sets weigh equally whatever the batch sizes), weighted by the optional 0/1
+    ``weight_*``. BCE-with-logits for stability.
     """
-    return F.binary_cross_entropy_with_logits(
-        logits_labelled, torch.ones_like(logits_labelled)
-    ) + F.binary_cross_entropy_with_logits(logits_unlabelled, torch.zeros_like(logits_unlabelled))
+    return _bce_mean(logits_labelled, 1.0, weight_labelled) + _bce_mean(logits_unlabelled, 0.0, weight_unlabelled)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ no DataLoader, no per-item Python work.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Callable, Iterator
 
 import numpy as np
@@ -62,61 +63,125 @@ def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> n
     return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).cpu().numpy()
 
 
-def fit_classifier(
+class RunningMeans:
+    """Running sums of loss tensors kept on device; one host sync when the means are read."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, **losses: torch.Tensor) -> None:
+        for k, v in losses.items():
+            v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self, where: str) -> dict[str, float]:
+        """Means since construction; a non-finite one is an error naming ``where``."""
+        out = {k: (s / self.counts[k]).item() for k, s in self.sums.items()}
+        bad = [k for k, v in out.items() if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"{where}: non-finite {', '.join(bad)} ({out}); lower the learning rates")
+        return out
+
+
+def make_task_optimizer(params, p) -> torch.optim.Optimizer:
+    """``p``: :class:`~alkit.learners.schedule.TaskOptimParams` (optimizer, lr, momentum, weight_decay)."""
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
+
+
+class LrDrops:
+    """VAAL's step schedule: before iteration ``i > 0`` with ``i % (fraction * iterations) == 0``, lr /= 10."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, fraction: float | None, iterations: int):
+        self.optimizer = optimizer
+        self.every = int(fraction * iterations) if fraction else 0
+        self.drops = 0
+
+    def before(self, iteration: int) -> None:
+        if self.every and iteration and iteration % self.every == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["lr"] / 10
+            self.drops += 1
+
+
+def cross_entropy_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iteration: int):
+    """The default task-model loss: mean cross-entropy of the batch."""
+    loss = F.cross_entropy(model(x), y)
+    return loss, {"task_loss": loss}
+
+
+def fit_task_model(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     x_val: torch.Tensor,
     y_val: torch.Tensor,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
+    schedule,
+    optim,
     seed: int,
-    patience: int | None = None,
+    n_unlabelled: int,
+    loss_fn: Callable = cross_entropy_step,
+    extra: tuple[nn.Module, ...] = (),
     progress: bool = False,
+    desc: str = "classifier",
 ) -> dict:
-    """Train ``model`` with Adam and cross-entropy on (x, y); keep the weights of the best validation epoch.
+    """Train the task model as VAAL's solver does; keep the best validated state.
 
-    Validation accuracy is measured after every epoch; the returned model holds
-    the best epoch's weights (ties: the earliest). ``patience`` stops after that
-    many epochs without improvement. Returns metrics: ``train_loss`` (mean
-    cross-entropy of the last epoch), ``val_acc`` (best), ``best_epoch``,
-    ``epochs_run``.
+    ``schedule`` (:class:`~alkit.learners.schedule.ScheduleParams`) gives the
+    iterations (``schedule.iterations_per_cycle(len(x), n_unlabelled)``), each one
+    step on a fresh labelled batch (batches cycle through a new permutation of
+    ``x`` every pass, the last incomplete batch dropped as VAAL's loader does);
+    ``optim`` (:class:`~alkit.learners.schedule.TaskOptimParams`) the optimiser
+    and VAAL's lr drops. ``loss_fn(model, xb, yb, iteration) -> (loss, terms)``
+    defaults to cross-entropy; ``extra`` modules (TA-VAAL's loss predictor) are
+    optimised with the model and restored with it. Validation accuracy is
+    measured at :meth:`ScheduleParams.validates_at`; ties keep the earlier state.
+
+    Returns ``iterations`` (run), ``val_checks``, ``best_iteration``, ``val_acc``
+    (best), ``lr_final`` and the mean of each loss term since the last validation.
     """
+    iterations = schedule.iterations_per_cycle(len(x), n_unlabelled)
     gen = generator(seed, x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    best_acc, best_state, best_epoch, since = -1.0, None, -1, 0
-    train_loss = float("nan")
-    bar = progress_bar(range(epochs), desc="classifier", leave=False, disable=not progress)
-    epoch = -1
-    for epoch in bar:
-        model.train()
-        total, count = torch.zeros((), device=x.device), 0
-        for idx in epoch_batches(len(x), batch_size, gen):
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(idx)
-            count += len(idx)
-        train_loss = (total / max(count, 1)).item()
-        acc = accuracy(model, x_val, y_val)
-        if acc > best_acc:
-            best_acc, best_epoch, since = acc, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            since += 1
-        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{acc:.3f}")
-        if patience is not None and since >= patience:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return {"train_loss": train_loss, "val_acc": best_acc, "best_epoch": best_epoch, "epochs_run": epoch + 1}
+    modules = (model, *extra)
+    opt = make_task_optimizer([p for m in modules for p in m.parameters()], optim)
+    drops = LrDrops(opt, optim.lr_drop_every, iterations)
+    batches = endless_batches(len(x), schedule.batch_size, gen)
+    best_acc, best_state, best_it, since, checks = -1.0, None, -1, 0, 0
+    means, last = RunningMeans(), {}
+    bar = progress_bar(range(iterations), desc=desc, leave=False, disable=not progress, mininterval=1.0)
+    it = -1
+    for it in bar:
+        drops.before(it)
+        for m in modules:
+            m.train()
+        idx = next(batches)
+        loss, terms = loss_fn(model, x[idx], y[idx], it)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        means.add(**terms)
+        if schedule.validates_at(it, iterations):
+            checks += 1
+            last = means.means(f"{desc} iteration {it}")
+            means = RunningMeans()
+            acc = accuracy(model, x_val, y_val)
+            if acc > best_acc:
+                best_acc, best_it, since = acc, it, 0
+                best_state = [copy.deepcopy(m.state_dict()) for m in modules]
+            else:
+                since += 1
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{acc:.3f}")
+            if schedule.patience is not None and since >= schedule.patience:
+                break
+    for m, state in zip(modules, best_state):
+        m.load_state_dict(state)
+        m.eval()
+    return {**last, "iterations": it + 1, "val_checks": checks, "best_iteration": best_it, "val_acc": best_acc,
+            "lr_final": opt.param_groups[0]["lr"]}
 
 
 @torch.no_grad()

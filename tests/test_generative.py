@@ -10,7 +10,7 @@ import torch
 
 from alkit.config import ConfigError
 from alkit.learners import LEARNERS, TrainData, make_learner
-from alkit.learners.generative import heldout_scores, holdout_split
+from alkit.learners.adversarial import heldout_scores, holdout_split
 from alkit.strategies import Context, acquire, get_strategy
 from alkit.train import generator
 
@@ -71,10 +71,10 @@ def context(learner, data: TrainData, seed: int = 0) -> Context:
 
 
 PLANTED = {  # small models; more discriminator steps than VAAL's 1 so that tens of iterations suffice
-    "vaal": {"epochs": 20, "batch_size": 32, "latent_dim": 8, "vae_width": 8, "disc_hidden": 64,
-             "classifier_epochs": 1, "vae_steps": 1, "disc_steps": 3, "lr_disc": 2e-3},
-    "m2_vaal": {"epochs": 8, "batch_size": 32, "latent_dim": 8, "width": 8, "hidden": 32, "disc_hidden": 64,
-                "disc_steps": 3, "lr_disc": 2e-3},
+    "vaal": {"iterations": 80, "batch_size": 32, "latent_dim": 8, "vae_width": 8, "disc_hidden": 64,
+             "vae_steps": 1, "disc_steps": 3, "lr_disc": 2e-3, "val_every": 40},
+    "m2_vaal": {"iterations": 32, "batch_size": 32, "latent_dim": 8, "width": 8, "hidden": 32, "disc_hidden": 64,
+                "vae_steps": 1, "disc_steps": 3, "lr_disc": 2e-3, "val_every": 8},
 }
 
 
@@ -150,9 +150,9 @@ def test_warm_start_loads_previous_weights(small_data):
 
 def test_vaal_task_model_is_the_classifier_learner(small_data):
     """VAAL's task classifier is trained exactly as the ``classifier`` baseline: same seed, same predictions."""
-    vaal = make_learner("vaal", {**LEARNERS["vaal"].test_params, "classifier_epochs": 2}, 3, "cpu")
+    vaal = make_learner("vaal", {**LEARNERS["vaal"].test_params, "iterations": 5}, 3, "cpu")
     vaal.fit(small_data, seed=4)
-    base = make_learner("classifier", {"epochs": 2, "batch_size": 32}, 3, "cpu")
+    base = make_learner("classifier", {"iterations": 5, "batch_size": 32, "val_every": 2}, 3, "cpu")
     base.fit(small_data, seed=4)
     torch.testing.assert_close(vaal.predict_proba(small_data.x_val), base.predict_proba(small_data.x_val))
 
@@ -160,7 +160,8 @@ def test_vaal_task_model_is_the_classifier_learner(small_data):
 def test_params_defaults_follow_vaal_and_reject_bad_values():
     p = make_learner("vaal", None, 10, "cpu").params
     assert (p.batch_size, p.lr_vae, p.lr_disc, p.beta, p.adversary_weight, p.latent_dim) == (128, 5e-4, 5e-4, 1.0, 1.0, 32)
-    assert (p.vae_steps, p.disc_steps, p.epochs, p.warm_start) == (2, 1, 20, False)
+    assert (p.vae_steps, p.disc_steps, p.epochs, p.epoch_unit, p.val_every, p.warm_start) == (2, 1, 20, "pool", 1000, False)
+    assert (p.optimizer, p.lr, p.momentum, p.weight_decay, p.lr_drop_every) == ("sgd", 0.01, 0.9, 5e-4, 0.25)
     with pytest.raises(ConfigError, match="unknown key"):
         make_learner("vaal", {"adversarial_weight": 1.0}, 10, "cpu")
     for name, bad in [("vaal", {"disc_holdout": 0.0}), ("m2", {"likelihood": "poisson"}),
@@ -175,7 +176,7 @@ def test_params_defaults_follow_vaal_and_reject_bad_values():
 def test_capabilities():
     for name in WITH_DISC:
         assert {"proba", "embed", "labelled_prob"} <= LEARNERS[name].capabilities()
-    assert LEARNERS["m2"].capabilities() == {"proba", "embed", "mc_proba"}  # BALD on M2's classifier
+    assert LEARNERS["m2"].capabilities() == {"proba", "embed", "mc_proba", "network"}  # BALD on M2's classifier
     assert get_strategy("vaal").needs == ("labelled_prob",)
 
 
@@ -199,8 +200,10 @@ def test_vaal_strategy_picks_least_likely_labelled():
 
 def test_holdout_split_and_heldout_scores():
     s = holdout_split(40, 100, 0.1, generator(0))
-    assert len(s.l_held) == len(s.u_held) == 4 and len(s.l_train) == 36 and len(s.u_train) == 96
-    assert set(s.l_held.tolist()).isdisjoint(s.l_train.tolist()) and set(s.u_held.tolist()).isdisjoint(s.u_train.tolist())
+    assert len(s.l_held) == len(s.u_held) == 4 and len(set(s.l_held.tolist())) == len(set(s.u_held.tolist())) == 4
+    assert s.l_weight.shape == (40,) and s.u_weight.shape == (100,)
+    assert s.l_weight.sum() == 36 and s.u_weight.sum() == 96  # the held-out points weigh 0 in the game
+    assert (s.l_weight[s.l_held] == 0).all() and (s.u_weight[s.u_held] == 0).all()
     assert len(holdout_split(40, 100, 0.0, generator(0)).l_held) == 0
     with pytest.raises(ValueError, match="too few"):
         holdout_split(2, 100, 0.1, generator(0))

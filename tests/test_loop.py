@@ -11,7 +11,7 @@ from alkit.pool import BudgetError, InitialSet
 from alkit.results import load_results, read_json
 from helpers import synthetic_data
 
-FAST = {"epochs": 2, "batch_size": 32}
+FAST = {"iterations": 4, "batch_size": 32, "val_every": 2}
 
 
 def cfg(**kw) -> RunConfig:
@@ -127,7 +127,7 @@ def test_two_cycle_end_to_end_on_real_fashion_mnist(fmnist_small, tmp_path):
     c = cfg(initial=InitialSet("random", 100), budget=100, cycles=2, learner_params={"epochs": 5, "batch_size": 32})
     recs = run(c, tmp_path / "real", data=fmnist_small, progress=False)
     assert [r["n_labelled"] for r in recs] == [100, 200, 300]
-    assert all(np.isfinite(r["train_loss"]) for r in recs)
+    assert all(np.isfinite(r["task_loss"]) for r in recs)
     assert recs[-1]["test_acc"] > 0.6, "a CNN on 300 Fashion-MNIST labels should beat 60 % (chance is 10 %)"
     assert recs[0]["diagnostics"]["misclassified_fraction"] > 1 - recs[0]["test_acc"], \
         "least confidence should pick points the model gets wrong more often than average"

@@ -6,46 +6,48 @@ from dataclasses import dataclass
 import torch
 
 from ..models import Classifier, count_parameters
-from ..train import fit_classifier, mc_dropout_proba, seed_everything
+from ..train import fit_task_model, mc_dropout_proba, seed_everything
 from .base import Learner, TrainData, batched, register_learner
+from .schedule import ScheduleParams, TaskOptimParams
 
 
 @dataclass
-class ClassifierParams:
+class ClassifierParams(ScheduleParams, TaskOptimParams):
+    """The task classifier alone; schedule and optimiser as VAAL trains its task model (see :mod:`.schedule`)."""
+
     size: str = "small"  # "small" (~0.42M params) or "large" (~3M, the study's low-label setting)
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
     dropout: float = 0.3
-    patience: int | None = None  # early stopping on validation accuracy; None = run all epochs
 
     def __post_init__(self):
+        ScheduleParams.__post_init__(self)
+        TaskOptimParams.__post_init__(self)
         if self.size not in ("small", "large"):
             raise ValueError(f"size must be 'small' or 'large', got {self.size!r}")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError("epochs must be >= 1 and batch_size >= 2")
 
 
 @register_learner
 class ClassifierLearner(Learner):
-    """CNN trained with cross-entropy on labelled data; best validation epoch kept."""
+    """CNN trained with cross-entropy on every labelled point; best validated state kept."""
 
     name = "classifier"
     Params = ClassifierParams
-    test_params = {"epochs": 2, "batch_size": 32}
+    test_params = {"iterations": 6, "batch_size": 32, "val_every": 3}
 
     def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
         p = self.params
         seed_everything(seed)
         self.model = Classifier(data.num_classes, p.size, p.dropout).to(self.device)
-        metrics = fit_classifier(
-            self.model, data.x_labelled, data.y_labelled, data.x_val, data.y_val,
-            epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
-            seed=seed + 1, patience=p.patience, progress=progress,
+        metrics = fit_task_model(
+            self.model, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,
+            seed=seed + 1, n_unlabelled=len(data.x_unlabelled), progress=progress,
         )
+        metrics["task_labelled"] = len(data.x_labelled)
         metrics["classifier_params"] = count_parameters(self.model)
         return metrics
+
+    def task_network(self) -> torch.nn.Module:
+        """The trained classifier, (B, 1, 28, 28) -> (B, C) logits."""
+        return self.model
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,235 @@
+"""The M2 family: M2 (Kingma et al. 2014), M2 + discriminator, and the study's M2-VAAL.
+
+===========  ==========================================  ==============================================
+learner      trained each cycle                          discriminator input (what sampling sees)
+===========  ==========================================  ==============================================
+``m2``       plain M2; its q(y|x) is the task model      none (``predict_proba``, ``mc_proba``, ``embed``)
+``m2_disc``  the same M2, no adversarial term; a         ``[mu(x, argmax q(y|x)), q(y|x)]`` (d + C)
+             discriminator trained alongside, for
+             sampling only
+``m2_vaal``  M2 whose encoder *and classifier* also      same as ``m2_disc``
+             play VAAL's adversarial game
+===========  ==========================================  ==============================================
+
+Schedule (:mod:`.schedule`, :mod:`.adversarial`): M2 replaces VAAL's VAE in VAAL's
+loop: ``iterations_per_cycle`` iterations (VAAL's ``pool * epochs // batch_size``),
+each ``vae_steps`` (2, VAAL's num_vae_steps) M2 steps on a fresh labelled and
+unlabelled batch, then the discriminator step. One Adam (VAAL's VAE optimiser,
+5e-4) trains all of M2, its classifier included: the M2 classifier is the task
+model, so it is optimised as part of M2's objective, not with VAAL's separate
+task-model SGD. Plain ``m2`` runs exactly the same M2 steps, without a discriminator.
+
+The adversarial term of ``m2_vaal`` is the study's: ``L_adv`` on the
+discriminator's view ``[mu, q(y|x)]`` of both batches, with the gradient
+reaching q(y|x) ("our latent space consists of [Z, Y']; adv tries to equalize Y'
+probabilities, thereby degrading performance of the classifier").
+``detach_y_in_adversary=True`` stops that gradient (the adversarial loss then
+shapes only the encoder), so notebook 04 can test the study's explanation by
+contrast.
+
+One state per selection. q(y|x) is validated every ``val_every`` iterations and
+after the last; the best validated state of the *whole* learner (M2 and its
+discriminator, saved together) is restored after training. Evaluation,
+``predict_proba``, ``embed`` (which encodes with argmax q(y|x)), ``labelled_prob``
+and the held-out discriminator scores all read that one state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import classification_loss, kingma_alpha, m2_labelled_loss, m2_unlabelled_loss, vaal_adversarial_loss
+from ..models import M2, Discriminator, count_parameters
+from ..train import accuracy, generator, mc_dropout_proba, seed_everything
+from .adversarial import (
+    BestState,
+    DiscriminatorLearner,
+    DiscriminatorParams,
+    GenerativeLearner,
+    GenerativeParams,
+    check_generative,
+    holdout_split,
+    warm_load,
+)
+from .base import TrainData, batched, register_learner
+from .schedule import ScheduleParams
+
+
+@dataclass
+class M2Params(ScheduleParams, GenerativeParams):
+    """M2 (Kingma et al. 2014) whose q(y|x) is alkit's task :class:`~alkit.models.Classifier`."""
+
+    width: int = 64  # conv trunk / decoder channels (as VAAL's VAE); 8 for CPU smoke runs
+    hidden: int = 256  # q(z|x,y) hidden layer
+    classifier_size: str = "small"
+    dropout: float = 0.3
+    # weight of the mean labelled cross-entropy against the per-image-mean bounds. None = Kingma's
+    # 0.1*N rescaled (losses.kingma_alpha): 1.0 at 500 of 5,000 labelled, where M2's q(y|x) collapsed
+    # (val acc 0.20; alpha 10: 0.73; 50: 0.77 = the plain classifier's 0.77; Fashion-MNIST, 10 epochs)
+    alpha: float | None = 50.0
+    lr: float = 5e-4  # Adam on all of M2 (VAAL's VAE learning rate)
+
+    def __post_init__(self):
+        ScheduleParams.__post_init__(self)
+        check_generative(self)
+
+
+@dataclass
+class M2DiscParams(M2Params, DiscriminatorParams):
+    """M2 plus a discriminator on ``[mu, q(y|x)]`` trained alongside (labelled = 1, unlabelled = 0)."""
+
+
+@dataclass
+class M2VAALParams(M2DiscParams):
+    """M2-VAAL: :class:`M2DiscParams` plus the VAAL adversarial loss on M2."""
+
+    adversary_weight: float = 1.0
+    detach_y_in_adversary: bool = False  # True: no adversarial gradient reaches q(y|x) (not the study's form)
+
+
+@register_learner
+class M2Learner(GenerativeLearner):
+    """Plain M2 semi-supervised VAE: ``predict_proba`` and ``mc_proba`` (its classifier), ``embed`` (its latent)."""
+
+    name = "m2"
+    Params = M2Params
+    test_params = {"iterations": 4, "batch_size": 32, "val_every": 2, "latent_dim": 4, "width": 4, "hidden": 8,
+                   "vae_steps": 1}
+    adversarial = False  # add the VAAL adversarial loss to the M2 objective
+
+    def _generative_modules(self):
+        return [self.model]
+
+    def _modules(self) -> list[torch.nn.Module]:
+        """Everything whose state a selection reads, saved and restored together."""
+        return [self.model, self.disc] if self.has_disc else [self.model]
+
+    def _m2_terms(self, xl, yl, xu):
+        """One M2 forward on a labelled and an unlabelled batch: (loss, terms, h, logits)."""
+        p, nl = self.params, len(xl)
+        x = torch.cat([xl, xu])  # (Bl+Bu, 1, 28, 28): one pass for shared BatchNorm statistics
+        h = self.model.trunk(x)  # (Bl+Bu, F)
+        logits = self.model.classify(x)  # (Bl+Bu, C)
+        lab = m2_labelled_loss(self.model, xl, yl, beta=p.beta, likelihood=p.likelihood, h=h[:nl])
+        unl = m2_unlabelled_loss(self.model, xu, beta=p.beta, likelihood=p.likelihood, h=h[nl:], logits=logits[nl:])
+        ce = classification_loss(logits[:nl], yl)
+        loss = lab + unl + self.alpha * ce
+        return loss, {"m2_labelled_loss": lab, "m2_unlabelled_loss": unl, "task_loss": ce}, h, logits
+
+    def adversarial_loss(self, h, logits, n_labelled: int, wl=None, wu=None) -> torch.Tensor:
+        """L_adv on the discriminator's view ``[mu(x, argmax q(y|x)), q(y|x)]`` of a mixed batch.
+
+        ``h`` (B, F) trunk features and ``logits`` (B, C) q(y|x) logits of the labelled rows
+        (first ``n_labelled``) then the unlabelled ones. The gradient reaches the encoder
+        through ``mu`` and the classifier through ``q(y|x)``, unless ``detach_y_in_adversary``.
+        """
+        y_hat = F.one_hot(logits.argmax(1), self.model.num_classes).to(h.dtype)  # (B, C)
+        mu, _ = self.model.encode_h(h, y_hat)  # (B, d)
+        q = logits.softmax(1)  # (B, C)
+        if self.params.detach_y_in_adversary:
+            q = q.detach()
+        d = self.disc(torch.cat([mu, q], dim=1))  # (B,) logits
+        return vaal_adversarial_loss(d[:n_labelled], d[n_labelled:], wl, wu)
+
+    def _generative_step(self, xl, yl, xu, wl, wu):
+        loss, out, h, logits = self._m2_terms(xl, yl, xu)
+        if self.adversarial and self.params.adversary_weight > 0:
+            adv = self.adversarial_loss(h, logits, len(xl), wl, wu)
+            loss = loss + self.params.adversary_weight * adv
+            out["adv_loss"] = adv
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        out["m2_loss"] = loss
+        return out
+
+    def _disc_input(self, x):
+        mu, q = self.model.latent(x)
+        return torch.cat([mu, q], dim=1)  # (B, d + C)
+
+    def _validate(self, data: TrainData):
+        """Per-check hook: validation accuracy of q(y|x); keep the best state of every module."""
+
+        def hook(iteration: int):
+            val = accuracy(self.model.classifier, data.x_val, data.y_val)
+            self._best.offer(val, iteration, self._modules())
+            stop = self.params.patience is not None and self._best.since >= self.params.patience
+            return {"val_acc_last": val}, stop
+
+        return hook
+
+    def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
+        p = self.params
+        n_l, n_u = len(data.x_labelled), len(data.x_unlabelled)
+        held = holdout_split(n_l, n_u, p.disc_holdout, generator(seed + 2, self.device)) if self.has_disc else None
+        seed_everything(seed)
+        self.model = M2(data.num_classes, p.latent_dim, p.width, p.hidden, p.classifier_size, p.dropout).to(self.device)
+        if self.has_disc:
+            self.disc = Discriminator(p.latent_dim + data.num_classes, p.disc_hidden).to(self.device)
+        warm = False
+        if p.warm_start:
+            warm = all([warm_load(m, self.previous, a) for m, a in zip(self._modules(), ("model", "disc"))])
+        self.alpha = p.alpha if p.alpha is not None else kingma_alpha(n_l, n_l + n_u)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=p.lr)
+        self._best = BestState()
+        metrics = self._train_loop(data, held, seed + 4, progress, on_check=self._validate(data))
+        del self.opt
+        self._best.restore(self._modules())
+        self._set_eval(True)
+        if self.has_disc:
+            metrics.update(self._heldout_metrics(data, held))
+            metrics["disc_params"] = count_parameters(self.disc)
+        metrics.update(
+            val_acc=self._best.acc, best_iteration=self._best.iteration, alpha=self.alpha, warm_started=warm,
+            task_labelled=n_l, m2_params=count_parameters(self.model),
+            classifier_params=count_parameters(self.model.classifier),
+        )
+        del self._best  # keep the pickled learner small
+        return metrics
+
+    def task_network(self) -> torch.nn.Module:
+        """q(y|x), (B, 1, 28, 28) -> (B, C) logits, in the restored best state."""
+        return self.model.classifier
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C) softmax of q(y|x)."""
+        self.model.eval()
+        return batched(lambda b: self.model.classify(b).softmax(1), x)
+
+    def mc_proba(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        """(T, N, C) MC-dropout outputs of q(y|x) (BALD on M2's classifier)."""
+        return mc_dropout_proba(self.model.classifier, x, samples)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d) mean of q(z | x, y = one-hot(argmax q(y|x))) (see :meth:`M2.latent`)."""
+        self.model.eval()
+        return batched(lambda b: self.model.latent(b)[0], x)
+
+
+@register_learner
+class M2DiscLearner(M2Learner, DiscriminatorLearner):
+    """M2 trained WITHOUT the adversarial term; a discriminator on ``[mu, q(y|x)]`` is trained alongside for sampling.
+
+    The discriminator input treats labelled and unlabelled points alike: ``mu`` of
+    q(z | x, argmax q(y|x)) and the soft q(y|x). Feeding the labelled points'
+    one-hot labels would let it tell the sets apart by the form of y alone.
+    """
+
+    name = "m2_disc"
+    Params = M2DiscParams
+    has_disc = True
+    test_params = {"iterations": 4, "batch_size": 32, "val_every": 2, "latent_dim": 4, "disc_hidden": 16,
+                   "width": 4, "hidden": 8, "vae_steps": 1}
+
+
+@register_learner
+class M2VAALLearner(M2DiscLearner):
+    """M2-VAAL: M2 whose encoder and classifier also play VAAL's adversarial game against the discriminator."""
+
+    name = "m2_vaal"
+    Params = M2VAALParams
+    adversarial = True
