@@ -514,17 +514,6 @@ def test_final_confusions_accepts_a_one_shot_iterator():
     assert set(out) == {"random", "vaal"}
 
 
-def test_distinguishable_uses_the_standard_error_of_the_paired_mean():
-    from alkit.analysis import distinguishable
-
-    # mean 0.1, std 0.1: s.e. over 4 pairs = 0.05, 2 s.e. = 0.1 -> not beyond; over 9 pairs 2 s.e. = 0.0667 -> beyond
-    assert not distinguishable({"pairs": 4, "mean": 0.1, "std": 0.1})
-    assert distinguishable({"pairs": 9, "mean": 0.1, "std": 0.1})
-    assert distinguishable({"pairs": 9, "mean": -0.1, "std": 0.1})  # sign does not matter
-    assert not distinguishable({"pairs": 1, "mean": 0.5, "std": 0.0})  # one pair tells nothing
-    assert not distinguishable({"pairs": 0, "mean": float("nan"), "std": float("nan")})
-
-
 def test_heldout_noise_is_the_binomial_standard_error_of_the_smallest_set():
     from alkit.analysis import heldout_noise
 
