@@ -219,6 +219,27 @@ def describe_comparison(d: dict, scale: float = 100, unit: str = "points") -> st
             f"sign-flip p {_p_text(d['p_signflip'])}) \u2014 {d['verdict']}.")
 
 
+def versus(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by: str = "arm") -> dict:
+    """Arm ``a`` against arm ``b`` in two parts: before any acquisition, and after.
+
+    ``cycle0``: :func:`compare_seeds` of ``y`` at cycle 0, where every arm holds the
+    same initial labels (per seed), so a gap there is the *learner's*, not the
+    acquisition's. ``after``: :func:`compare_seeds` of the per-seed AUBC over cycles
+    >= 1 (learner and acquisition together; with the learner held fixed, the
+    acquisition's effect).
+    """
+    rows = list(rows)
+    first = [r for r in rows if r.get("cycle") == 0]
+    return {"a": a, "b": b, "cycle0": compare_seeds(first, a, b, y=y, by=by, summary="mean"),
+            "after": compare_seeds(rows, a, b, y=y, by=by, min_cycle=1)}
+
+
+def describe_versus(v: dict, scale: float = 100, unit: str = "points") -> str:
+    """Two clauses for a notebook: the cycle-0 (learner) gap, then the AUBC gap after acquisition."""
+    return (f"before any acquisition (cycle 0, learner only): {describe_comparison(v['cycle0'], scale, unit)} "
+            f"After acquisition (AUBC over cycles \u2265 1): {describe_comparison(v['after'], scale, unit)}")
+
+
 def paired_difference(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by: str = "arm",
                       min_cycle: int = 0) -> dict:
     """Mean of ``y[a] - y[b]`` over matching (seed, cycle) pairs, with wins/losses and the pair count.
@@ -376,7 +397,7 @@ def final_confusions(rows: Iterable[dict], arms: list[str]) -> dict[str, np.ndar
     return out
 
 
-def norm_comparison(exp, arm: str = "norm_approx", seed: int | None = None, cycle: int = 0,
+def norm_comparison(exp, arm: str = "kernel_norm_approx", seed: int | None = None, cycle: int = 0,
                     pool: int = 400, budget: int = 25) -> dict:
     """Exact vs approximate norm-based maximin on one small pool, from a run's saved latent codes.
 

@@ -25,7 +25,8 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 # one colour per method in every figure; arms not named here take PALETTE colours by position
 ARM_COLORS = {"random": "#1f77b4", "vaal": "#d62728", "m2_vaal": "#2ca02c", "tavaal": "#9467bd", "m2_disc": "#ff7f0e",
               "least_confidence": "#8c564b", "entropy": "#e377c2", "margin": "#bcbd22", "bald": "#17becf",
-              "coreset": "#7f7f7f", "alg1": "#393b79", "alg2": "#e6550d", "norm_approx": "#637939", "m2": "#2ca02c"}
+              "coreset": "#7f7f7f", "alg1": "#393b79", "alg2": "#e6550d", "kernel_norm_approx": "#637939", "network_norm": "#8ca252",
+              "m2": "#2ca02c", "m2_random": "#98df8a", "m2_vaal_detached": "#006d2c"}
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=60, r=20, t=60, b=50))
 

@@ -107,15 +107,39 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s "model name"; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
-    """Versions and device facts stored beside every result."""
+    """Versions and device facts stored beside every result.
+
+    ``cpu`` and ``torch_cpu_capability`` (the SIMD kernels torch dispatches to: DEFAULT, AVX2,
+    AVX512, ...) are recorded because CPU results are only reproducible bit for bit on the same
+    kind of machine: other CPUs take other kernels and round differently.
+    """
     import torch
 
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = None
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_cpu_capability": capability,
+        "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 

@@ -18,8 +18,8 @@ Inputs are synthetic but shaped like a real cycle (stated in the printout):
 The planted learner only looks these up, so the times are the strategies'
 own cost (distances, greedy loops, kernel solves), not the model's forward
 passes; ``--cnn`` adds a row for BALD with the small task CNN's real T=20
-MC-dropout passes over 55,000 images. ``norm_exact`` runs on a 500-candidate
-pool only (it is O(U L^3)); ``norm_approx`` runs on both.
+MC-dropout passes over 55,000 images. ``kernel_norm_exact`` runs on a 500-candidate
+pool only (it is O(U L^3)); ``kernel_norm_approx`` runs on both.
 """
 from __future__ import annotations
 
@@ -129,13 +129,13 @@ def main(argv=None):
         if not needs <= SUPPORTED:
             rows.append((name, "-", "-", "-", f"skipped: needs {sorted(needs - SUPPORTED)}"))
             continue
-        if name == "norm_exact":
+        if name == "kernel_norm_exact":
             sec, _ = time_one(name, learner, y, a.labelled, a.pool, num_classes, a.small_budget, small)
             rows.append((name, a.small_pool, a.labelled, a.small_budget, f"{sec:8.2f}"))
             continue
         sec, _ = time_one(name, learner, y, a.labelled, a.pool, num_classes, a.budget)
         rows.append((name, a.pool, a.labelled, a.budget, f"{sec:8.2f}"))
-        if name == "norm_approx":
+        if name == "kernel_norm_approx":
             sec, _ = time_one(name, learner, y, a.labelled, a.pool, num_classes, a.small_budget, small)
             rows.append((name, a.small_pool, a.labelled, a.small_budget, f"{sec:8.2f}"))
     if a.cnn:
@@ -148,9 +148,9 @@ def main(argv=None):
     for r in rows:
         print(f"| {r[0]:<22} | {r[1]!s:>10} | {r[2]!s:>8} | {r[3]!s:>6} | {r[4]:>8} |")
 
-    cmp_ctx = make_ctx(learner, y, a.labelled, a.pool, num_classes, 0, "norm_exact", small)
+    cmp_ctx = make_ctx(learner, y, a.labelled, a.pool, num_classes, 0, "kernel_norm_exact", small)
     c = compare_norm(cmp_ctx, a.small_budget, pool_size=None)
-    print(f"\nnorm_exact vs norm_approx on {c['n_candidates']} candidates: spearman {c['spearman']:.6f}, "
+    print(f"\nkernel_norm_exact vs kernel_norm_approx on {c['n_candidates']} candidates: spearman {c['spearman']:.6f}, "
           f"top-{c['budget']} overlap {c['top_overlap']:.2f}, max rel diff {c['max_rel_diff']:.1e}, "
           f"exact {c['seconds_exact']:.2f}s, approx {c['seconds_approx']:.3f}s ({c['speedup']:.0f}x)")
 

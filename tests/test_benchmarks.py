@@ -20,5 +20,5 @@ def test_bench_pipeline_runs(fmnist_dir):
 
 def test_bench_selection_runs():
     out = _run("benchmarks/bench_selection.py", "--smoke")
-    for name in ("alg1", "alg2", "coreset", "norm_exact", "norm_approx", "bald", "random"):
+    for name in ("alg1", "alg2", "coreset", "kernel_norm_exact", "kernel_norm_approx", "bald", "random"):
         assert name in out

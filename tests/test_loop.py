@@ -124,7 +124,7 @@ def test_stopping_rule_stops_and_is_recorded(data, tmp_path):
 
 def test_two_cycle_end_to_end_on_real_fashion_mnist(fmnist_small, tmp_path):
     """Real images, real training: 2 cycles of least confidence from 100 random labels."""
-    c = cfg(initial=InitialSet("random", 100), budget=100, cycles=2, learner_params={"epochs": 5, "batch_size": 32})
+    c = cfg(initial=InitialSet("random", 100), budget=100, cycles=2, learner_params={"iterations": 60, "batch_size": 32, "val_every": 20})
     recs = run(c, tmp_path / "real", data=fmnist_small, progress=False)
     assert [r["n_labelled"] for r in recs] == [100, 200, 300]
     assert all(np.isfinite(r["task_loss"]) for r in recs)

@@ -34,3 +34,21 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     atomic_write_text(path, "")
     assert read_records(path) == []
     assert [p.name for p in path.parent.iterdir()] == ["records.jsonl"]  # no temp files left behind
+
+
+def test_environment_names_the_cpu_and_torchs_kernels():
+    """CPU results reproduce bit for bit only on the same kind of CPU: each run records which it was."""
+    import platform
+
+    import torch
+
+    from alkit.results import environment
+
+    env = environment()
+    assert env["cpu"] and isinstance(env["cpu"], str)
+    if platform.system() == "Linux":
+        with open("/proc/cpuinfo") as fh:
+            assert env["cpu"] in fh.read()
+    assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["torch_cpu_capability"] in ("DEFAULT", "NO AVX", "AVX", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "SVE")
+    assert env["cpu_count"] >= 1 and env["torch_threads"] >= 1

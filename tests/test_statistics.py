@@ -311,3 +311,24 @@ def test_null_fpr_benchmark_prints_a_row_per_correlation():
     for r in rows[1:]:
         assert all(0.0 <= float(v) <= 1.0 for v in r[1:4])  # rates
         assert float(r[3]) == 0.0  # sign-flip p never below 0.05 with 3 seeds (minimum 0.25)
+
+
+def test_versus_separates_the_learner_gap_at_cycle_0_from_the_gap_after_acquisition():
+    """Arm a starts 2 points above b in every seed (learner effect) and gains nothing afterwards."""
+    from alkit.analysis import describe_versus, versus
+
+    rows = []
+    for seed, noise in enumerate([0.01, -0.02, 0.015]):
+        for cycle in range(3):
+            n = 100 + 100 * cycle
+            b = 0.6 + 0.05 * cycle + noise
+            a = b + (0.02 if cycle == 0 else [0.0, 0.001, -0.001][seed])
+            rows += [{"arm": "a", "seed": seed, "cycle": cycle, "n_labelled": n, "test_acc": a},
+                     {"arm": "b", "seed": seed, "cycle": cycle, "n_labelled": n, "test_acc": b}]
+    v = versus(rows, "a", "b")
+    assert v["cycle0"]["diffs"] == pytest.approx([0.02, 0.02, 0.02])
+    assert v["cycle0"]["verdict"] == "a higher"  # identical non-zero differences: t infinite
+    assert v["after"]["diffs"] == pytest.approx([0.0, 0.001, -0.001])  # AUBC over cycles 1-2
+    assert v["after"]["verdict"] == "within noise"
+    text = describe_versus(v)
+    assert "cycle 0" in text and "within noise" in text and "a higher" in text

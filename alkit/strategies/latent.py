@@ -241,6 +241,11 @@ def alg1(ctx: Context, budget: int) -> np.ndarray:
     repeat (:func:`alg1_select`). Classes without anchors start from the
     candidate farthest from all labelled points. Positions are returned
     class by class (class 0 first), each class in pick order.
+
+    Interpretations (the study's text leaves these open): the quota split and its
+    remainder/shortfall rules; the no-anchor fallback (farthest from all labelled
+    points, or the least confident candidate when nothing is labelled); "sum of
+    distances" is the Euclidean distance in M2's latent mean, summed, not averaged.
     """
     z = ctx.latent()  # (U, d)
     proba = ctx.proba()  # (U, C)
@@ -296,6 +301,12 @@ def alg2(ctx: Context) -> np.ndarray:
     ``d(u)`` = mean latent distance to the correctly classified labelled points
     of ``u``'s predicted class, normalised by its maximum over the pool;
     predicted classes without such anchors get the maximum, 1 (:func:`alg2_scores`).
+
+    Interpretations (the study's text leaves these open): "minimum prediction
+    confidence, weighted by normalised distance" is read as the product
+    ``(1 - confidence) * distance / max distance`` (a product, not a sum or a
+    lexicographic order; max-normalised over the candidates); the no-anchor
+    fallback ``d_norm = 1``; the "average sum of distances" is the mean distance.
     """
     z_lab = ctx.labelled_latent()
     ok = anchor_mask(ctx).to(z_lab.device)
