@@ -2,11 +2,14 @@
 
 VAAL's solver (``solver.py`` of github.com/sinhasam/vaal) runs, per cycle::
 
-    train_iterations = num_images * train_epochs // batch_size        # num_images = the whole pool
+    train_iterations = num_images * train_epochs // batch_size
 
 iterations, each on one labelled and one unlabelled batch, *whatever the number
-of labels*: with the study's 55,000 Fashion-MNIST pool images, 20 epochs and
-batches of 128 that is 8,593 iterations per cycle. Its task model takes one SGD
+of labels*. alkit counts the pool (labelled + unlabelled): with the study's
+55,000 Fashion-MNIST training images, 20 epochs and batches of 128 that is
+8,593 iterations per cycle. (VAAL's ``num_images`` is its whole training set,
+validation split included: 50,000 on CIFAR-10 where the pool is 45,000; we
+count the 55,000 images the study trains on, not the 60,000 with validation.) Its task model takes one SGD
 step per iteration (lr 0.01, momentum 0.9, weight decay 5e-4), the learning
 rate divided by 10 every ``train_iterations // 4`` iterations; validation
 accuracy is measured every 1,000 iterations and the best model is the one
