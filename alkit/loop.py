@@ -87,8 +87,15 @@ def validate(cfg: RunConfig) -> None:
         from_dict(cls.Params, cfg.learner_params, where=f"learner_params[{cfg.learner}]")
     elif cfg.learner_params:
         raise ConfigError(f"learner {cfg.learner!r} takes no parameters")
-    make_params(spec, cfg.strategy_params)
+    sparams = make_params(spec, cfg.strategy_params)
     pool_size = cfg.pool_size if cfg.pool_size is not None else TRAIN_SIZE.get(cfg.dataset, 0) - cfg.val_size
+    limit = getattr(sparams, "max_pool", None)  # strategies for small candidate sets (network_norm, kernel_norm_exact)
+    if limit is not None and (cfg.candidates or pool_size) > limit:
+        raise ConfigError(
+            f"strategy {cfg.strategy!r} scores at most max_pool={limit} candidates, but candidates="
+            f"{cfg.candidates if cfg.candidates is not None else f'None (the whole pool of {pool_size})'}; "
+            f"set candidates: {limit} or lower (a seeded subsample each cycle), or raise strategy_params.max_pool"
+        )
     needed = cfg.initial.n + cfg.cycles * cfg.budget
     if cfg.dataset in TRAIN_SIZE and needed > pool_size:
         raise BudgetError(

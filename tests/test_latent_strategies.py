@@ -15,7 +15,8 @@ from alkit.strategies import Context, acquire, get_strategy
 from alkit.strategies.bald import BaldParams, bald_scores
 from alkit.strategies.latent import alg1_select, alg2_scores, cdist_reduce, class_quotas, kcenter_greedy
 from alkit.strategies.norm import (
-    NormExactParams, NormParams, PoolTooLargeError, compare_norm, norm_approx_scores, norm_exact_scores, spearman,
+    NormExactParams, NormParams, PoolTooLargeError, compare_norm, kernel_norm_approx_scores, kernel_norm_exact_scores,
+    spearman,
 )
 
 OFFSET = 100  # pool index of candidate 0, so positions and pool indices differ
@@ -276,7 +277,7 @@ def test_coreset_without_labelled_points_is_seeded():
 
 
 # ------------------------------------------------------------------------------------------
-# norm maximin
+# norm maximin, kernel versions (the network version: test_norm_network.py)
 
 
 def _hand_norm(z_lab, y_lab, z_cand, num_classes, h, ridge):
@@ -296,7 +297,7 @@ def _hand_norm(z_lab, y_lab, z_cand, num_classes, h, ridge):
     return np.array(out)
 
 
-def test_norm_exact_and_approx_match_hand_computation_on_six_points():
+def test_kernel_norm_exact_and_approx_match_hand_computation_on_six_points():
     # 1-d latent: class 0 at 0 and 0.5, class 1 at 4; candidates near class 0, on the boundary, far away
     z_lab = np.array([[0.0], [0.5], [4.0]])
     y_lab = np.array([0, 0, 1])
@@ -304,13 +305,13 @@ def test_norm_exact_and_approx_match_hand_computation_on_six_points():
     h, ridge = 1.0, 1e-6
     want = _hand_norm(z_lab, y_lab, z_cand, 2, h, ridge)
     args = (torch.tensor(z_cand), torch.tensor(z_lab), torch.tensor(y_lab), 2, h, ridge)
-    np.testing.assert_allclose(norm_exact_scores(*args).numpy(), want, rtol=1e-9)
-    np.testing.assert_allclose(norm_approx_scores(*args).numpy(), want, rtol=1e-9)
+    np.testing.assert_allclose(kernel_norm_exact_scores(*args).numpy(), want, rtol=1e-9)
+    np.testing.assert_allclose(kernel_norm_approx_scores(*args).numpy(), want, rtol=1e-9)
     # the maximin ranks the point between the classes and the unexplored point above the near one
     assert want[0] < want[1] and want[0] < want[2]
 
 
-def test_norm_two_classes_is_the_papers_binary_criterion():
+def test_kernel_norm_two_classes_is_the_papers_binary_criterion():
     # with +-1 targets y_bin, one-vs-rest gives columns (-y_bin, y_bin): ||F||^2 = 2 y^T K^-1 y
     z_lab, y_lab, z_cand = np.array([[0.0], [1.0], [3.0]]), np.array([0, 1, 1]), np.array([[0.4], [2.0]])
     h, ridge = 0.8, 1e-8
@@ -320,22 +321,22 @@ def test_norm_two_classes_is_the_papers_binary_criterion():
         k = np.exp(-((x - x.T) ** 2) / (2 * h * h)) + ridge * np.eye(4)
         paper.append(min(float(y @ np.linalg.solve(k, y)) for y in
                          (np.r_[2 * y_lab - 1, -1.0], np.r_[2 * y_lab - 1, 1.0])))
-    got = norm_exact_scores(torch.tensor(z_cand), torch.tensor(z_lab), torch.tensor(y_lab), 2, h, ridge)
+    got = kernel_norm_exact_scores(torch.tensor(z_cand), torch.tensor(z_lab), torch.tensor(y_lab), 2, h, ridge)
     np.testing.assert_allclose(got.numpy() ** 2, 2 * np.array(paper), rtol=1e-7)
 
 
-def test_norm_exact_refuses_large_pools_and_strategies_agree():
+def test_kernel_norm_exact_refuses_large_pools_and_strategies_agree():
     rng = np.random.default_rng(0)
     z_lab, y_lab = rng.normal(size=(12, 3)), rng.integers(0, 3, 12)
     z_cand = rng.normal(size=(40, 3))
     ctx = make_ctx(z_lab, y_lab, y_lab, z_cand, onehot_proba(rng.integers(0, 3, 40), 3), 3,
                    params=NormExactParams(max_pool=39))
-    with pytest.raises(PoolTooLargeError, match="norm_approx"):
-        acquire("norm_exact", ctx, 5)
+    with pytest.raises(PoolTooLargeError, match="kernel_norm_approx"):
+        acquire("kernel_norm_exact", ctx, 5)
     ctx.params = NormExactParams(max_pool=40)
-    exact = acquire("norm_exact", ctx, 5)
+    exact = acquire("kernel_norm_exact", ctx, 5)
     ctx.params = NormParams()
-    assert (acquire("norm_approx", ctx, 5) == exact).all()
+    assert (acquire("kernel_norm_approx", ctx, 5) == exact).all()
 
 
 def test_compare_norm_reports_agreement_and_times():

@@ -132,3 +132,12 @@ def test_two_cycle_end_to_end_on_real_fashion_mnist(fmnist_small, tmp_path):
     assert recs[0]["diagnostics"]["misclassified_fraction"] > 1 - recs[0]["test_acc"], \
         "least confidence should pick points the model gets wrong more often than average"
     assert load_results(tmp_path)[-1]["test_acc"] == recs[-1]["test_acc"]
+
+
+def test_small_candidate_strategy_needs_candidates_before_any_training():
+    """network_norm (max_pool 64) on the whole pool fails at validation, not after a cycle of training."""
+    from alkit.loop import validate
+
+    with pytest.raises(ConfigError, match="max_pool=64.*candidates"):
+        validate(cfg(strategy="network_norm", pool_size=200))
+    validate(cfg(strategy="network_norm", pool_size=200, candidates=40))

@@ -17,6 +17,11 @@ from helpers import synthetic_data, with_shuffled_unlabelled_labels
 
 BUDGET = 25
 PREFERENCE = ["classifier", "m2", "vaal", "m2_disc", "m2_vaal", "tavaal"]
+#: run settings for strategies meant for small candidate sets, as a run would set them: ``candidates``
+#: subsamples the 160 unlabelled points (seeded, label-blind), ``strategy_params`` keep the test fast
+SMALL_CANDIDATE_SETS = {
+    "network_norm": {"candidates": 30, "strategy_params": {"steps": 1, "batch_size": 4}},
+}
 
 
 def learner_for(strategy: str) -> str:
@@ -33,6 +38,7 @@ def config(strategy: str) -> RunConfig:
     return RunConfig(
         initial=InitialSet(kind="random", n=40), budget=BUDGET, cycles=1, learner=learner,
         learner_params=dict(LEARNERS[learner].test_params), strategy=strategy, seed=11, device="cpu",
+        **SMALL_CANDIDATE_SETS.get(strategy, {}),
     )
 
 

@@ -13,6 +13,8 @@ capability         method                                   used by
 ``embed``          ``embed(x) -> (N, d)``                   latent strategies, UMAP
 ``labelled_prob``  ``labelled_prob(x) -> (N,)``             VAAL-family sampling
 ``mc_proba``       ``mc_proba(x, T) -> (T, N, C)``          BALD
+``network``        ``task_network() -> nn.Module``          network_norm (fine-tunes a
+                   (B, 1, 28, 28) images -> (B, C) logits   copy of its weights)
 =================  =======================================  ==========================
 
 A learner lacking a capability raises :class:`CapabilityError` naming the
@@ -84,10 +86,18 @@ class Learner:
     def mc_proba(self, x: torch.Tensor, samples: int) -> torch.Tensor:
         raise self._missing("mc_proba")
 
+    def task_network(self) -> torch.nn.Module:
+        """The fitted task classifier as a module mapping (B, 1, 28, 28) images to (B, C) logits.
+
+        Callers must not change it: strategies fine-tune copies of its weights.
+        """
+        raise self._missing("network")
+
     @classmethod
     def capabilities(cls) -> set[str]:
         caps = {"proba"}
-        for cap, meth in (("embed", "embed"), ("labelled_prob", "labelled_prob"), ("mc_proba", "mc_proba")):
+        for cap, meth in (("embed", "embed"), ("labelled_prob", "labelled_prob"), ("mc_proba", "mc_proba"),
+                          ("network", "task_network")):
             if getattr(cls, meth) is not getattr(Learner, meth):
                 caps.add(cap)
         return caps
