@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from alkit.data import load_dataset
-from alkit.learners import LEARNERS, TrainData, make_learner
+from alkit.learners import TrainData, make_learner
 from alkit.strategies import Context, get_strategy, select
 from alkit.strategies.norm import (
     NetworkNormParams, NormExactParams, NormParams, spearman,
@@ -48,16 +48,8 @@ from alkit.strategies.norm import (
 
 
 def classifier_params(iterations: int, batch_size: int) -> dict:
-    """Minimal parameters for a short fit, in whichever schedule vocabulary the classifier learner has."""
-    names = {f.name for f in dataclasses.fields(LEARNERS["classifier"].Params)}
-    p = {"batch_size": batch_size}
-    if "iterations" in names:  # iteration-based schedule
-        p["iterations"] = iterations
-        if "val_every" in names:
-            p["val_every"] = max(1, iterations // 4)
-    else:  # epoch-based: epochs over the labelled set
-        p["epochs"] = max(1, round(iterations * batch_size / 100))
-    return p
+    """Minimal parameters for a short fit of the classifier learner."""
+    return {"iterations": iterations, "batch_size": batch_size, "val_every": max(1, iterations // 4)}
 
 
 def make_ctx(learner, data, lab, cand, seed, params) -> Context:
