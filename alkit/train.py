@@ -46,8 +46,9 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> float:
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> float:
     """Fraction of ``x`` that ``model`` (returning logits) classifies as ``y``, in eval mode."""
+    batch_size = batch_size or inference_chunk(x)
     was = model.training
     model.eval()
     correct = 0
@@ -198,9 +199,16 @@ def mc_dropout_proba(model: torch.nn.Module, x: torch.Tensor, samples: int) -> t
 
 
 
+def inference_chunk(x: torch.Tensor) -> int:
+    """Rows per inference chunk: 2048 on a GPU; 256 on CPU, where chunks that fit in cache ran the
+    small CNNs 1.5-2x faster than 2048 (measured on 2,000 images, 2 cores)."""
+    return 2048 if x.is_cuda else 256
+
+
 @torch.no_grad()
-def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """Apply ``fn`` over ``x`` in chunks of ``batch_size`` rows and concatenate."""
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Apply ``fn`` over ``x`` in chunks of ``batch_size`` rows (default :func:`inference_chunk`) and concatenate."""
+    batch_size = batch_size or inference_chunk(x)
     if len(x) == 0:
         return fn(x[:1])[:0]
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -189,3 +189,22 @@ def test_m2_selection_reads_one_model_state(name, monkeypatch):
         torch.testing.assert_close(learner.labelled_prob(x), p)
     # and that state is the first validation's, not the last iteration's
     assert not np.isclose(metrics["val_acc_last"], metrics["val_acc"])
+
+
+def test_m2_latent_pass_is_reused_only_for_the_same_unmodified_tensor():
+    data = fingerprinted()
+    learner = make_learner("m2_disc", LEARNERS["m2_disc"].test_params, 3, "cpu")
+    learner.fit(data, seed=0)
+    x = data.x_unlabelled.clone()
+    q1 = learner.predict_proba(x)
+    assert learner.embed(x) is learner._memo[2]  # one pass served both
+    x[:5] = 0.0  # in place: the version changes, so the pass is redone
+    q2 = learner.predict_proba(x)
+    assert not torch.equal(q1[:5], q2[:5]) and torch.equal(q1[5:], q2[5:])
+    fresh = learner.predict_proba(x.clone())  # another tensor with equal content: recomputed, same numbers
+    torch.testing.assert_close(fresh, q2)
+    with torch.no_grad():
+        learner.model.eval()
+        torch.testing.assert_close(q2, learner.model.classify(x).softmax(1))
+    import io, pickle
+    assert "_memo" not in pickle.loads(pickle.dumps(learner)).__dict__

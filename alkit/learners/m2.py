@@ -35,6 +35,7 @@ and the held-out discriminator scores all read that one state.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -162,6 +163,7 @@ class M2Learner(GenerativeLearner):
 
     def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
         p = self.params
+        self._memo = None
         n_l, n_u = len(data.x_labelled), len(data.x_unlabelled)
         held = holdout_split(n_l, n_u, p.disc_holdout, generator(seed + 2, self.device)) if self.has_disc else None
         seed_everything(seed)
@@ -177,6 +179,7 @@ class M2Learner(GenerativeLearner):
         metrics = self._train_loop(data, held, seed + 4, progress, on_check=self._validate(data))
         del self.opt
         self._best.restore(self._modules())
+        self._memo = None
         self._set_eval(True)
         if self.has_disc:
             metrics.update(self._heldout_metrics(data, held))
@@ -193,21 +196,47 @@ class M2Learner(GenerativeLearner):
         """q(y|x), (B, 1, 28, 28) -> (B, C) logits, in the restored best state."""
         return self.model.classifier
 
+    _memo = None  # (weakref to x, x._version, mu, q) of the last latent pass
+
     @torch.no_grad()
+    def _latent_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mu`` (N, d) and ``q(y|x)`` (N, C) of the restored state, in one pass over ``x``.
+
+        A selection asks for predictions, latent codes and discriminator scores of the same
+        candidates; the last pass is reused while ``x`` is the same, unmodified tensor (a weak
+        reference: a freed tensor never matches), so q(y|x) is computed once, not three times.
+        """
+        m = self._memo
+        if m is not None and m[0]() is x and m[1] == x._version:
+            return m[2], m[3]
+        self.model.eval()
+        d = self.model.latent_dim
+        out = batched(lambda b: torch.cat(self.model.latent(b), dim=1), x)  # (N, d + C)
+        mu, q = out[:, :d], out[:, d:]
+        self._memo = (weakref.ref(x), x._version, mu, q)
+        return mu, q
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_memo", None)  # weak references do not pickle, and the codes are not the model
+        return state
+
+    def _disc_logits(self, x: torch.Tensor) -> torch.Tensor:
+        mu, q = self._latent_pass(x)
+        self.disc.eval()
+        return batched(self.disc, torch.cat([mu, q], dim=1))
+
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C) softmax of q(y|x)."""
-        self.model.eval()
-        return batched(lambda b: self.model.classify(b).softmax(1), x)
+        return self._latent_pass(x)[1]
 
     def mc_proba(self, x: torch.Tensor, samples: int) -> torch.Tensor:
         """(T, N, C) MC-dropout outputs of q(y|x) (BALD on M2's classifier)."""
         return mc_dropout_proba(self.model.classifier, x, samples)
 
-    @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d) mean of q(z | x, y = one-hot(argmax q(y|x))) (see :meth:`M2.latent`)."""
-        self.model.eval()
-        return batched(lambda b: self.model.latent(b)[0], x)
+        return self._latent_pass(x)[0]
 
 
 @register_learner
