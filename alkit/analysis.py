@@ -5,6 +5,7 @@ paragraphs are computed, not typed.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from collections import defaultdict
 from typing import Iterable
@@ -191,8 +192,10 @@ def compare_seeds(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by:
 
 
 def _signed(x: float) -> str:
-    """``+1.23`` / ``−0.40`` with a real minus sign (U+2212)."""
-    return f"{x:+.2f}".replace("-", "\u2212")
+    """``+1.23`` / ``−0.40`` with a real minus sign (U+2212); below 0.1 in size, three significant
+    figures (``+0.00312``), so a small effect in small units never prints as ``+0.00``."""
+    text = f"{x:+.2f}" if x == 0 or abs(x) >= 0.1 or not math.isfinite(x) else f"{x:+.3g}"
+    return text.replace("-", "\u2212")
 
 
 def _p_text(p: float) -> str:
