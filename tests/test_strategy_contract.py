@@ -37,7 +37,7 @@ def config(strategy: str) -> RunConfig:
     learner = learner_for(strategy)
     return RunConfig(
         initial=InitialSet(kind="random", n=40), budget=BUDGET, cycles=1, learner=learner,
-        learner_params=dict(LEARNERS[learner].test_params), strategy=strategy, seed=11, device="cpu",
+        learner_params=dict(LEARNERS[learner].test_params), strategy=strategy, seed=11, device="cpu", pool_size=200,  # the synthetic pool below
         **SMALL_CANDIDATE_SETS.get(strategy, {}),
     )
 
