@@ -200,5 +200,5 @@ def test_m2_latent_pass_is_reused_only_for_the_same_unmodified_tensor():
     with torch.no_grad():
         learner.model.eval()
         torch.testing.assert_close(q2, learner.model.classify(x).softmax(1))
-    import io, pickle
+    import pickle
     assert "_memo" not in pickle.loads(pickle.dumps(learner)).__dict__
