@@ -101,7 +101,24 @@ def run_experiment(
             if log:
                 log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
                     f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
-    return load_results(exp.folder)
+    return experiment_records(exp, log=log)
+
+
+def experiment_records(exp: Experiment, log=print) -> list[dict]:
+    """Every record of ``exp``'s arms and seeds, and nothing else from its folder.
+
+    Runs in the folder that the parameters do not name (another seed started from the command line,
+    an arm since removed) are left out, and ``log`` says which, so a notebook never averages in runs
+    its text does not describe.
+    """
+    rows = load_results(exp.folder)
+    keep = [r for r in rows if r.get("arm") in exp.arms and r.get("seed") in exp.seeds]
+    others = sorted({(str(r.get("arm")), r.get("seed")) for r in rows} - {(str(r.get("arm")), r.get("seed")) for r in keep},
+                    key=str)
+    if others and log:
+        log(f"{exp.folder} also holds {len(others)} run(s) outside these parameters, left out: "
+            + ", ".join(f"{a}/seed{s}" for a, s in others))
+    return keep
 
 
 def is_finished(exp: Experiment) -> bool:

@@ -15,12 +15,33 @@ def setup() -> Path:
 
     # umap/pynndescent import tqdm.auto, which warns when ipywidgets is absent; bars are off anyway
     warnings.filterwarnings("ignore", message="IProgress not found")
-    here = Path.cwd().resolve()
+    root = find_root()
+    os.chdir(root)
+    return root
+
+
+def _is_root(folder: Path) -> bool:
+    return (folder / "pyproject.toml").exists() and (folder / "alkit").is_dir() and (folder / "params").is_dir()
+
+
+def find_root(cwd: Path | None = None) -> Path:
+    """The alkit repository root: ``$ALKIT_ROOT`` if set, else the first folder at or above the working
+    directory that holds ``pyproject.toml``, ``alkit/`` and ``params/``, else the checkout the imported
+    ``alkit`` package lives in (an editable install), so papermill may run from anywhere."""
+    env = os.environ.get("ALKIT_ROOT")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not _is_root(root):
+            raise FileNotFoundError(f"ALKIT_ROOT={env} is not an alkit checkout (needs pyproject.toml, alkit/, params/)")
+        return root
+    here = (cwd or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").exists() and (folder / "alkit").is_dir():
-            os.chdir(folder)
+        if _is_root(folder):
             return folder
-    raise FileNotFoundError(f"no alkit repository root above {here}")
+    package_home = Path(__file__).resolve().parent.parent
+    if _is_root(package_home):
+        return package_home
+    raise FileNotFoundError(f"no alkit repository root above {here} nor at {package_home}; set ALKIT_ROOT")
 
 
 def versions() -> str:

@@ -141,3 +141,38 @@ def test_small_candidate_strategy_needs_candidates_before_any_training():
     with pytest.raises(ConfigError, match="max_pool=64.*candidates"):
         validate(cfg(strategy="network_norm", pool_size=200))
     validate(cfg(strategy="network_norm", pool_size=200, candidates=40))
+
+
+def test_an_experiment_reads_only_its_own_arms_and_seeds(tmp_path, data):
+    """A seed run from the command line (not in the parameters) must not leak into the notebook's numbers."""
+    from alkit.experiment import Experiment, experiment_records
+
+    base = {"initial": {"kind": "random", "n": 30}, "budget": 20, "cycles": 1, "device": "cpu", "learner_params": FAST}
+    arms = {"random": {"learner": "classifier", "strategy": "random"}}
+    wide = Experiment(name="e", seeds=[0, 1], base=base, arms=arms, results_root=str(tmp_path))
+    for seed in (0, 1):
+        run(wide.config("random", seed), wide.run_dir("random", seed), data=data, progress=False,
+            meta={"experiment": "e", "arm": "random"})
+    narrow = Experiment(name="e", seeds=[0], base=base, arms=arms, results_root=str(tmp_path))
+    said = []
+    rows = experiment_records(narrow, log=said.append)
+    assert {r["seed"] for r in rows} == {0} and len(rows) == 2
+    assert len(said) == 1 and "random/seed1" in said[0] and "left out" in said[0]
+    assert {r["seed"] for r in experiment_records(wide, log=said.append)} == {0, 1} and len(said) == 1
+
+
+def test_notebook_root_from_anywhere(tmp_path, monkeypatch):
+    """papermill may run a notebook from outside the checkout: $ALKIT_ROOT, else the installed package's checkout."""
+    from pathlib import Path
+
+    from alkit.notebook import find_root
+
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.delenv("ALKIT_ROOT", raising=False)
+    assert find_root(tmp_path) == repo  # no checkout above /tmp: the package's own
+    assert find_root(repo / "notebooks") == repo
+    monkeypatch.setenv("ALKIT_ROOT", str(repo))
+    assert find_root(tmp_path) == repo
+    monkeypatch.setenv("ALKIT_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="ALKIT_ROOT"):
+        find_root(tmp_path)
