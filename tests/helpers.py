@@ -40,3 +40,12 @@ def with_shuffled_unlabelled_labels(data: Data, labelled: np.ndarray, seed: int 
     assert not torch.equal(y, data.y_pool)
     return Data(name=data.name, x_pool=data.x_pool, y_pool=y, x_val=data.x_val, y_val=data.y_val,
                 x_test=data.x_test, y_test=data.y_test, pool_ids=data.pool_ids)
+
+
+def rec(arm, seed, cycle, n_labelled=None, test_acc=None, **extra) -> dict:
+    """One per-cycle record; ``n_labelled`` defaults to 100 + 100 * cycle."""
+    r = {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 100 + 100 * cycle if n_labelled is None else n_labelled}
+    if test_acc is not None:
+        r["test_acc"] = test_acc
+    r.update(extra)
+    return r

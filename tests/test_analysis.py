@@ -26,15 +26,7 @@ from alkit.analysis import (
     markdown_table,
     paired_difference,
 )
-
-
-def rec(arm, seed, cycle, n_labelled=None, test_acc=None, **extra) -> dict:
-    """One per-cycle record; ``n_labelled`` defaults to 100 + 100 * cycle."""
-    r = {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 100 + 100 * cycle if n_labelled is None else n_labelled}
-    if test_acc is not None:
-        r["test_acc"] = test_acc
-    r.update(extra)
-    return r
+from helpers import rec
 
 
 def by_key(table: list[dict], *keys: str) -> dict[tuple, dict]:

@@ -20,18 +20,10 @@ import pytest
 
 from alkit import analysis
 from alkit.analysis import compare_seeds, describe_comparison, paired_difference, paired_seed_test, per_seed
+from helpers import rec
 
 ROOT = Path(__file__).resolve().parent.parent
 MINUS, DASH = "\u2212", "\u2014"
-
-
-def rec(arm, seed, cycle, n_labelled=None, test_acc=None, **extra) -> dict:
-    """One per-cycle record; ``n_labelled`` defaults to 100 + 100 * cycle."""
-    r = {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 100 + 100 * cycle if n_labelled is None else n_labelled}
-    if test_acc is not None:
-        r["test_acc"] = test_acc
-    r.update(extra)
-    return r
 
 
 # ------------------------------------------------------------------------------------------ per_seed
