@@ -25,6 +25,27 @@ class ClassifierParams(ScheduleParams, TaskOptimParams):
             raise ValueError(f"size must be 'small' or 'large', got {self.size!r}")
 
 
+def train_task_classifier(
+    data: TrainData, p, size: str, dropout: float, seed: int, device, progress: bool = False
+) -> tuple[Classifier, dict]:
+    """Build and train the task classifier on every labelled point; the ``classifier`` learner *and* VAAL's task model.
+
+    ``p`` carries the schedule and optimiser (:class:`ScheduleParams`, :class:`TaskOptimParams`). One
+    function for both keeps a VAAL arm's task model identical to the random arm's, seed for seed.
+    Returns the model (best validated state) and its metrics, ``task_labelled`` and ``classifier_params``
+    included.
+    """
+    seed_everything(seed)
+    model = Classifier(data.num_classes, size, dropout).to(device)
+    metrics = fit_task_model(
+        model, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,
+        seed=seed + 1, n_unlabelled=len(data.x_unlabelled), progress=progress,
+    )
+    metrics["task_labelled"] = len(data.x_labelled)
+    metrics["classifier_params"] = count_parameters(model)
+    return model, metrics
+
+
 @register_learner
 class ClassifierLearner(Learner):
     """CNN trained with cross-entropy on every labelled point; best validated state kept."""
@@ -35,14 +56,7 @@ class ClassifierLearner(Learner):
 
     def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
         p = self.params
-        seed_everything(seed)
-        self.model = Classifier(data.num_classes, p.size, p.dropout).to(self.device)
-        metrics = fit_task_model(
-            self.model, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,
-            seed=seed + 1, n_unlabelled=len(data.x_unlabelled), progress=progress,
-        )
-        metrics["task_labelled"] = len(data.x_labelled)
-        metrics["classifier_params"] = count_parameters(self.model)
+        self.model, metrics = train_task_classifier(data, p, p.size, p.dropout, seed, self.device, progress)
         return metrics
 
     def task_network(self) -> torch.nn.Module:

@@ -45,6 +45,7 @@ from .adversarial import (
     warm_load,
 )
 from .base import TrainData, batched, register_learner
+from .classifier import train_task_classifier
 from .schedule import ScheduleParams, TaskOptimParams
 
 
@@ -144,12 +145,7 @@ class VAALLearner(DiscriminatorLearner):
     def _fit_task_model(self, data: TrainData, seed: int, progress: bool) -> dict:
         """The ``classifier`` learner's training, step for step (same seeds), on every labelled point."""
         p = self.params
-        seed_everything(seed)
-        self.classifier = Classifier(data.num_classes, p.classifier_size, p.dropout).to(self.device)
-        m = fit_task_model(
-            self.classifier, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,
-            seed=seed + 1, n_unlabelled=len(data.x_unlabelled), progress=progress,
-        )
+        self.classifier, m = train_task_classifier(data, p, p.classifier_size, p.dropout, seed, self.device, progress)
         m["task_iterations"] = m.pop("iterations")
         return m
 
@@ -162,7 +158,6 @@ class VAALLearner(DiscriminatorLearner):
         p = self.params
         held = holdout_split(len(data.x_labelled), len(data.x_unlabelled), p.disc_holdout, generator(seed + 2, self.device))
         metrics = self._fit_task_model(data, seed, progress)
-        metrics["task_labelled"] = len(data.x_labelled)
         seed_everything(seed + 3)
         self._build_generative(data.num_classes)
         warm = False
@@ -174,7 +169,7 @@ class VAALLearner(DiscriminatorLearner):
         metrics.update(self._heldout_metrics(data, held))
         metrics.update(
             vae_params=count_parameters(self.vae), disc_params=count_parameters(self.disc),
-            classifier_params=count_parameters(self.classifier), warm_started=warm,
+            classifier_params=count_parameters(self.classifier), task_labelled=len(data.x_labelled), warm_started=warm,
         )
         return metrics
 
