@@ -361,7 +361,23 @@ def _eval_mode(net: torch.nn.Module):
             m.train(mode)
 
 
-def _prepare(net, x, x_labelled, y_labelled, num_classes):
+def _prepare(net, x, x_labelled, y_labelled, num_classes, rng, *, steps, batch_size, max_pool):
+    """Shared set-up of both implementations: the pool check, inputs on the network's device and dtype,
+    the current trainable weights theta (detached, not copied: neither implementation writes to ``net``)
+    and the ``steps`` labelled minibatches (one ``rng`` draw, shared by every (u, y))."""
+    _check_network_pool(len(x), max_pool, num_classes, steps)
+    x, x_lab, y_lab = _inputs_on_device(net, x, x_labelled, y_labelled, num_classes)
+    theta = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
+    batches = [torch.as_tensor(b, device=x.device) for b in labelled_batches(len(x_lab), batch_size, steps, rng)]
+    return x, x_lab, y_lab, theta, batches
+
+
+def _result(norm: torch.Tensor, deviation: torch.Tensor, theta: dict[str, torch.Tensor]) -> "NetworkNorms":
+    base = float(sum(v.double().square().sum() for v in theta.values()).sqrt())
+    return NetworkNorms(norm, deviation, base)
+
+
+def _inputs_on_device(net, x, x_labelled, y_labelled, num_classes):
     first = next((p for p in net.parameters() if p.requires_grad), None)
     if first is None:
         raise ValueError("network_norm: the task network has no trainable parameters")
@@ -407,14 +423,13 @@ def network_norm_scores(
     minibatch (drawn from ``rng`` up front). Memory: chunk * C copies of the
     weights and their activations on ``batch_size + 1`` images.
     """
-    _check_network_pool(len(x), max_pool, num_classes, steps)
     from torch.func import functional_call, grad, vmap
 
-    x, x_lab, y_lab = _prepare(net, x, x_labelled, y_labelled, num_classes)
-    theta = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
+    x, x_lab, y_lab, theta, batches = _prepare(
+        net, x, x_labelled, y_labelled, num_classes, rng, steps=steps, batch_size=batch_size, max_pool=max_pool
+    )
     fixed = {k: v.detach() for k, v in net.named_parameters() if not v.requires_grad}
     fixed.update(dict(net.named_buffers()))
-    batches = [torch.as_tensor(b, device=x.device) for b in labelled_batches(len(x_lab), batch_size, steps, rng)]
     labels = torch.arange(num_classes, device=x.device)
 
     def loss(p, xu, yu, xb, yb):  # one copy: p its weights, (xu, yu) its candidate and label, (xb, yb) shared batch
@@ -437,8 +452,7 @@ def network_norm_scores(
             sq, dev = _squared_norms(p, theta)  # (k*C,)
             norm[i : i + k] = sq.sqrt().view(k, num_classes).cpu()
             deviation[i : i + k] = dev.sqrt().view(k, num_classes).cpu()
-    base = float(sum(v.double().square().sum() for v in theta.values()).sqrt())
-    return NetworkNorms(norm, deviation, base)
+    return _result(norm, deviation, theta)
 
 
 def network_norm_scores_loop(
@@ -460,10 +474,9 @@ def network_norm_scores_loop(
     equal); faster than it on CPU, slower where one small step cannot fill the
     device (CUDA).
     """
-    _check_network_pool(len(x), max_pool, num_classes, steps)
-    x, x_lab, y_lab = _prepare(net, x, x_labelled, y_labelled, num_classes)
-    theta = {k: v.detach().clone() for k, v in net.named_parameters() if v.requires_grad}
-    batches = [torch.as_tensor(b, device=x.device) for b in labelled_batches(len(x_lab), batch_size, steps, rng)]
+    x, x_lab, y_lab, theta, batches = _prepare(
+        net, x, x_labelled, y_labelled, num_classes, rng, steps=steps, batch_size=batch_size, max_pool=max_pool
+    )
     norm = torch.empty(len(x), num_classes, dtype=torch.float64)
     deviation = torch.empty(len(x), num_classes, dtype=torch.float64)
     tuned = copy.deepcopy(net).eval()  # one working copy, its weights reset to theta for every (u, y)
@@ -483,8 +496,7 @@ def network_norm_scores_loop(
             with torch.no_grad():
                 sq, dev = _squared_norms({k: v[None] for k, v in trainable.items()}, theta)
             norm[i, y], deviation[i, y] = float(sq.sqrt()), float(dev.sqrt())
-    base = float(sum(v.double().square().sum() for v in theta.values()).sqrt())
-    return NetworkNorms(norm, deviation, base)
+    return _result(norm, deviation, theta)
 
 
 @register("network_norm", params=NetworkNormParams, needs=("network",))
