@@ -99,13 +99,11 @@ class LrDrops:
     def __init__(self, optimizer: torch.optim.Optimizer, fraction: float | None, iterations: int):
         self.optimizer = optimizer
         self.every = int(fraction * iterations) if fraction else 0
-        self.drops = 0
 
     def before(self, iteration: int) -> None:
         if self.every and iteration and iteration % self.every == 0:
             for group in self.optimizer.param_groups:
                 group["lr"] = group["lr"] / 10
-            self.drops += 1
 
 
 def cross_entropy_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iteration: int):

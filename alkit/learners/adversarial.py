@@ -187,10 +187,8 @@ class GenerativeLearner(Learner):
         opt_d = torch.optim.Adam(self.disc.parameters(), lr=p.lr_disc) if self.has_disc else None
         lab = endless_batches(n_l, p.batch_size, generator(seed, self.device))
         unl = endless_batches(n_u, p.batch_size, generator(seed + 1, self.device))
-        ones_l = torch.ones(n_l, device=self.device)
-        ones_u = torch.ones(n_u, device=self.device)
-        wl_all = held.l_weight if held is not None else ones_l
-        wu_all = held.u_weight if held is not None else ones_u
+        wl_all = held.l_weight if held is not None else torch.ones(n_l, device=self.device)
+        wu_all = held.u_weight if held is not None else torch.ones(n_u, device=self.device)
 
         def draw():
             il, iu = next(lab), next(unl)
