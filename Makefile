@@ -16,9 +16,11 @@ setup: $(STAMP)
 figures: setup
 	$(PY) -m alkit.batch --profile $(PROFILE)
 
-# experiments only, no Jupyter (for a GPU box or a cluster); notebooks then find them finished
+# experiments only, no Jupyter (for a GPU box or a cluster); notebooks then find them finished.
+# JOBS runs at once (worker processes); TIME_LIMIT seconds per call (rerun to continue)
+JOBS ?= 1
 run: setup
-	$(PY) -m alkit run params/$(PROFILE)/*.yaml
+	$(PY) -m alkit run params/$(PROFILE)/*.yaml --jobs $(JOBS) $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
 
 test: setup
 	.venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider

@@ -13,7 +13,18 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--arms", nargs="*", help="only these arms")
     p_run.add_argument("--seeds", nargs="*", type=int, help="only these seeds")
     p_run.add_argument("--results-root", help="results folder root (default: results)")
-    p_run.add_argument("--device", help="override the device of every run (cpu, cuda, auto)")
+    p_run.add_argument("--device", help="override the device of every run (cpu, cuda, cuda:1, auto)")
+    p_run.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="runs at once per device, each in its own worker process (default 1: in this process)")
+    p_run.add_argument("--devices", metavar="LIST",
+                       help="comma-separated devices for the workers, taken round-robin (e.g. cuda:0,cuda:1); "
+                            "default: each run's configured device (or --device)")
+    p_run.add_argument("--threads", type=int, metavar="T",
+                       help="torch CPU threads per run (default: CPU cores / workers when --jobs > 1). On CPU, "
+                            "records are identical across --jobs only at equal --threads")
+    p_run.add_argument("--time-limit", type=float, metavar="SECONDS",
+                       help="start no cycle that measured cycle times say will not end within SECONDS of the start; "
+                            "exit 0 with what is left; the same command later resumes")
     p_run.add_argument("--force", action="store_true", help="recompute finished runs")
     p_run.add_argument("--quiet", action="store_true", help="no progress bars")
     p_run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
@@ -47,20 +58,40 @@ def main(argv: list[str] | None = None) -> int:
                    FileNotFoundError, ModuleNotFoundError)
     try:
         for module in args.imports:
-            _import(module)
-        for path in args.params:
-            exp = load_experiment(path, results_root=args.results_root)
-            if args.device:
-                exp.base["device"] = args.device
-            run_experiment(exp, arms=args.arms, seeds=args.seeds, force=args.force, progress=not args.quiet)
+            import_module(module)
+        if args.device and args.devices:
+            raise ConfigError("give either --device or --devices, not both")
+        from .jobs import check_devices, plan, run_tasks
+
+        devices = check_devices(args.devices.split(",") if args.devices else [args.device] if args.device else [])
+        experiments = [load_experiment(path, results_root=args.results_root) for path in args.params]
+        _check_data(experiments)
+        tasks = plan(experiments, arms=args.arms, seeds=args.seeds)
+        summary = run_tasks(tasks, jobs=args.jobs, devices=devices or None, threads=args.threads,
+                            time_limit=args.time_limit, force=args.force, imports=args.imports,
+                            progress=not args.quiet)
     except user_errors as exc:  # a problem with the input: its message, no traceback
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
         print("\n".join([f"error: {message}", *getattr(exc, "__notes__", [])]), file=sys.stderr)
         return 2
-    return 0
+    print("\n".join(summary.lines()))
+    return 1 if summary.failed else 0
 
 
-def _import(module: str) -> None:
+def _check_data(experiments) -> None:
+    """Find and verify the data of every run before any training (a missing or corrupt file: DataError)."""
+    from .data import locate_files
+
+    seen = set()
+    for exp in experiments:
+        for arm in exp.arms:
+            cfg = exp.config(arm, exp.seeds[0])
+            if (cfg.dataset, cfg.data_dir) not in seen:
+                seen.add((cfg.dataset, cfg.data_dir))
+                locate_files(cfg.dataset, data_dir=cfg.data_dir)
+
+
+def import_module(module: str) -> None:
     """Import ``module`` (dotted name) or execute a ``.py`` file as a module, for its registrations."""
     import importlib
     import importlib.util

@@ -75,33 +75,49 @@ def run_experiment(
     exp: Experiment, *, arms: list[str] | None = None, seeds: list[int] | None = None,
     force: bool = False, progress: bool = True, log=print,
 ) -> list[dict]:
-    """Run every (arm, seed) not yet finished; return all records of the experiment folder.
+    """Run every (arm, seed) not yet finished, one after another; return all records of the experiment folder.
 
     Finished runs are loaded, not recomputed (unless ``force``); a crashed run
     resumes after its last finished cycle. Data is loaded once per distinct
-    dataset setting and shared by the runs.
+    dataset setting and shared by the runs. (``alkit run --jobs N`` runs them
+    concurrently: :mod:`alkit.jobs`.)
     """
-    from .loop import _load_data, resolve_device
-
     data_cache = {}
     for arm in arms or list(exp.arms):
         for seed in seeds or exp.seeds:
-            cfg = exp.config(arm, seed)
-            device = resolve_device(cfg.device)
-            key = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, str(device))
-            if key not in data_cache:
-                data_cache[key] = _load_data(cfg, device)
             t = time.perf_counter()
-            try:
-                recs = run(cfg, exp.run_dir(arm, seed), data=data_cache[key], force=force, progress=progress,
-                           meta={"experiment": exp.name, "arm": arm, "profile": exp.profile})
-            except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run
-                exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed} (finished runs and cycles are kept)")
-                raise
+            recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress)
             if log:
                 log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
                     f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
     return experiment_records(exp, log=log)
+
+
+def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None, *, device: str | None = None,
+            force: bool = False, progress: bool = False, **run_kwargs) -> list[dict]:
+    """Run (resume, or load) one (arm, seed) of ``exp`` into its run folder; returns its records.
+
+    ``data_cache`` (a dict) shares loaded data between the runs of one process; ``device``
+    overrides the config's (the config stored with the run keeps its own, see
+    :data:`~alkit.loop.RESUMABLE_DIFFERENCES`); ``run_kwargs`` go to :func:`alkit.loop.run`
+    (``deadline``, ``cycle_estimate``, ``on_cycle``).
+    """
+    from .loop import _load_data, resolve_device
+
+    cfg = exp.config(arm, seed)
+    if device is not None:
+        cfg.device = device
+    dev = resolve_device(cfg.device)
+    key = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, str(dev))
+    cache = data_cache if data_cache is not None else {}
+    if key not in cache:
+        cache[key] = _load_data(cfg, dev)
+    try:
+        return run(cfg, exp.run_dir(arm, seed), data=cache[key], force=force, progress=progress,
+                   meta={"experiment": exp.name, "arm": arm, "profile": exp.profile}, **run_kwargs)
+    except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run
+        exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed} (finished runs and cycles are kept)")
+        raise
 
 
 def experiment_records(exp: Experiment, log=print) -> list[dict]:

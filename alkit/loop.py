@@ -12,6 +12,7 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -137,6 +138,10 @@ def run(
     force: bool = False,
     progress: bool = True,
     meta: dict | None = None,
+    deadline: float | None = None,
+    cycle_estimate: float | None = None,
+    time_limit: float | None = None,
+    on_cycle: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run (or resume, or just load) one active-learning run; returns its per-cycle records.
 
@@ -145,6 +150,12 @@ def run(
     after its last recorded cycle. ``data`` may pass a preloaded
     :class:`~alkit.data.Data` (it must match the config's dataset settings).
     ``meta`` (e.g. experiment and arm names) is stored in ``config.json``.
+
+    Time box: with ``deadline`` (a :func:`clock` time), no cycle starts that
+    :func:`cycle_fits` says will not end by then; the records so far are returned
+    (fewer than ``cycles + 1``: the run is unfinished and the same call resumes it).
+    ``cycle_estimate`` (seconds) stands in for the run's own cycle times until it
+    has one; with neither, a cycle starts only while half of ``time_limit`` is left. ``on_cycle(record)`` is called after each cycle is written.
     """
     validate(cfg)
     device = resolve_device(cfg.device)
@@ -192,6 +203,8 @@ def run(
         previous = torch.load(out_dir / "learner.pt", weights_only=False)
     bar = progress_bar(range(len(records), cfg.cycles + 1), desc=f"{cfg.strategy}/seed{cfg.seed}", disable=not progress)
     for cycle in bar:
+        if deadline is not None and not cycle_fits(cycle_seconds(records) or cycle_estimate, deadline, time_limit):
+            break
         rec, previous = _cycle(cfg, data, pool, cycle, device, previous, progress, out_dir)
         records.append(rec)
         if out_dir is not None:
@@ -199,9 +212,38 @@ def run(
                 torch.save(previous, out_dir / "learner.pt")
             results.write_records(out_dir / results.RECORDS_FILE, records)
         bar.set_postfix(n=rec["n_labelled"], test=f"{rec['test_acc']:.3f}")
+        if on_cycle is not None:
+            on_cycle(rec)
         if rec.get("stopped"):
             break
     return records
+
+
+def clock() -> float:
+    """Wall-clock seconds (``time.time``) for deadlines; one function so tests can replace it."""
+    return time.time()
+
+
+#: a cycle is started only if its estimate times this still ends before the deadline
+CYCLE_MARGIN = 1.15
+#: with no estimate at all, a cycle is started only if this share of the time box is left
+UNKNOWN_START_SHARE = 0.5
+
+
+def cycle_seconds(records: list[dict]) -> float | None:
+    """The longest measured cycle among ``records`` (train + evaluate + select + ...), None if none."""
+    times = [sum(r["seconds"].values()) for r in records if r.get("seconds")]
+    return max(times) if times else None
+
+
+def cycle_fits(estimate: float | None, deadline: float, time_limit: float | None = None) -> bool:
+    """True when a cycle estimated to take ``estimate`` seconds, started now, ends before ``deadline``
+    (with :data:`CYCLE_MARGIN`). With no estimate: True while at least :data:`UNKNOWN_START_SHARE` of
+    ``time_limit`` is left (or, without ``time_limit``, while the deadline has not passed)."""
+    left = deadline - clock()
+    if estimate is None:
+        return left > (UNKNOWN_START_SHARE * time_limit if time_limit else 0.0)
+    return estimate * CYCLE_MARGIN <= left
 
 
 def _warm_start(cfg: RunConfig) -> bool:

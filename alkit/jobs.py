@@ -1,0 +1,396 @@
+"""Many runs at once, in a time box: the (arm, seed) runs of parameter files, spread over worker processes.
+
+``alkit run params/paper/*.yaml --jobs 8 --devices cuda:0 --time-limit 540``:
+
+* **Workers.** ``jobs`` worker processes per device (spawned: CUDA cannot fork), devices taken
+  round-robin, each with its own torch thread count (``threads``, default: CPU cores / workers)
+  and its own data cache. A run is the unit of work; the main process hands the next unfinished
+  run to the first idle worker, in parameter-file / arm / seed order. Every run writes its own
+  folder exactly as :func:`alkit.experiment.run_experiment` does, so records do not depend on
+  ``jobs`` (on CPU they depend on the thread count: torch's reductions round differently with
+  another number of threads, so compare at equal ``threads``).
+* **Time box.** ``time_limit`` seconds from the start: a run is handed out only if its first cycle
+  fits (:func:`alkit.loop.cycle_fits`, estimated from measured cycles of the same arm: on disk from
+  earlier chunks or seen in this one; with no measurement, only while half the box is left), and a
+  worker starts no cycle that its run's own cycle times say will not end in time. What is finished
+  stays on disk; the same command later resumes, with the records an uninterrupted run gives.
+* **Progress.** One line per run (started / each cycle / finished) and an overall count, as tqdm
+  bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs).
+
+``jobs * len(devices) == 1`` runs in this process (no worker), through the same code.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from .config import ConfigError
+from .experiment import Experiment, run_one
+from .loop import clock, cycle_fits, cycle_seconds
+from .results import RECORDS_FILE, read_records
+
+
+@dataclass
+class Task:
+    """One (experiment, arm, seed) run and what is known of its cost."""
+
+    exp: Experiment
+    arm: str
+    seed: int
+    total: int  # cycles + 1 (trainings of the run)
+    done: int = 0  # cycles on disk
+    stopped: bool = False  # ended early by its stopping rule (finished)
+
+    @property
+    def label(self) -> str:
+        return f"{self.exp.name}/{self.arm}/seed{self.seed}"
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped or self.done >= self.total
+
+
+@dataclass
+class Summary:
+    """What a call of :func:`run_tasks` did and left."""
+
+    runs: int = 0
+    finished_before: int = 0  # runs already complete on disk
+    finished: int = 0  # runs complete now (those before included)
+    failed: list[str] = field(default_factory=list)
+    cycles_done: int = 0  # cycles trained by this call
+    cycles_left: int = 0
+    seconds_left: float | None = None  # estimated, at this call's concurrency; None: some run has no estimate
+    seconds: float = 0.0
+    workers: int = 1
+
+    def lines(self) -> list[str]:
+        unfinished = self.runs - self.finished - len(self.failed)
+        out = [f"runs: {self.finished}/{self.runs} finished ({self.finished_before} before this call), "
+               f"{unfinished} unfinished, {len(self.failed)} failed",
+               f"cycles: {self.cycles_done} trained in {self.seconds:.0f} s, {self.cycles_left} left"]
+        if self.cycles_left:
+            est = "unknown (no cycle of some arm measured yet)" if self.seconds_left is None else \
+                f"{self.seconds_left / 60:.1f} min at {self.workers} concurrent run(s)"
+            out.append(f"estimated time left: {est}; run the same command again to continue")
+        out += [f"failed: {f}" for f in self.failed]
+        return out
+
+
+def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: list[int] | None = None) -> list[Task]:
+    """Every (arm, seed) of ``experiments`` (or of the named ones), with its cycles on disk."""
+    if arms:
+        unknown = [a for a in arms if not any(a in e.arms for e in experiments)]
+        if unknown:
+            raise ConfigError(f"--arms: no arm {', '.join(map(repr, unknown))} in the parameter files; their arms: "
+                              + "; ".join(f"{e.name}: {', '.join(e.arms)}" for e in experiments))
+    tasks = []
+    for exp in experiments:
+        for arm in [a for a in exp.arms if not arms or a in arms]:
+            for seed in seeds or exp.seeds:
+                cfg = exp.config(arm, seed)
+                recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
+                tasks.append(Task(exp, arm, seed, cfg.cycles + 1, len(recs), bool(recs and recs[-1].get("stopped"))))
+    return tasks
+
+
+def check_devices(names: list[str]) -> list[str]:
+    """Parse and check device names; one :class:`ConfigError` naming the bad one and what is allowed."""
+    import torch
+
+    allowed = "cpu, auto" + (f", cuda, cuda:0..cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "")
+    out = []
+    for name in names:
+        try:
+            dev = torch.device(name) if name != "auto" else None
+        except RuntimeError:
+            raise ConfigError(f"--devices: unknown device {name!r}; allowed on this machine: {allowed}") from None
+        if dev is not None and dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ConfigError(f"--devices: {name!r} asked for, but this machine has no CUDA GPU "
+                                  f"(torch {torch.__version__}); allowed on this machine: {allowed}")
+            if (dev.index or 0) >= torch.cuda.device_count():
+                raise ConfigError(f"--devices: {name!r} does not exist; allowed on this machine: {allowed}")
+        elif dev is not None and dev.type != "cpu":
+            raise ConfigError(f"--devices: device type {dev.type!r} is not supported; allowed on this machine: {allowed}")
+        out.append(name)
+    return out
+
+
+class _Estimates:
+    """Longest measured cycle per (experiment, arm): from records on disk and from this call's cycles."""
+
+    def __init__(self, tasks: list[Task]):
+        self.seconds: dict[tuple[str, str], float] = {}
+        for t in tasks:
+            self.add(t, cycle_seconds(read_records(t.exp.run_dir(t.arm, t.seed) / RECORDS_FILE)))
+
+    def add(self, task: Task, seconds: float | None) -> None:
+        if seconds is not None:
+            key = (task.exp.name, task.arm)
+            self.seconds[key] = max(seconds, self.seconds.get(key, 0.0))
+
+    def of(self, task: Task) -> float | None:
+        return self.seconds.get((task.exp.name, task.arm))
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers: a function a worker runs per task, and two pools that call it (in process / spawned)
+# ---------------------------------------------------------------------------------------------
+
+
+def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
+    """Run one task; ``send(kind, task_id, value)`` reports each cycle and the end (done or failed)."""
+    tid = payload["id"]
+    try:
+        recs = run_one(payload["exp"], payload["arm"], payload["seed"], cache, device=device,
+                       force=payload["force"], deadline=payload["deadline"], cycle_estimate=payload["estimate"],
+                       time_limit=payload["time_limit"],
+                       on_cycle=lambda r: send("cycle", tid, {"cycle": r["cycle"], "test_acc": r["test_acc"],
+                                                              "stopped": bool(r.get("stopped")),
+                                                              "seconds": sum(r["seconds"].values())}))
+        send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
+                           "test_acc": recs[-1]["test_acc"] if recs else None})
+    except Exception as exc:  # noqa: BLE001  (reported by the main process; other runs go on)
+        notes = "\n".join(getattr(exc, "__notes__", []))
+        send("failed", tid, f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
+             + "\n" + traceback.format_exc(limit=-3))
+
+
+def _worker_main(device: str | None, threads: int | None, imports: list[str], tasks, messages, index: int) -> None:
+    """Entry point of a spawned worker: set threads, import registrations, run tasks until ``None``."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from . import learners, strategies  # noqa: F401  (registries)
+    from .cli import import_module
+
+    for module in imports:
+        import_module(module)
+    cache: dict = {}
+    messages.put(("ready", index, None))
+    while (payload := tasks.get()) is not None:
+        _execute(payload, device, cache, lambda kind, tid, value: messages.put((kind, tid, value)))
+        messages.put(("ready", index, None))
+
+
+class _InlinePool:
+    """One worker: this process."""
+
+    def __init__(self, device: str | None, threads: int | None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.devices = [device]
+        self.cache: dict = {}
+        self.inbox: list[tuple] = [("ready", 0, None)]
+
+    def submit(self, worker: int, payload: dict) -> None:
+        _execute(payload, self.devices[0], self.cache, lambda kind, tid, value: self.inbox.append((kind, tid, value)))
+        self.inbox.append(("ready", worker, None))
+
+    def get(self, timeout: float):
+        return self.inbox.pop(0) if self.inbox else None
+
+    def dead(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class _ProcessPool:
+    """``len(devices)`` spawned workers, each with its own task queue and one shared message queue."""
+
+    def __init__(self, devices: list[str | None], threads: int | None, imports: list[str]):
+        ctx = mp.get_context("spawn")
+        self.devices = devices
+        self.messages = ctx.Queue()
+        self.queues = [ctx.Queue() for _ in devices]
+        self.procs = [ctx.Process(target=_worker_main, args=(d, threads, imports, q, self.messages, i), daemon=True)
+                      for i, (d, q) in enumerate(zip(devices, self.queues))]
+        for p in self.procs:
+            p.start()
+
+    def submit(self, worker: int, payload: dict) -> None:
+        self.queues[worker].put(payload)
+
+    def get(self, timeout: float):
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def dead(self) -> list[int]:
+        return [i for i, p in enumerate(self.procs) if not p.is_alive()]
+
+    def close(self) -> None:
+        for q, p in zip(self.queues, self.procs):
+            if p.is_alive():
+                q.put(None)
+        for p in self.procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduler
+# ---------------------------------------------------------------------------------------------
+
+
+def run_tasks(
+    tasks: list[Task], *, jobs: int = 1, devices: list[str] | None = None, threads: int | None = None,
+    time_limit: float | None = None, force: bool = False, imports: list[str] = (), progress: bool = True, log=print,
+) -> Summary:
+    """Run ``tasks`` on ``jobs`` workers per device within ``time_limit`` seconds; see the module docstring."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if time_limit is not None and time_limit <= 0:
+        raise ConfigError(f"--time-limit must be > 0 seconds, got {time_limit}")
+    devices = check_devices(devices) if devices else [None]
+    slots = [d for _ in range(jobs) for d in devices]  # round-robin: cuda:0, cuda:1, cuda:0, ...
+    if threads is None and len(slots) > 1:
+        threads = max(1, (os.cpu_count() or 1) // len(slots))
+    started = clock()
+    deadline = started + time_limit if time_limit else None
+    summary = Summary(runs=len(tasks), workers=len(slots))
+    if force:
+        for t in tasks:
+            t.done, t.stopped = 0, False
+    summary.finished_before = sum(t.finished for t in tasks)
+    todo = [i for i, t in enumerate(tasks) if not t.finished]
+    estimates = _Estimates(tasks)
+    view = _Progress(tasks, enabled=progress, log=log)
+    pool = _InlinePool(slots[0], threads) if len(slots) == 1 else _ProcessPool(slots, threads, list(imports))
+    running: dict[int, int] = {}  # task id -> worker
+    idle: list[int] = []
+    try:
+        while todo or running:
+            msg = pool.get(timeout=5.0)
+            if msg is None:
+                for w in pool.dead():
+                    for tid, worker in list(running.items()):
+                        if worker == w:
+                            summary.failed.append(f"{tasks[tid].label}: worker process died (exit code "
+                                                  f"{pool.procs[w].exitcode}); finished cycles are kept")
+                            view.end(tid, "died")
+                            del running[tid]
+                if pool.dead() and len(pool.dead()) == len(slots):
+                    break
+                continue
+            kind, key, value = msg
+            if kind == "ready":
+                idle.append(key)
+            elif kind == "cycle":
+                t = tasks[key]
+                t.done, t.stopped = value["cycle"] + 1, value["stopped"]
+                summary.cycles_done += 1
+                estimates.add(t, value["seconds"])
+                view.cycle(key, value)
+            elif kind == "done":
+                t = tasks[key]
+                t.done, t.stopped = value["done"], value["stopped"]
+                running.pop(key, None)
+                view.end(key, "finished" if t.finished else "paused (time limit)")
+            elif kind == "failed":
+                running.pop(key, None)
+                summary.failed.append(f"{tasks[key].label}: {value.splitlines()[0]}")
+                view.end(key, "failed")
+                log(f"{tasks[key].label} failed:\n{value}")
+            while idle and todo:  # hand out runs whose next cycle fits the time box
+                nxt = next((i for i in todo if deadline is None or cycle_fits(estimates.of(tasks[i]), deadline, time_limit)),
+                           None)
+                if nxt is None:
+                    todo = []  # nothing fits any more (estimates only grow)
+                    break
+                todo.remove(nxt)
+                worker = idle.pop(0)
+                running[nxt] = worker
+                view.start(nxt, pool.devices[worker])
+                pool.submit(worker, {"id": nxt, "exp": tasks[nxt].exp, "arm": tasks[nxt].arm, "seed": tasks[nxt].seed,
+                                     "force": force, "deadline": deadline, "time_limit": time_limit, "estimate": estimates.of(tasks[nxt])})
+    finally:
+        pool.close()
+        view.close()
+    summary.seconds = clock() - started
+    summary.finished = sum(t.finished for t in tasks)
+    unfinished = [t for t in tasks if not t.finished]
+    summary.cycles_left = sum(t.total - t.done for t in unfinished)
+    per_run = [estimates.of(t) for t in unfinished]
+    if all(e is not None for e in per_run):
+        summary.seconds_left = sum(e * (t.total - t.done) for e, t in zip(per_run, unfinished)) / len(slots)
+    return summary
+
+
+class _Progress:
+    """An overall bar (cycles) and one bar per running run on a terminal; plain log lines otherwise."""
+
+    def __init__(self, tasks: list[Task], enabled: bool, log=print):
+        from .progress import interactive
+
+        self.tasks, self.log = tasks, log or (lambda *_: None)
+        self.bars = enabled and interactive()
+        self.quiet = not enabled
+        self.total_runs = sum(not t.finished for t in tasks)
+        self.ended = 0
+        self.per_run: dict[int, object] = {}
+        self.free_positions: list[int] = []
+        self.overall = None
+        if self.bars:
+            from tqdm import tqdm
+
+            left = sum(t.total - t.done for t in tasks if not t.finished)
+            self.overall = tqdm(total=left, desc=f"runs 0/{self.total_runs}", unit="cycle", position=0, dynamic_ncols=True)
+
+    def _line(self, text: str) -> None:
+        if self.bars:
+            from tqdm import tqdm
+
+            tqdm.write(text)
+        elif not self.quiet:
+            self.log(text)
+
+    def start(self, tid: int, device) -> None:
+        t = self.tasks[tid]
+        if self.bars:
+            from tqdm import tqdm
+
+            pos = self.free_positions.pop(0) if self.free_positions else len(self.per_run) + 1
+            self.per_run[tid] = tqdm(total=t.total, initial=t.done, desc=t.label, unit="cycle", position=pos,
+                                     leave=False, dynamic_ncols=True)
+        else:
+            self._line(f"start  {t.label} on {device or 'its configured device'} (cycle {t.done}/{t.total})")
+
+    def cycle(self, tid: int, value: dict) -> None:
+        t = self.tasks[tid]
+        if self.bars:
+            self.per_run[tid].update(1)
+            self.per_run[tid].set_postfix(test=f"{value['test_acc']:.3f}")
+            self.overall.update(1)
+        else:
+            self._line(f"cycle  {t.label} {value['cycle'] + 1}/{t.total}: test acc {value['test_acc']:.4f} "
+                       f"({value['seconds']:.1f} s)")
+
+    def end(self, tid: int, how: str) -> None:
+        t = self.tasks[tid]
+        self.ended += 1
+        bar = self.per_run.pop(tid, None)
+        if bar is not None:
+            self.free_positions.append(bar.pos if hasattr(bar, "pos") else 1)
+            bar.close()
+        if self.overall is not None:
+            self.overall.set_description(f"runs {self.ended}/{self.total_runs}")
+        self._line(f"{how:<8} {t.label}: {t.done}/{t.total} cycles  [{self.ended}/{self.total_runs} runs]")
+
+    def close(self) -> None:
+        for bar in self.per_run.values():
+            bar.close()
+        if self.overall is not None:
+            self.overall.close()

@@ -1,0 +1,119 @@
+"""`alkit run --jobs N --time-limit S`: concurrent runs and time-boxed chunks give the records of one uninterrupted run."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from alkit import jobs, loop
+from alkit.experiment import load_experiment
+from alkit.results import load_results
+
+ROOT = Path(__file__).resolve().parent.parent
+MICRO = ROOT / "tests" / "params" / "02_vaal_vs_random.yaml"  # 2 seeds, 2 trainings per run
+ARMS = ["random", "vaal", "m2_vaal"]
+
+
+def alkit(*args):
+    return subprocess.run([sys.executable, "-m", "alkit", "run", str(MICRO), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def records(root: Path) -> list[dict]:
+    """Every record below ``root`` without its timings (the only field that differs between equal runs)."""
+    rows = [{k: v for k, v in r.items() if k != "seconds"} for r in load_results(root)]
+    return sorted(rows, key=lambda r: (r["run"], r["cycle"]))
+
+
+def in_process(root: Path, **kwargs) -> jobs.Summary:
+    exp = load_experiment(MICRO, results_root=str(root))
+    return jobs.run_tasks(jobs.plan([exp], arms=ARMS), threads=1, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, fmnist_dir):
+    """The micro runs, one after another in this process, 1 torch thread."""
+    threads = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("jobs1")
+    try:
+        summary = in_process(root)
+    finally:
+        torch.set_num_threads(threads)
+    assert summary.finished == summary.runs == 6 and summary.cycles_done == 12 and not summary.failed
+    return records(root)
+
+
+def test_two_workers_give_the_records_of_one(tmp_path, reference):
+    out = alkit("--results-root", str(tmp_path), "--arms", *ARMS, "--jobs", "2", "--threads", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert records(tmp_path) == reference
+    text = out.stdout
+    assert text.count("finished 02_vaal_vs_random/") == 6 and "[6/6 runs]" in text  # one line per run + count
+    assert "runs: 6/6 finished" in text and "0 left" in text
+
+
+def test_time_box_then_resume_gives_the_uninterrupted_records(tmp_path, reference, monkeypatch):
+    """A clock that jumps past the deadline after 3 cycles: the chunk stops between cycles (mid-run), exit is
+    clean, and the same call without a limit finishes with the records of an uninterrupted run."""
+    trained = {"n": 0}
+    real_cycle = loop._cycle
+
+    def counting_cycle(*args, **kwargs):
+        out = real_cycle(*args, **kwargs)
+        trained["n"] += 1
+        return out
+
+    def fake_clock():
+        return 0.0 if trained["n"] < 3 else 1e9
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(loop, "_cycle", counting_cycle)
+        monkeypatch.setattr(loop, "clock", fake_clock)
+        monkeypatch.setattr(jobs, "clock", fake_clock)
+        first = in_process(tmp_path, time_limit=100.0)
+        assert (first.cycles_done, first.cycles_left, first.finished) == (3, 9, 1)
+        assert first.seconds_left is None and not first.failed  # vaal and m2_vaal have no measured cycle yet
+        lines = "\n".join(first.lines())
+        assert "9 left" in lines and "unknown" in lines and "run the same command again" in lines
+        monkeypatch.undo()
+        second = in_process(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert (second.cycles_done, second.cycles_left, second.finished_before) == (9, 0, 1)
+    assert records(tmp_path) == reference
+
+
+def test_a_time_limit_shorter_than_any_cycle_trains_nothing_and_exits_0(tmp_path, fmnist_dir):
+    out = alkit("--results-root", str(tmp_path), "--arms", "random", "--time-limit", "0.05", "--quiet")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "runs: 0/2 finished" in out.stdout and "4 left" in out.stdout
+    assert not list(tmp_path.rglob("records.jsonl"))
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--devices", "cuda:0"], ["--devices", "'cuda:0'", "no CUDA GPU", "allowed on this machine: cpu, auto"]),
+    (["--devices", "tpu"], ["--devices", "unknown device 'tpu'"]),
+    (["--jobs", "0"], ["--jobs must be >= 1, got 0"]),
+    (["--time-limit", "-5"], ["--time-limit must be > 0"]),
+    (["--arms", "nope"], ["--arms", "'nope'", "random, vaal"]),
+], ids=["cuda-on-cpu", "unknown-device", "jobs-0", "negative-time", "unknown-arm"])
+def test_bad_run_options_are_one_error_line_before_anything_is_written(tmp_path, args, words):
+    if "cuda:0" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = alkit("--results-root", str(tmp_path / "r"), *args)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr, out.stderr
+    for w in words:
+        assert w in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_cycle_fits_uses_the_margin_and_the_half_box_rule(monkeypatch):
+    monkeypatch.setattr(loop, "clock", lambda: 100.0)
+    assert loop.cycle_fits(10.0, deadline=100.0 + 10 * loop.CYCLE_MARGIN)
+    assert not loop.cycle_fits(10.0, deadline=100.0 + 10 * loop.CYCLE_MARGIN - 0.01)
+    assert loop.cycle_fits(None, deadline=160.0, time_limit=100.0)  # 60 % of the box left
+    assert not loop.cycle_fits(None, deadline=140.0, time_limit=100.0)  # 40 % left: no blind start
+    assert loop.cycle_seconds([{"seconds": {"train": 2.0, "select": 1.0}}, {"seconds": {"train": 2.5}}]) == 3.0
+    assert loop.cycle_seconds([{}]) is None
