@@ -14,6 +14,9 @@
   earlier chunks or seen in this one; with no measurement, only while half the box is left), and a
   worker starts no cycle that its run's own cycle times say will not end in time. What is finished
   stays on disk; the same command later resumes, with the records an uninterrupted run gives.
+* **Shared runs.** A run whose config (seed included; device aside) equals an earlier one's in
+  another experiment (``paper`` 04's ``m2_vaal`` arm is 03's) is trained once and copied into the
+  second folder when finished (``config.json`` says ``copied_from``): same config, same records.
 * **Progress.** One line per run (started / each cycle / finished) and an overall count, as tqdm
   bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs).
 
@@ -24,11 +27,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
 
-from .config import ConfigError
+from . import results
+from .config import ConfigError, to_dict
 from .experiment import Experiment, run_one
 from .loop import clock, cycle_fits, cycle_seconds
 from .results import RECORDS_FILE, read_records
@@ -44,6 +49,7 @@ class Task:
     total: int  # cycles + 1 (trainings of the run)
     done: int = 0  # cycles on disk
     stopped: bool = False  # ended early by its stopping rule (finished)
+    same_as: int | None = None  # index of an earlier task with the identical config: copied, not trained
 
     @property
     def label(self) -> str:
@@ -88,14 +94,34 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
         if unknown:
             raise ConfigError(f"--arms: no arm {', '.join(map(repr, unknown))} in the parameter files; their arms: "
                               + "; ".join(f"{e.name}: {', '.join(e.arms)}" for e in experiments))
-    tasks = []
+    tasks, first_of = [], {}
     for exp in experiments:
         for arm in [a for a in exp.arms if not arms or a in arms]:
             for seed in seeds or exp.seeds:
                 cfg = exp.config(arm, seed)
                 recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
-                tasks.append(Task(exp, arm, seed, cfg.cycles + 1, len(recs), bool(recs and recs[-1].get("stopped"))))
+                task = Task(exp, arm, seed, cfg.cycles + 1, len(recs), bool(recs and recs[-1].get("stopped")))
+                key = results.dumps({k: v for k, v in to_dict(cfg).items() if k != "device"}, sort_keys=True)
+                if key in first_of and not recs:
+                    task.same_as = first_of[key]
+                first_of.setdefault(key, len(tasks))
+                tasks.append(task)
     return tasks
+
+
+def copy_run(src: Task, dst: Task) -> None:
+    """Copy ``src``'s finished run folder to ``dst``'s (atomically: a temp folder renamed into place)."""
+    a, b = src.exp.run_dir(src.arm, src.seed), dst.exp.run_dir(dst.arm, dst.seed)
+    tmp = b.with_name(f".{b.name}.copy")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(a, tmp, ignore=shutil.ignore_patterns(".*.tmp"))
+    meta = results.read_json(tmp / results.CONFIG_FILE)
+    meta.update(experiment=dst.exp.name, arm=dst.arm, profile=dst.exp.profile, copied_from=str(a))
+    results.write_json(tmp / results.CONFIG_FILE, meta)
+    if b.exists():  # an empty or stale folder (no records: plan() shares only runs that have none)
+        shutil.rmtree(b)
+    os.replace(tmp, b)
+    dst.done, dst.stopped = src.done, src.stopped
 
 
 def check_devices(names: list[str]) -> list[str]:
@@ -265,7 +291,13 @@ def run_tasks(
         for t in tasks:
             t.done, t.stopped = 0, False
     summary.finished_before = sum(t.finished for t in tasks)
-    todo = [i for i, t in enumerate(tasks) if not t.finished]
+    shared = {}  # original task -> tasks that copy it
+    for i, t in enumerate(tasks):
+        if t.same_as is not None and not t.finished:
+            shared.setdefault(t.same_as, []).append(i)
+            if tasks[t.same_as].finished:
+                copy_run(tasks[t.same_as], t)
+    todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
     estimates = _Estimates(tasks)
     view = _Progress(tasks, enabled=progress, log=log)
     pool = _InlinePool(slots[0], threads) if len(slots) == 1 else _ProcessPool(slots, threads, list(imports))
@@ -299,6 +331,9 @@ def run_tasks(
                 t.done, t.stopped = value["done"], value["stopped"]
                 running.pop(key, None)
                 view.end(key, "finished" if t.finished else "paused (time limit)")
+                for j in shared.get(key, []) if t.finished else []:
+                    copy_run(t, tasks[j])
+                    view.line(f"copied   {t.label} -> {tasks[j].label} (same config)")
             elif kind == "failed":
                 running.pop(key, None)
                 summary.failed.append(f"{tasks[key].label}: {value.splitlines()[0]}")
@@ -322,10 +357,11 @@ def run_tasks(
     summary.seconds = clock() - started
     summary.finished = sum(t.finished for t in tasks)
     unfinished = [t for t in tasks if not t.finished]
-    summary.cycles_left = sum(t.total - t.done for t in unfinished)
-    per_run = [estimates.of(t) for t in unfinished]
+    trained = [t for t in unfinished if t.same_as is None]  # shared runs are copied, not trained
+    summary.cycles_left = sum(t.total - t.done for t in trained)
+    per_run = [estimates.of(t) for t in trained]
     if all(e is not None for e in per_run):
-        summary.seconds_left = sum(e * (t.total - t.done) for e, t in zip(per_run, unfinished)) / len(slots)
+        summary.seconds_left = sum(e * (t.total - t.done) for e, t in zip(per_run, trained)) / len(slots)
     return summary
 
 
@@ -338,7 +374,7 @@ class _Progress:
         self.tasks, self.log = tasks, log or (lambda *_: None)
         self.bars = enabled and interactive()
         self.quiet = not enabled
-        self.total_runs = sum(not t.finished for t in tasks)
+        self.total_runs = sum(not t.finished and t.same_as is None for t in tasks)
         self.ended = 0
         self.per_run: dict[int, object] = {}
         self.free_positions: list[int] = []
@@ -346,10 +382,10 @@ class _Progress:
         if self.bars:
             from tqdm import tqdm
 
-            left = sum(t.total - t.done for t in tasks if not t.finished)
+            left = sum(t.total - t.done for t in tasks if not t.finished and t.same_as is None)
             self.overall = tqdm(total=left, desc=f"runs 0/{self.total_runs}", unit="cycle", position=0, dynamic_ncols=True)
 
-    def _line(self, text: str) -> None:
+    def line(self, text: str) -> None:
         if self.bars:
             from tqdm import tqdm
 
@@ -366,7 +402,7 @@ class _Progress:
             self.per_run[tid] = tqdm(total=t.total, initial=t.done, desc=t.label, unit="cycle", position=pos,
                                      leave=False, dynamic_ncols=True)
         else:
-            self._line(f"start  {t.label} on {device or 'its configured device'} (cycle {t.done}/{t.total})")
+            self.line(f"start  {t.label} on {device or 'its configured device'} (cycle {t.done}/{t.total})")
 
     def cycle(self, tid: int, value: dict) -> None:
         t = self.tasks[tid]
@@ -375,7 +411,7 @@ class _Progress:
             self.per_run[tid].set_postfix(test=f"{value['test_acc']:.3f}")
             self.overall.update(1)
         else:
-            self._line(f"cycle  {t.label} {value['cycle'] + 1}/{t.total}: test acc {value['test_acc']:.4f} "
+            self.line(f"cycle  {t.label} {value['cycle'] + 1}/{t.total}: test acc {value['test_acc']:.4f} "
                        f"({value['seconds']:.1f} s)")
 
     def end(self, tid: int, how: str) -> None:
@@ -387,7 +423,7 @@ class _Progress:
             bar.close()
         if self.overall is not None:
             self.overall.set_description(f"runs {self.ended}/{self.total_runs}")
-        self._line(f"{how:<8} {t.label}: {t.done}/{t.total} cycles  [{self.ended}/{self.total_runs} runs]")
+        self.line(f"{how:<8} {t.label}: {t.done}/{t.total} cycles  [{self.ended}/{self.total_runs} runs]")
 
     def close(self) -> None:
         for bar in self.per_run.values():

@@ -117,3 +117,31 @@ def test_cycle_fits_uses_the_margin_and_the_half_box_rule(monkeypatch):
     assert not loop.cycle_fits(None, deadline=140.0, time_limit=100.0)  # 40 % left: no blind start
     assert loop.cycle_seconds([{"seconds": {"train": 2.0, "select": 1.0}}, {"seconds": {"train": 2.5}}]) == 3.0
     assert loop.cycle_seconds([{}]) is None
+
+
+def test_a_run_two_experiments_share_is_trained_once_and_copied(tmp_path, fmnist_dir):
+    """paper 04's m2_vaal and m2_random arms are 03's: same config and seed, so trained once."""
+    import json
+
+    import yaml
+
+    base = yaml.safe_load(MICRO.read_text())
+    paths = []
+    for name, arms in (("a", ["random"]), ("b", ["random", "vaal"])):
+        values = dict(base, name=name, arms={k: base["arms"][k] for k in arms}, seeds=[0])
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump(values))
+    exps = [load_experiment(p, results_root=str(tmp_path / "r")) for p in paths]
+    tasks = jobs.plan(exps)
+    assert [t.same_as for t in tasks] == [None, 0, None]
+    threads = torch.get_num_threads()
+    try:
+        summary = jobs.run_tasks(tasks, threads=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert summary.finished == 3 and summary.cycles_done == 4  # a/random and b/vaal trained, b/random copied
+    a, b = exps[0].run_dir("random", 0), exps[1].run_dir("random", 0)
+    assert (a / "records.jsonl").read_bytes() == (b / "records.jsonl").read_bytes()
+    meta = json.loads((b / "config.json").read_text())
+    assert meta["experiment"] == "b" and meta["copied_from"] == str(a)
+    assert [r["arm"] for r in load_results(exps[1].folder)].count("random") == 2
