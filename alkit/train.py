@@ -7,6 +7,7 @@ no DataLoader, no per-item Python work.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Callable, Iterator
 
@@ -37,6 +38,16 @@ def endless_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[t
     """Index tensors drawn epoch after epoch forever (VAAL draws unlabelled batches alongside labelled ones)."""
     while True:
         yield from epoch_batches(n, batch_size, gen, drop_last=n >= batch_size)
+
+
+def tensor_batches(
+    x: torch.Tensor, y: torch.Tensor | None, batch_size: int, gen: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Endless ``(idx, x[idx], y[idx])`` minibatches of on-device tensors (``y`` may be None), drawn by
+    :func:`endless_batches`: the batch source of every training loop. (A benchmark may pass another
+    source with the same signature, e.g. a DataLoader's, to time the same loops fed another way.)"""
+    for idx in endless_batches(len(x), batch_size, gen):
+        yield idx, x[idx], None if y is None else y[idx]
 
 
 def seed_everything(seed: int) -> None:
@@ -86,11 +97,13 @@ class RunningMeans:
         return out
 
 
-def make_task_optimizer(params, p) -> torch.optim.Optimizer:
-    """``p``: :class:`~alkit.learners.schedule.TaskOptimParams` (optimizer, lr, momentum, weight_decay)."""
+def make_task_optimizer(params, p, fused: bool = False) -> torch.optim.Optimizer:
+    """``p``: :class:`~alkit.learners.schedule.TaskOptimParams` (optimizer, lr, momentum, weight_decay).
+    ``fused``: one fused kernel per step (``fused=True``, see :mod:`alkit.learners.speed`)."""
+    kw = {"fused": True} if fused else {}
     if p.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
-    return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
+        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, **kw)
+    return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay, **kw)
 
 
 class LrDrops:
@@ -127,6 +140,8 @@ def fit_task_model(
     extra: tuple[nn.Module, ...] = (),
     progress: bool = False,
     desc: str = "classifier",
+    speed=None,
+    batch_source: Callable = tensor_batches,
 ) -> dict:
     """Train the task model as VAAL's solver does; keep the best validated state.
 
@@ -140,15 +155,25 @@ def fit_task_model(
     optimised with the model and restored with it. Validation accuracy is
     measured at :meth:`ScheduleParams.validates_at`; ties keep the earlier state.
 
+    ``speed`` (:class:`~alkit.learners.speed.Speed`, None = every option off) wraps the
+    forward + loss in autocast / ``torch.compile`` and picks the fused optimiser. A compiled
+    step sees a fixed ``iteration``: a loss that depends on it exposes ``loss_fn.phase(iteration)``,
+    the only thing it depends on (one compiled step per phase); without ``phase``, it must not
+    depend on it. ``batch_source`` yields ``(idx, xb, yb)`` (:func:`tensor_batches`).
+
     Returns ``iterations`` (run), ``val_checks``, ``best_iteration``, ``val_acc``
     (best), ``lr_final`` and the mean of each loss term since the last validation.
     """
     iterations = schedule.iterations_per_cycle(len(x), n_unlabelled)
     gen = generator(seed, x.device)
     modules = (model, *extra)
-    opt = make_task_optimizer([p for m in modules for p in m.parameters()], optim)
+    opt = make_task_optimizer([p for m in modules for p in m.parameters()], optim,
+                              fused=speed is not None and speed.fused_optim)
     drops = LrDrops(opt, optim.lr_drop_every, iterations)
-    batches = endless_batches(len(x), schedule.batch_size, gen)
+    batches = batch_source(x, y, schedule.batch_size, gen)
+    compiled = speed is not None and speed.compile != "off"
+    step = speed.step(loss_fn) if speed is not None and not compiled else loss_fn
+    phase_of, phases = getattr(loss_fn, "phase", lambda it: None), {}
     best_acc, best_state, best_it, since, checks = -1.0, None, -1, 0, 0
     means, last = RunningMeans(), {}
     bar = progress_bar(range(iterations), desc=desc, leave=False, disable=not progress, mininterval=1.0)
@@ -157,8 +182,14 @@ def fit_task_model(
         drops.before(it)
         for m in modules:
             m.train()
-        idx = next(batches)
-        loss, terms = loss_fn(model, x[idx], y[idx], it)
+        _, xb, yb = next(batches)
+        if compiled:  # one compiled step per phase of the loss, with the phase's first iteration bound
+            key = phase_of(it)
+            if key not in phases:
+                phases[key] = speed.step(functools.partial(loss_fn, model, iteration=it))
+            loss, terms = phases[key](xb, yb)
+        else:
+            loss, terms = step(model, xb, yb, it)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

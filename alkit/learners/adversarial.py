@@ -36,8 +36,9 @@ import torch
 from ..losses import LIKELIHOODS, discriminator_loss
 from ..models import Discriminator
 from ..progress import progress_bar
-from ..train import RunningMeans, endless_batches, generator
+from ..train import RunningMeans, generator, tensor_batches
 from .base import Learner, TrainData, batched
+from .speed import OFF, Speed
 
 
 @dataclass
@@ -155,17 +156,37 @@ class GenerativeLearner(Learner):
 
     has_disc = False
     disc: Discriminator
+    #: the resolved :mod:`.speed` options of the training steps; ``fit`` sets them
+    speed: Speed = OFF
+    #: yields ``(idx, xb, yb)`` minibatches (:func:`~alkit.train.tensor_batches`); benchmarks swap it
+    batch_source = staticmethod(tensor_batches)
 
-    # subclasses: the modules that shape the discriminator input, one generative step, the input itself
+    # subclasses: the modules that shape the discriminator input, the generative loss, the input itself
     def _generative_modules(self) -> list[torch.nn.Module]:
         raise NotImplementedError
 
-    def _generative_step(self, xl, yl, xu, wl, wu) -> dict[str, torch.Tensor]:
-        """One optimiser step of the generative model on a labelled and an unlabelled batch.
+    def _generative_loss(self, xl, yl, xu, wl, wu) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward + loss of one generative step on a labelled and an unlabelled batch: ``(loss, terms)``.
 
         ``wl`` (Bl,), ``wu`` (Bu,): 1 for points in the adversarial game, 0 for held-out ones.
+        Tensors in, tensors out, no host sync: :meth:`Speed.step` may compile it.
         """
         raise NotImplementedError
+
+    def _generative_step(self, xl, yl, xu, wl, wu) -> dict[str, torch.Tensor]:
+        """One optimiser step of the generative model (inside :meth:`_train_loop`); returns the loss terms."""
+        loss, terms = self._gen_loss(xl, yl, xu, wl, wu)
+        self._gen_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._gen_opt.step()
+        return terms
+
+    def _disc_loss(self, xl, xu, wl, wu) -> torch.Tensor:
+        """Forward + loss of one discriminator step (generative modules in eval mode, no gradient into them)."""
+        with torch.no_grad():
+            f = self._disc_input(torch.cat([xl, xu]))  # (Bl+Bu, in_dim)
+        logits = self.disc(f)  # (Bl+Bu,)
+        return discriminator_loss(logits[: len(xl)], logits[len(xl) :], wl, wu)
 
     def _disc_input(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) -> (B, in_dim) discriminator input, no grad; caller sets eval mode."""
@@ -175,24 +196,30 @@ class GenerativeLearner(Learner):
         for m in self._generative_modules():
             m.train(not flag)
 
-    def _train_loop(self, data: TrainData, held: HeldOut | None, seed: int, progress: bool, on_check=None) -> dict:
+    def _train_loop(
+        self, data: TrainData, held: HeldOut | None, opt: torch.optim.Optimizer, seed: int, progress: bool,
+        on_check=None,
+    ) -> dict:
         """Run the cycle's iterations; returns the mean losses since the last check and ``iterations``.
 
-        ``on_check(iteration) -> (metrics, stop)`` runs at every validation point of the
-        schedule (M2: validate q(y|x), keep the best state; ``stop`` ends training early).
+        ``opt`` optimises the generative model. ``on_check(iteration) -> (metrics, stop)`` runs at
+        every validation point of the schedule (M2: validate q(y|x), keep the best state; ``stop``
+        ends training early). Steps run through :meth:`Speed.step` (autocast, compilation).
         """
         p = self.params
         n_l, n_u = len(data.x_labelled), len(data.x_unlabelled)
         iterations = p.iterations_per_cycle(n_l, n_u)
-        opt_d = torch.optim.Adam(self.disc.parameters(), lr=p.lr_disc) if self.has_disc else None
-        lab = endless_batches(n_l, p.batch_size, generator(seed, self.device))
-        unl = endless_batches(n_u, p.batch_size, generator(seed + 1, self.device))
+        opt_d = self.speed.adam(self.disc.parameters(), lr=p.lr_disc) if self.has_disc else None
+        self._gen_opt, self._gen_loss = opt, self.speed.step(self._generative_loss)
+        disc_loss = self.speed.step(self._disc_loss)
+        lab = self.batch_source(data.x_labelled, data.y_labelled, p.batch_size, generator(seed, self.device))
+        unl = self.batch_source(data.x_unlabelled, None, p.batch_size, generator(seed + 1, self.device))
         wl_all = held.l_weight if held is not None else torch.ones(n_l, device=self.device)
         wu_all = held.u_weight if held is not None else torch.ones(n_u, device=self.device)
 
         def draw():
-            il, iu = next(lab), next(unl)
-            return data.x_labelled[il], data.y_labelled[il], data.x_unlabelled[iu], wl_all[il], wu_all[iu]
+            (il, xl, yl), (iu, xu, _) = next(lab), next(unl)
+            return xl, yl, xu, wl_all[il], wu_all[iu]
 
         means, last = RunningMeans(), {}
         bar = progress_bar(range(iterations), desc=self.name, leave=False, disable=not progress, mininterval=1.0)
@@ -213,10 +240,7 @@ class GenerativeLearner(Learner):
                     if k > 0:
                         batch = draw()
                     xl, _, xu, wl, wu = batch
-                    with torch.no_grad():
-                        f = self._disc_input(torch.cat([xl, xu]))  # (Bl+Bu, in_dim)
-                    logits = self.disc(f)
-                    loss_d = discriminator_loss(logits[: len(xl)], logits[len(xl) :], wl, wu)
+                    loss_d = disc_loss(xl, xu, wl, wu)
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
                     opt_d.step()
@@ -231,6 +255,7 @@ class GenerativeLearner(Learner):
                 bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("disc_loss", "val_acc_last")})
                 if stop:
                     break
+        del self._gen_opt, self._gen_loss  # the pickled learner keeps neither
         self._set_eval(True)
         if self.has_disc:
             self.disc.eval()

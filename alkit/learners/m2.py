@@ -56,10 +56,11 @@ from .adversarial import (
 )
 from .base import TrainData, batched, register_learner
 from .schedule import ScheduleParams
+from .speed import SpeedParams, check_speed, resolve_speed
 
 
 @dataclass
-class M2Params(ScheduleParams, GenerativeParams):
+class M2Params(ScheduleParams, GenerativeParams, SpeedParams):
     """M2 (Kingma et al. 2014) whose q(y|x) is alkit's task :class:`~alkit.models.Classifier`."""
 
     width: int = 64  # conv trunk / decoder channels (as VAAL's VAE); 8 for CPU smoke runs
@@ -75,6 +76,7 @@ class M2Params(ScheduleParams, GenerativeParams):
     def __post_init__(self):
         ScheduleParams.__post_init__(self)
         check_generative(self)
+        check_speed(self)
 
 
 @dataclass
@@ -134,17 +136,14 @@ class M2Learner(GenerativeLearner):
         d = self.disc(torch.cat([mu, q], dim=1))  # (B,) logits
         return vaal_adversarial_loss(d[:n_labelled], d[n_labelled:], wl, wu)
 
-    def _generative_step(self, xl, yl, xu, wl, wu):
+    def _generative_loss(self, xl, yl, xu, wl, wu):
         loss, out, h, logits = self._m2_terms(xl, yl, xu)
         if self.adversarial and self.params.adversary_weight > 0:
             adv = self.adversarial_loss(h, logits, len(xl), wl, wu)
             loss = loss + self.params.adversary_weight * adv
             out["adv_loss"] = adv
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
         out["m2_loss"] = loss
-        return out
+        return loss, out
 
     def _disc_input(self, x):
         mu, q = self.model.latent(x)
@@ -163,6 +162,7 @@ class M2Learner(GenerativeLearner):
 
     def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
         p = self.params
+        self.speed = resolve_speed(p, self.device, self.name)
         self._memo = None
         n_l, n_u = len(data.x_labelled), len(data.x_unlabelled)
         held = holdout_split(n_l, n_u, p.disc_holdout, generator(seed + 2, self.device)) if self.has_disc else None
@@ -174,10 +174,10 @@ class M2Learner(GenerativeLearner):
         if p.warm_start:
             warm = all([warm_load(m, self.previous, a) for m, a in zip(self._modules(), ("model", "disc"))])
         self.alpha = p.alpha if p.alpha is not None else kingma_alpha(n_l, n_l + n_u)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=p.lr)
+        self.speed.prepare(*self._modules())
+        opt = self.speed.adam(self.model.parameters(), lr=p.lr)
         self._best = BestState()
-        metrics = self._train_loop(data, held, seed + 4, progress, on_check=self._validate(data))
-        del self.opt
+        metrics = self._train_loop(data, held, opt, seed + 4, progress, on_check=self._validate(data))
         self._best.restore(self._modules())
         self._memo = None
         self._set_eval(True)
@@ -187,7 +187,7 @@ class M2Learner(GenerativeLearner):
         metrics.update(
             val_acc=self._best.acc, best_iteration=self._best.iteration, alpha=self.alpha, warm_started=warm,
             task_labelled=n_l, m2_params=count_parameters(self.model),
-            classifier_params=count_parameters(self.model.classifier),
+            classifier_params=count_parameters(self.model.classifier), **self.speed.record(),
         )
         del self._best  # keep the pickled learner small
         return metrics

@@ -47,10 +47,11 @@ from .adversarial import (
 from .base import TrainData, batched, register_learner
 from .classifier import train_task_classifier
 from .schedule import ScheduleParams, TaskOptimParams
+from .speed import SpeedParams, check_speed, resolve_speed
 
 
 @dataclass
-class VAALParams(ScheduleParams, TaskOptimParams, GenerativeParams, DiscriminatorParams):
+class VAALParams(ScheduleParams, TaskOptimParams, GenerativeParams, DiscriminatorParams, SpeedParams):
     """VAAL. Defaults follow the official code (github.com/sinhasam/vaal) unless noted.
 
     ``lr``, ``momentum``, ``weight_decay``, ``optimizer``, ``lr_drop_every``: the task classifier's
@@ -69,6 +70,7 @@ class VAALParams(ScheduleParams, TaskOptimParams, GenerativeParams, Discriminato
         ScheduleParams.__post_init__(self)
         TaskOptimParams.__post_init__(self)
         check_generative(self)
+        check_speed(self)
 
 
 @dataclass
@@ -124,7 +126,7 @@ class VAALLearner(DiscriminatorLearner):
     def _disc_input(self, x):
         return self._disc_features(self.vae.encode(x)[0], self._side(x))
 
-    def _generative_step(self, xl, yl, xu, wl, wu):
+    def _generative_loss(self, xl, yl, xu, wl, wu):
         p, nl = self.params, len(xl)
         x = torch.cat([xl, xu])  # (Bl+Bu, 1, 28, 28)
         side = self._side(x)
@@ -137,15 +139,13 @@ class VAALLearner(DiscriminatorLearner):
             adv = vaal_adversarial_loss(d[:nl], d[nl:], wl, wu)
             loss = loss + p.adversary_weight * adv
             out["adv_loss"] = adv
-        self.opt_vae.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_vae.step()
-        return out
+        return loss, out
 
     def _fit_task_model(self, data: TrainData, seed: int, progress: bool) -> dict:
         """The ``classifier`` learner's training, step for step (same seeds), on every labelled point."""
         p = self.params
-        self.classifier, m = train_task_classifier(data, p, p.classifier_size, p.dropout, seed, self.device, progress)
+        self.classifier, m = train_task_classifier(data, p, p.classifier_size, p.dropout, seed, self.device, progress,
+                                                   speed=self.speed, batch_source=self.batch_source)
         m["task_iterations"] = m.pop("iterations")
         return m
 
@@ -156,6 +156,7 @@ class VAALLearner(DiscriminatorLearner):
 
     def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
         p = self.params
+        self.speed = resolve_speed(p, self.device, self.name)
         held = holdout_split(len(data.x_labelled), len(data.x_unlabelled), p.disc_holdout, generator(seed + 2, self.device))
         metrics = self._fit_task_model(data, seed, progress)
         seed_everything(seed + 3)
@@ -163,13 +164,14 @@ class VAALLearner(DiscriminatorLearner):
         warm = False
         if p.warm_start:
             warm = warm_load(self.vae, self.previous, "vae") & warm_load(self.disc, self.previous, "disc")
-        self.opt_vae = torch.optim.Adam(self.vae.parameters(), lr=p.lr_vae)
-        metrics.update(self._train_loop(data, held, seed + 4, progress))
-        del self.opt_vae  # keep the pickled learner (warm starts) small
+        self.speed.prepare(self.vae, self.disc)
+        opt_vae = self.speed.adam(self.vae.parameters(), lr=p.lr_vae)
+        metrics.update(self._train_loop(data, held, opt_vae, seed + 4, progress))
         metrics.update(self._heldout_metrics(data, held))
         metrics.update(
             vae_params=count_parameters(self.vae), disc_params=count_parameters(self.disc),
             classifier_params=count_parameters(self.classifier), task_labelled=len(data.x_labelled), warm_started=warm,
+            **self.speed.record(),
         )
         return metrics
 
@@ -209,6 +211,7 @@ def ranking_step(weight: float, margin: float, detach_from: int):
         rank = loss_prediction_loss(ranker(taps), ce, margin)
         return ce.mean() + weight * rank, {"task_loss": ce.mean(), "ranker_loss": rank}
 
+    step.phase = lambda iteration: iteration >= detach_from  # all the step reads of the iteration
     return step
 
 
@@ -258,8 +261,9 @@ class TAVAALLearner(VAALLearner):
     @torch.no_grad()
     def _side(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1) predicted loss r of the frozen classifier + predictor (eval mode)."""
-        self.classifier.eval()
-        self.ranker.eval()
+        if self.classifier.training or self.ranker.training:  # already eval after fitting: no module change per step
+            self.classifier.eval()
+            self.ranker.eval()
         return self.ranker(classifier_taps(self.classifier, x)[1]).unsqueeze(1)
 
     def _fit_task_model(self, data: TrainData, seed: int, progress: bool) -> dict:
@@ -267,12 +271,14 @@ class TAVAALLearner(VAALLearner):
         seed_everything(seed)
         self.classifier = Classifier(data.num_classes, p.classifier_size, p.dropout).to(self.device)
         self.ranker = LossPredictor.for_classifier(self.classifier, p.ranker_interm).to(self.device)
+        self.speed.prepare(self.classifier, self.ranker)
         iterations = p.iterations_per_cycle(len(data.x_labelled), len(data.x_unlabelled))
         both = _WithRanker(self.classifier, self.ranker)
         m = fit_task_model(
             both, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,
             seed=seed + 1, n_unlabelled=len(data.x_unlabelled), progress=progress, desc="classifier+ranker",
             loss_fn=ranking_step(p.ranker_weight, p.ranker_margin, math.ceil(p.ranker_detach_after * iterations)),
+            speed=self.speed, batch_source=self.batch_source,
         )
         m["task_iterations"] = m.pop("iterations")
         m["ranker_val_spearman"] = ranker_spearman(self.classifier, self.ranker, data.x_val, data.y_val)

@@ -1,0 +1,166 @@
+"""How fast a training step runs: optional compilation, bf16 autocast, channels_last and fused optimisers.
+
+28x28 models are launch-bound on a GPU: a step costs a few milliseconds whatever the batch,
+most of it Python and kernel launches. :class:`SpeedParams` (mixed into every learner's
+parameters, like :class:`~.schedule.ScheduleParams`) names four ways to cut that cost; each
+changes *how* a step is computed, never what it computes (same losses, same batches, same
+schedule), though not bit for bit:
+
+=================  ==========================================================================
+``compile``        ``torch.compile`` of each training step's forward + loss (task-model step,
+                   generative step, discriminator step); ``"reduce-overhead"`` adds CUDA graphs
+                   (one launch per graph instead of one per kernel; CUDA only), ``"default"``
+                   fuses kernels only; ``"off"`` runs eagerly. Evaluation and acquisition always
+                   run the plain modules.
+``bf16``           ``torch.autocast(dtype=bfloat16)`` around each step's forward + loss; weights,
+                   gradients and optimiser state stay float32 (no loss scaling needed).
+``channels_last``  conv weights (and hence activations) in NHWC memory layout.
+``fused_optim``    ``fused=True`` Adam (generative models, discriminators) and SGD (task model):
+                   one kernel per optimiser step instead of a few per parameter group.
+=================  ==========================================================================
+
+Each field defaults to ``None`` = automatic, resolved per device by :func:`resolve_speed`:
+on CPU every option is off; on a GPU the value comes from :data:`GPU_DEFAULTS`, which is
+EMPTY (= off) until a GPU run of ``benchmarks/bench_gpu.py`` shows a gain for a learner *and*
+a short accuracy check shows no loss; the session that measures it fills the table in. The
+resolved options are recorded in every cycle record as flat booleans (``speed_compile``,
+``speed_cuda_graphs``, ``speed_bf16``, ``speed_channels_last``, ``speed_fused_optim``: records hold
+scalars only), so every record says how it was trained. With every option off the training code runs exactly the former eager path
+(records bit-identical to those before the options existed).
+
+No step syncs with the host: losses are summed on device (:class:`~alkit.train.RunningMeans`)
+and read at validation points only.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+FLAGS = ("bf16", "channels_last", "fused_optim")
+
+#: learner name -> {option: value} used on CUDA devices where a field is None (automatic).
+#: Empty: no GPU benchmark has been run yet, so automatic means off everywhere. Fill it from
+#: ``benchmarks/bench_gpu.py``'s output (its ``ablation`` rows per option) once a GPU run shows
+#: a gain and a short accuracy check shows no loss, e.g. ``{"vaal": {"fused_optim": True}}``.
+GPU_DEFAULTS: dict[str, dict[str, object]] = {}
+
+
+@dataclass
+class SpeedParams:
+    """Speed options of the training steps (see the module docstring); ``None`` = automatic for the device."""
+
+    compile: str | None = None  # "off", "default", "reduce-overhead" (+ CUDA graphs); None = auto
+    bf16: bool | None = None  # bfloat16 autocast of forward + loss; None = auto
+    channels_last: bool | None = None  # NHWC conv weights and activations; None = auto
+    fused_optim: bool | None = None  # fused Adam / SGD kernels; None = auto
+
+    def __post_init__(self):
+        check_speed(self)
+
+
+def _check_compile(value) -> str | None:
+    if value is False:  # YAML reads a bare `off` as False
+        return "off"
+    if value is None or (isinstance(value, str) and value in COMPILE_MODES):
+        return value
+    raise ValueError(f"compile must be one of {COMPILE_MODES} or None (automatic), got {value!r}")
+
+
+def check_speed(p) -> None:
+    """Reject values no option knows; normalises ``compile: off`` (YAML's False) to ``"off"``."""
+    p.compile = _check_compile(p.compile)
+    for name in FLAGS:
+        value = getattr(p, name)
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{name} must be true, false or None (automatic), got {value!r}")
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Resolved speed options for one device; builds the pieces the training loops use."""
+
+    compile: str = "off"
+    bf16: bool = False
+    channels_last: bool = False
+    fused_optim: bool = False
+    device_type: str = "cpu"
+
+    @property
+    def cuda_graphs(self) -> bool:
+        return self.compile == "reduce-overhead" and self.device_type == "cuda"
+
+    def record(self) -> dict:
+        """The options as stored in each cycle record: flat ``speed_*`` booleans (records hold scalars)."""
+        return {"speed_compile": self.compile != "off", "speed_cuda_graphs": self.cuda_graphs,
+                **{f"speed_{name}": getattr(self, name) for name in FLAGS}}
+
+    @property
+    def off(self) -> bool:
+        return self.compile == "off" and not (self.bf16 or self.channels_last or self.fused_optim)
+
+    def prepare(self, *modules: torch.nn.Module) -> None:
+        """Put the modules' conv weights in the chosen memory layout (in place)."""
+        if self.channels_last:
+            for m in modules:
+                m.to(memory_format=torch.channels_last)
+
+    def optimizer_kwargs(self) -> dict:
+        """Extra keyword arguments of ``torch.optim.Adam`` / ``SGD``; empty when off (the former call exactly)."""
+        return {"fused": True} if self.fused_optim else {}
+
+    def adam(self, params, **kw) -> torch.optim.Adam:
+        return torch.optim.Adam(params, **kw, **self.optimizer_kwargs())
+
+    def autocast(self):
+        """Context of a step's forward + loss: bf16 autocast, or nothing."""
+        if self.bf16:
+            return torch.autocast(self.device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step(self, fn: Callable) -> Callable:
+        """``fn`` (forward + loss of one training step, tensors in, tensors out) with autocast and compilation.
+
+        All options off: ``fn`` itself. With ``compile="reduce-overhead"`` each call starts a new
+        CUDA-graph step (``cudagraph_mark_step_begin``): several compiled steps run per iteration,
+        and their outputs are consumed (summed on device, back-propagated) before the next call.
+        """
+        if not self.bf16 and self.compile == "off":
+            return fn
+        wrapped = fn
+        if self.bf16:
+            @functools.wraps(fn)
+            def wrapped(*args, **kwargs):
+                with torch.autocast(self.device_type, dtype=torch.bfloat16):
+                    return fn(*args, **kwargs)
+        if self.compile == "off":
+            return wrapped
+        compiled = torch.compile(wrapped, mode=None if self.compile == "default" else self.compile)
+        if not self.cuda_graphs:
+            return compiled
+
+        def graphed(*args, **kwargs):
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled(*args, **kwargs)
+
+        return graphed
+
+
+OFF = Speed()
+
+
+def resolve_speed(params, device, learner: str | None = None) -> Speed:
+    """The options for ``device``: each explicit field as given; each ``None`` from :data:`GPU_DEFAULTS`
+    (``learner``'s entry) on CUDA, off elsewhere. ``params`` may lack the fields (all automatic)."""
+    device = torch.device(device)
+    table = GPU_DEFAULTS.get(learner, {}) if device.type == "cuda" else {}
+    values = {}
+    for name, off in (("compile", "off"), *((f, False) for f in FLAGS)):
+        given = getattr(params, name, None)
+        values[name] = given if given is not None else table.get(name, off)
+    values["compile"] = _check_compile(values["compile"]) or "off"
+    return Speed(**values, device_type=device.type)
