@@ -34,7 +34,6 @@ and read at validation points only.
 from __future__ import annotations
 
 import contextlib
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -125,29 +124,41 @@ class Speed:
     def step(self, fn: Callable) -> Callable:
         """``fn`` (forward + loss of one training step, tensors in, tensors out) with autocast and compilation.
 
-        All options off: ``fn`` itself. With ``compile="reduce-overhead"`` each call starts a new
-        CUDA-graph step (``cudagraph_mark_step_begin``): several compiled steps run per iteration,
-        and their outputs are consumed (summed on device, back-propagated) before the next call.
+        All options off: ``fn`` itself. ``fn`` is compiled as it is (dynamo caches graphs on its
+        own code object, and a fresh learner of the same shapes reuses them) and autocast is
+        entered around the call (dynamo guards on it). With ``compile="reduce-overhead"`` on CUDA
+        each call starts a new CUDA-graph step (``cudagraph_mark_step_begin``): several compiled
+        steps run per iteration, and their outputs are consumed (summed on device,
+        back-propagated) before the next call.
         """
         if not self.bf16 and self.compile == "off":
             return fn
-        wrapped = fn
-        if self.bf16:
-            @functools.wraps(fn)
-            def wrapped(*args, **kwargs):
-                with torch.autocast(self.device_type, dtype=torch.bfloat16):
-                    return fn(*args, **kwargs)
-        if self.compile == "off":
-            return wrapped
-        compiled = torch.compile(wrapped, mode=None if self.compile == "default" else self.compile)
-        if not self.cuda_graphs:
-            return compiled
+        if self.compile != "off":
+            _raise_recompile_limit()
+            fn = torch.compile(fn, mode=None if self.compile == "default" else self.compile)
+        graphs = self.cuda_graphs
 
-        def graphed(*args, **kwargs):
-            torch.compiler.cudagraph_mark_step_begin()
-            return compiled(*args, **kwargs)
+        def run(*args, **kwargs):
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with self.autocast():
+                return fn(*args, **kwargs)
 
-        return graphed
+        return run
+
+
+#: graphs dynamo may keep per step function. Learners share step code (every discriminator
+#: learner runs ``_disc_loss``; VAAL, the classifier and TA-VAAL's phases run
+#: ``fit_task_model``'s loss), one graph per model shape and option set; past dynamo's default
+#: limit of 8 it would silently run the step eagerly.
+RECOMPILE_LIMIT = 64
+
+
+def _raise_recompile_limit() -> None:
+    cfg = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # the name changed across torch versions
+        if hasattr(cfg, name) and getattr(cfg, name) < RECOMPILE_LIMIT:
+            setattr(cfg, name, RECOMPILE_LIMIT)
 
 
 OFF = Speed()
