@@ -22,3 +22,24 @@ def test_bench_selection_runs():
     out = _run("benchmarks/bench_selection.py", "--smoke")
     for name in ("alg1", "alg2", "coreset", "kernel_norm_exact", "kernel_norm_approx", "bald", "random"):
         assert name in out
+
+
+def test_bench_gpu_runs_on_cpu_tiny(fmnist_dir, tmp_path):
+    """bench_gpu.py at CPU test sizes: every learner x pipeline timed, concurrency measured, the paper
+    profile projected (781 trainings of 8,593 iterations; 691 distinct configurations)."""
+    import json
+
+    out = tmp_path / "bench_gpu.json"
+    text = _run("benchmarks/bench_gpu.py", "--device", "cpu", "--tiny", "--out", str(out))
+    res = json.loads(out.read_text())
+    learners = {"classifier", "vaal", "tavaal", "m2", "m2_vaal", "m2_large"}
+    assert set(res["single"]) == learners
+    for by_pipeline in res["single"].values():
+        assert set(by_pipeline) == {"reference", "default", "fast"}
+        assert all(m["ms_per_iteration"] > 0 for m in by_pipeline.values())
+        assert by_pipeline["default"]["speed"]["speed_bf16"] is False and by_pipeline["fast"]["speed"]["speed_bf16"]
+    assert {n for by_n in res["concurrency"]["default"].values() for n in by_n} == {"1", "2"}
+    for proj in res["projection"].values():
+        assert (proj["trainings"], proj["trainings_distinct"], proj["iterations"]) == (781, 691, 781 * 8593)
+        assert proj["minutes"] > 0 and not proj["unmeasured"] and len(proj["per_experiment"]) == 5
+    assert res["git_commit"] and res["environment"]["torch"] and "projected minutes" in text

@@ -1,0 +1,496 @@
+"""Milliseconds per training iteration of every learner, three ways, alone and N at a time; what the paper profile costs.
+
+    .venv/bin/python benchmarks/bench_gpu.py --device cuda --out bench_gpu_h100.json
+    .venv/bin/python benchmarks/bench_gpu.py --device cpu --tiny --out /tmp/bench_gpu_cpu.json   # the test's run
+
+An *iteration* is one of the ``iterations_per_cycle`` (8,593 in the paper profile) of a learner's
+cycle: ``classifier`` one task-model SGD step; ``vaal`` one task step + 2 VAE steps + 1
+discriminator step; ``tavaal`` one task(+loss-predictor) step + 1 VAE step + 1 discriminator step;
+``m2`` 2 M2 steps; ``m2_vaal`` 2 M2 steps (with the adversarial term) + 1 discriminator step;
+``m2_large`` is ``m2`` with the ~3M-parameter classifier that notebook 05 uses. Batches of 128
+labelled + 128 unlabelled images (28x28), 1,000 labelled points, the 55,000-image pool.
+
+Everything timed is alkit's own code: each measurement is ``learner.fit`` of a fresh learner (as
+every cycle builds one) with ``iterations`` set. Pipelines:
+
+- ``reference``: the learner's loops fed the way the official VAAL code feeds data (sinhasam/vaal
+  ``main.py``, ``solver.py``, ``custom_datasets.py``): a ``Dataset`` whose ``__getitem__`` turns
+  one uint8 image into a float tensor (torchvision ``ToTensor``) and returns ``(image, label, index)``,
+  a ``DataLoader`` with a random sampler, batch 128, ``drop_last=True`` for labelled and ``False``
+  for unlabelled batches, ``num_workers=0`` (the default the official code keeps), re-iterated
+  forever, each batch moved to the device (``.cuda()``). The speed options are off. (alkit's
+  loops draw the task model's labelled batches separately, one labelled batch per iteration more
+  than VAAL's solver, which reuses its first; the reference pays that batch too.)
+- ``default``: alkit's on-device tensor batches, every speed option off (today's records).
+- ``fast``: alkit's batches with the speed options of ``--fast`` (on a GPU by default
+  ``compile=reduce-overhead`` (CUDA graphs), ``bf16``, ``channels_last``, ``fused_optim``;
+  on CPU the same without compilation, which takes tens of seconds per graph there).
+- with ``--ablate`` also each option alone (``compile``, ``bf16``, ``channels_last``, ``fused_optim``),
+  which is what :data:`alkit.learners.speed.GPU_DEFAULTS` should be filled from.
+
+Timing (``torch.cuda.synchronize`` around every fit): fit 1 of ``W`` iterations (cold: compilation,
+cuDNN and allocator warm-up), fit 2 of ``W`` (warm), fit 3 of ``W + N``; ms per iteration =
+(t3 - t2) / N, so fixed costs (model building, the validations at the first and last iteration,
+held-out scores) are excluded; they are reported as ``fixed_s`` (t2 - W x per-iteration), and the
+cold start as ``first_fit_extra_s`` (t1 - t2, mostly compilation). Where noise swamps t3 - t2 (``--tiny``
+runs of a few iterations) the rate is t3 / (W + N), fixed costs included (``fixed_excluded: false``, a ``*``). ``graphs_fresh_fit`` counts
+graphs compiled again for fit 2's fresh learner (each cycle builds one). ``val_acc`` of fit 3
+(same seed everywhere) is a glance at the options' accuracy; ``--accuracy-iters K`` trains every
+learner K iterations per pipeline and seed (``--accuracy-seeds``) and compares the best validation
+accuracies: the short accuracy check to pass before an option goes into ``GPU_DEFAULTS``.
+
+Concurrency: N = 1, 2, 4, 8, 12 spawned processes, each loading the data and training the same
+learner: a warm-up fit, a barrier, a timed fit of ``--concurrent-iters`` iterations; aggregate
+iterations/s = N x iterations / (last end - first start). Projection: for each experiment of
+``params/paper/*.yaml``, arms x seeds x (cycles + 1) trainings of ``iterations_per_cycle``
+iterations with the learner of the arm, at the best aggregate rate measured for that learner
+(single-process rate where no concurrency was measured); ``m2_disc`` is costed at ``m2_vaal``'s
+rate (same models and steps, without the adversarial term). Training only: evaluation, selection
+and figures are not counted. Printed for every run and for distinct configurations only (04's
+``m2_vaal`` and ``m2_random`` arms repeat 03's, which ``alkit run`` trains once).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alkit.config import from_dict, to_dict  # noqa: E402
+from alkit.data import load_dataset  # noqa: E402
+from alkit.learners import LEARNERS, TrainData  # noqa: E402
+from alkit.learners.speed import FLAGS  # noqa: E402
+
+#: benchmark name -> (learner, parameter overrides of the paper profile's defaults)
+BENCH = {
+    "classifier": ("classifier", {}),
+    "vaal": ("vaal", {}),
+    "tavaal": ("tavaal", {}),
+    "m2": ("m2", {}),
+    "m2_vaal": ("m2_vaal", {}),
+    "m2_large": ("m2", {"classifier_size": "large"}),
+}
+TINY_EXTRA = {"m2_large": {"classifier_size": "large"}}  # tiny sizes: the learners' test_params plus this
+OPTIONS_OFF = {"compile": "off", **{f: False for f in FLAGS}}
+POOL = 55_000
+
+
+def bench_params(key: str, tiny: bool) -> dict:
+    """Learner parameters of benchmark ``key``: the paper profile's (the learners' defaults) or, tiny, test-sized."""
+    learner, extra = BENCH[key]
+    base = {**LEARNERS[learner].test_params, "val_every": 1000} if tiny else {}
+    return {**base, **extra}
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+class RawImages(Dataset):
+    """The official code's dataset shape: ``(ToTensor(image), label, index)`` per item from uint8 arrays."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels  # (N, 28, 28) uint8, (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        img = torch.from_numpy(np.array(self.images[i], dtype=np.uint8, copy=True))  # (28, 28) uint8
+        return img.unsqueeze(0).float().div(255), int(self.labels[i]), i  # torchvision ToTensor: (1, 28, 28)
+
+
+def loader_batches(x: torch.Tensor, y: torch.Tensor | None, batch_size: int, gen: torch.Generator):
+    """A :func:`alkit.train.tensor_batches` stand-in fed like the official VAAL code (module docstring).
+
+    The uint8 images are recovered once from ``x`` (= uint8 / 255 exactly); the sampler is seeded from
+    ``gen``. Yields ``(idx, x_batch, y_batch)`` on ``x``'s device.
+    """
+    images = (x.squeeze(1) * 255).round().to(torch.uint8).cpu().numpy()
+    labels = y.cpu().numpy() if y is not None else np.zeros(len(images), np.int64)
+    seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device))
+    ds = RawImages(images, labels)
+    workers = int(os.environ.get("BENCH_REF_WORKERS", "0"))
+    loader = DataLoader(ds, batch_size=batch_size, sampler=RandomSampler(ds, generator=torch.Generator().manual_seed(seed)),
+                        drop_last=y is not None, num_workers=workers, persistent_workers=workers > 0)
+    dev = x.device
+    while True:  # VAAL's read_data: re-iterate forever
+        for img, lab, idx in loader:
+            yield idx.to(dev), img.to(dev), (lab.to(dev) if y is not None else None)
+
+
+def make_data(device: torch.device, tiny: bool, labelled: int) -> TrainData:
+    if tiny:
+        d = load_dataset(device=device, pool_size=300, val_size=100, test_size=10)
+        labelled = min(labelled, 40)
+    else:
+        d = load_dataset(device=device)
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(d.x_pool))).to(device)
+    lab, unl = perm[:labelled], perm[labelled:]
+    return TrainData(x_labelled=d.x_pool[lab], y_labelled=d.y_pool[lab], x_unlabelled=d.x_pool[unl],
+                     x_val=d.x_val, y_val=d.y_val, num_classes=10)
+
+
+# ------------------------------------------------------------------------------------ timing
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(key: str, pipeline: str, options: dict, tiny: bool, iterations: int, device: torch.device):
+    """A fresh learner of benchmark ``key`` for ``pipeline`` (the reference swaps its batch source)."""
+    learner, _ = BENCH[key]
+    cls = LEARNERS[learner]
+    p = from_dict(cls.Params, {**bench_params(key, tiny), **options, "iterations": iterations}, where=key)
+    if pipeline == "reference":
+        cls = type(f"Reference{cls.__name__}", (cls,), {"batch_source": staticmethod(loader_batches)})
+    return cls(p, 10, device)
+
+
+def timed_fit(key, pipeline, options, tiny, iterations, data, device, seed=0) -> tuple[float, dict]:
+    learner = build(key, pipeline, options, tiny, iterations, device)
+    sync(device)
+    t = time.perf_counter()
+    metrics = learner.fit(data, seed=seed)
+    sync(device)
+    return time.perf_counter() - t, metrics
+
+
+def graphs_compiled() -> int:
+    try:
+        from torch._dynamo.utils import counters
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:  # noqa: BLE001 (dynamo unavailable: nothing compiled)
+        return 0
+
+
+def measure(key, pipeline, options, tiny, warmup, iters, data, device) -> dict:
+    g0 = graphs_compiled()
+    t1, _ = timed_fit(key, pipeline, options, tiny, warmup, data, device)
+    g1 = graphs_compiled()
+    t2, _ = timed_fit(key, pipeline, options, tiny, warmup, data, device)
+    g2 = graphs_compiled()
+    t3, m = timed_fit(key, pipeline, options, tiny, warmup + iters, data, device)
+    per, fixed_excluded = (t3 - t2) / iters, True
+    if per <= 0.1 * t3 / (warmup + iters):  # noise swamped the difference (tiny runs): count fixed costs in
+        per, fixed_excluded = t3 / (warmup + iters), False
+    return {"ms_per_iteration": 1000 * per, "it_per_s": 1 / per, "fixed_excluded": fixed_excluded,
+            "fixed_s": t2 - warmup * per,
+            "first_fit_extra_s": t1 - t2, "graphs_first_fit": g1 - g0, "graphs_fresh_fit": g2 - g1,
+            "val_acc": m.get("val_acc"), "iterations_timed": iters, "warmup_iterations": warmup,
+            "speed": {k: v for k, v in m.items() if k.startswith("speed_")}}
+
+
+# ------------------------------------------------------------------------------------ concurrency
+
+
+def _worker(rank, keys, pipelines, fast, tiny, labelled, warmup, iters, device_name, threads, barrier, queue):
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    data = make_data(device, tiny, labelled)
+    for pipeline in pipelines:
+        options = fast if pipeline == "fast" else OPTIONS_OFF
+        for key in keys:
+            timed_fit(key, pipeline, options, tiny, warmup, data, device)  # compile, warm caches
+            barrier.wait()
+            start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+            timed_fit(key, pipeline, options, tiny, iters, data, device, seed=rank)
+            queue.put((pipeline, key, rank, start, time.monotonic()))
+            barrier.wait()  # nobody starts the next learner while another still times this one
+
+
+def concurrency(ns, keys, pipelines, fast, args, device, log) -> dict:
+    """{pipeline: {key: {N: {...}}}} aggregate iterations/s of N processes training the same learner."""
+    ctx = mp.get_context("spawn")
+    out = {p: {k: {} for k in keys} for p in pipelines}
+    for n in ns:
+        threads = max(1, (os.cpu_count() or 1) // n)
+        barrier, queue = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(r, keys, pipelines, fast, args.tiny, args.labelled, args.warmup,
+                                                   args.concurrent_iters, str(device), threads, barrier, queue))
+                 for r in range(n)]
+        t = time.perf_counter()
+        for p in procs:
+            p.start()
+        rows = []
+        try:
+            for _ in range(n * len(keys) * len(pipelines)):
+                rows.append(queue.get(timeout=args.worker_timeout))
+        finally:
+            for p in procs:
+                p.join(timeout=30)
+                if p.is_alive():
+                    p.kill()
+        for pipeline in pipelines:
+            for key in keys:
+                mine = [r for r in rows if r[0] == pipeline and r[1] == key]
+                wall = max(r[4] for r in mine) - min(r[3] for r in mine)
+                per_proc = [args.concurrent_iters / (r[4] - r[3]) for r in mine]
+                out[pipeline][key][str(n)] = {
+                    "aggregate_it_s": n * args.concurrent_iters / wall, "wall_s": wall,
+                    "per_process_it_s": float(np.mean(per_proc)), "threads_per_process": threads,
+                }
+        log(f"concurrency N={n}: {time.perf_counter() - t:.0f} s")
+    return out
+
+
+# ------------------------------------------------------------------------------------ projection
+
+
+def bench_key(learner: str, params: dict) -> str:
+    if learner == "m2" and params.get("classifier_size") == "large":
+        return "m2_large"
+    return {"m2_disc": "m2_vaal"}.get(learner, learner)
+
+
+def paper_trainings(paper_dir: Path) -> list[dict]:
+    """One row per training of the paper profile: experiment, arm, seed, cycle, benchmark key, iterations, config."""
+    from alkit.experiment import load_experiment
+
+    rows = []
+    for path in sorted(paper_dir.glob("*.yaml")):
+        exp = load_experiment(path)
+        for arm in exp.arms:
+            for seed in exp.seeds:
+                cfg = exp.config(arm, seed)
+                cls = LEARNERS[cfg.learner]
+                p = from_dict(cls.Params, cfg.learner_params)
+                pool = cfg.pool_size or POOL
+                config = json.dumps({k: v for k, v in to_dict(cfg).items()}, sort_keys=True)
+                for cycle in range(cfg.cycles + 1):
+                    n = cfg.initial.n + cycle * cfg.budget
+                    rows.append({"experiment": exp.name, "arm": arm, "seed": seed, "cycle": cycle, "config": config,
+                                 "key": bench_key(cfg.learner, cfg.learner_params),
+                                 "iterations": p.iterations_per_cycle(n, pool - n)})
+    return rows
+
+
+def project(rows: list[dict], rates: dict[str, float]) -> dict:
+    """GPU minutes of ``rows`` at ``rates`` (iterations/s per benchmark key), per experiment and in total."""
+    def minutes(rs):
+        missing = sorted({r["key"] for r in rs if r["key"] not in rates})
+        if missing:
+            return None, missing
+        return sum(r["iterations"] / rates[r["key"]] for r in rs) / 60, []
+
+    distinct, seen = [], set()
+    for r in rows:
+        if (r["config"], r["cycle"]) not in seen:
+            seen.add((r["config"], r["cycle"]))
+            distinct.append(r)
+    out = {"per_experiment": {}, "rates_it_s": rates}
+    for name in sorted({r["experiment"] for r in rows}):
+        mine = [r for r in rows if r["experiment"] == name]
+        mine_d = [r for r in distinct if r["experiment"] == name]
+        m, missing = minutes(mine)
+        md, _ = minutes(mine_d)
+        out["per_experiment"][name] = {"trainings": len(mine), "iterations": sum(r["iterations"] for r in mine),
+                                       "minutes": m, "trainings_distinct": len(mine_d), "minutes_distinct": md,
+                                       "learners": sorted({r["key"] for r in mine}), "unmeasured": missing}
+    total, missing = minutes(rows)
+    total_d, _ = minutes(distinct)
+    out.update(trainings=len(rows), trainings_distinct=len(distinct), iterations=sum(r["iterations"] for r in rows),
+               minutes=total, minutes_distinct=total_d, unmeasured=missing)
+    return out
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def parse_options(text: str) -> dict:
+    """``compile=reduce-overhead,bf16=1,...`` -> speed options (every one not named is off)."""
+    out = dict(OPTIONS_OFF)
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        k, _, v = item.partition("=")
+        if k not in out:
+            raise SystemExit(f"--fast: unknown option {k!r}; options: {', '.join(out)}")
+        out[k] = v if k == "compile" else v.lower() in ("1", "true", "yes", "on")
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    ap.add_argument("--tiny", action="store_true", help="test sizes: 300-image pool, the learners' test_params")
+    ap.add_argument("--iters", type=int, default=None, help="timed iterations per measurement (default 200; tiny 2)")
+    ap.add_argument("--warmup", type=int, default=None, help="iterations of the warm-up fits (default 20; tiny 1)")
+    ap.add_argument("--concurrency", default=None, help="process counts, e.g. 1,2,4,8,12 (tiny: 1,2); empty: skip")
+    ap.add_argument("--concurrent-iters", type=int, default=None, help="timed iterations per process (default 300; tiny 2)")
+    ap.add_argument("--concurrency-pipelines", default=None, help="default: default,fast on a GPU, default on CPU")
+    ap.add_argument("--learners", default=",".join(BENCH), help=f"of {', '.join(BENCH)}")
+    ap.add_argument("--pipelines", default="reference,default,fast")
+    ap.add_argument("--fast", default=None, help="options of the fast pipeline (default on a GPU: "
+                    "compile=reduce-overhead,bf16=1,channels_last=1,fused_optim=1; on CPU without compile)")
+    ap.add_argument("--ablate", action="store_true", help="also time each fast option alone")
+    ap.add_argument("--accuracy-iters", type=int, default=0, help="also train every learner this many iterations "
+                    "per pipeline except the reference and compare val_acc (a short accuracy check; 0: skip)")
+    ap.add_argument("--accuracy-seeds", default="0,1")
+    ap.add_argument("--labelled", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
+    ap.add_argument("--paper-dir", default=str(ROOT / "params" / "paper"))
+    ap.add_argument("--worker-timeout", type=float, default=900, help="seconds to wait for a concurrent result")
+    ap.add_argument("--out", default=None, help="JSON file (default bench_gpu_<device>.json here)")
+    args = ap.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    gpu = device.type == "cuda"
+    args.iters = args.iters or (2 if args.tiny else 200)
+    args.warmup = args.warmup or (1 if args.tiny else 20)
+    args.concurrent_iters = args.concurrent_iters or (2 if args.tiny else 300)
+    if args.concurrency is None:
+        args.concurrency = "1,2" if args.tiny else "1,2,4,8,12"
+    if args.concurrency_pipelines is None:
+        args.concurrency_pipelines = "default,fast" if gpu else "default"
+    if args.fast is None:
+        args.fast = ("compile=reduce-overhead," if gpu else "") + "bf16=1,channels_last=1,fused_optim=1"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fast = parse_options(args.fast)
+    keys = [k for k in args.learners.split(",") if k]
+    unknown = [k for k in keys if k not in BENCH]
+    if unknown:
+        raise SystemExit(f"--learners: unknown {unknown}; known: {', '.join(BENCH)}")
+    pipelines = {"reference": OPTIONS_OFF, "default": OPTIONS_OFF, "fast": fast}
+    pipelines = {p: pipelines[p] for p in args.pipelines.split(",") if p}
+    if args.ablate:
+        for name in ("compile", *FLAGS):
+            if fast[name] not in ("off", False):
+                pipelines[f"only_{name}"] = {**OPTIONS_OFF, name: fast[name]}
+    out_path = Path(args.out or f"bench_gpu_{device.type}.json")
+
+    from alkit.results import environment, git_commit
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    result = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if gpu else None,
+              "environment": environment(), "git_commit": git_commit(ROOT), "args": vars(args), "fast_options": fast,
+              "pipeline_options": pipelines, "bench": {k: {"learner": BENCH[k][0], "params": bench_params(k, args.tiny)}
+                                                      for k in keys},
+              "single": {}, "accuracy": {}, "concurrency": {}, "projection": {}}
+
+    def save():
+        out_path.write_text(json.dumps(result, indent=1, default=str))
+
+    data = make_data(device, args.tiny, args.labelled)
+    result["data"] = {"labelled": len(data.x_labelled), "unlabelled": len(data.x_unlabelled), "val": len(data.x_val)}
+    log(f"{device} {result['device_name'] or result['environment']['cpu']}: labelled {len(data.x_labelled)}, "
+        f"unlabelled {len(data.x_unlabelled)}, val {len(data.x_val)}; warm-up {args.warmup}, timed {args.iters}")
+    for key in keys:
+        result["single"][key] = {}
+        for pipeline, options in pipelines.items():
+            t = time.perf_counter()
+            result["single"][key][pipeline] = measure(key, pipeline, options, args.tiny, args.warmup, args.iters,
+                                                      data, device)
+            log(f"{key:10s} {pipeline:18s} {result['single'][key][pipeline]['ms_per_iteration']:9.2f} ms/it "
+                f"({time.perf_counter() - t:.0f} s)")
+            save()
+
+    if args.accuracy_iters:
+        seeds = [int(s) for s in args.accuracy_seeds.split(",") if s]
+        for key in keys:
+            result["accuracy"][key] = {}
+            for pipeline, options in pipelines.items():
+                if pipeline == "reference":  # the same computation as default, fed another way
+                    continue
+                accs = [timed_fit(key, pipeline, options, args.tiny, args.accuracy_iters, data, device, seed=s)[1]["val_acc"]
+                        for s in seeds]
+                result["accuracy"][key][pipeline] = {"val_acc": accs, "mean": float(np.mean(accs)), "seeds": seeds,
+                                                     "iterations": args.accuracy_iters}
+                log(f"{key:10s} {pipeline:18s} val_acc {np.mean(accs):.4f} after {args.accuracy_iters} iterations")
+                save()
+
+    ns = [int(n) for n in args.concurrency.split(",") if n]
+    conc_pipes = [p for p in args.concurrency_pipelines.split(",") if p]
+    if ns:
+        result["concurrency"] = concurrency(ns, keys, conc_pipes, fast, args, device, log)
+        save()
+
+    rows = paper_trainings(Path(args.paper_dir))
+    for pipeline in pipelines:
+        rates = {k: result["single"][k][pipeline]["it_per_s"] for k in keys}
+        source = {k: "1 process" for k in keys}
+        for k, by_n in result["concurrency"].get(pipeline, {}).items():
+            best_n = max(by_n, key=lambda n: by_n[n]["aggregate_it_s"])
+            if by_n[best_n]["aggregate_it_s"] > rates[k]:
+                rates[k], source[k] = by_n[best_n]["aggregate_it_s"], f"{best_n} processes"
+        result["projection"][pipeline] = {**project(rows, rates), "rate_source": source}
+    save()
+    print_report(result, keys, pipelines, ns, conc_pipes)
+    print(f"\nwrote {out_path}")
+
+
+def print_report(result: dict, keys, pipelines, ns, conc_pipes) -> None:
+    env = result["environment"]
+    print(f"device {result['device']} ({result['device_name'] or env['cpu']}), torch {env['torch']}, "
+          f"threads {env['torch_threads']}, commit {result['git_commit']}")
+    print(f"fast = {', '.join(f'{k}={v}' for k, v in result['fast_options'].items())}\n")
+    names = list(pipelines)
+    print("ms per training iteration (1 process; fixed costs excluded, * = not separable from noise, included)")
+    print(f"| {'learner':10s} | " + " | ".join(f"{p:>13s}" for p in names)
+          + " | ref/default | default/fast | val_acc default/fast | compile warm-up s |")
+    print("|" + "---|" * (len(names) + 5))
+    for k in keys:
+        s = result["single"][k]
+        ratio = lambda a, b: f"{s[a]['ms_per_iteration'] / s[b]['ms_per_iteration']:.2f}x" if a in s and b in s else "-"
+        acc = "/".join(f"{s[p]['val_acc']:.3f}" if p in s and s[p]["val_acc"] is not None else "-"
+                       for p in ("default", "fast"))
+        warm = f"{s['fast']['first_fit_extra_s']:.1f}" if "fast" in s else "-"
+        cell = lambda p: f"{s[p]['ms_per_iteration']:.2f}" + ("" if s[p]["fixed_excluded"] else "*")
+        print(f"| {k:10s} | " + " | ".join(f"{cell(p):>13s}" for p in names)
+              + f" | {ratio('reference', 'default'):>11s} | {ratio('default', 'fast'):>12s} | {acc:>20s} | {warm:>17s} |")
+    if ns:
+        print("\naggregate iterations/s, N processes each training the same learner")
+        print(f"| {'pipeline':8s} | {'learner':10s} | " + " | ".join(f"N={n:<5d}" for n in ns) + " |")
+        print("|" + "---|" * (len(ns) + 2))
+        for p in conc_pipes:
+            for k in keys:
+                by_n = result["concurrency"][p][k]
+                print(f"| {p:8s} | {k:10s} | " + " | ".join(f"{by_n[str(n)]['aggregate_it_s']:7.1f}" for n in ns) + " |")
+    sizes = "TINY models, so not the paper's cost" if result["args"]["tiny"] else "the paper's models"
+    print(f"\nprojected minutes of the paper profile's training on this {result['device']} device "
+          f"(params/paper; {sizes}; all runs, per experiment / total / distinct configs)")
+    exps = sorted(next(iter(result["projection"].values()))["per_experiment"])
+    print(f"| {'pipeline':18s} | " + " | ".join(f"{e[:16]:>16s}" for e in exps) + " | total | distinct |")
+    print("|" + "---|" * (len(exps) + 3))
+    fmt = lambda m: "n/a" if m is None else f"{m:.0f}"
+    for p, proj in result["projection"].items():
+        cells = [f"{fmt(proj['per_experiment'][e]['minutes']):>16s}" for e in exps]
+        print(f"| {p:18s} | " + " | ".join(cells) + f" | {fmt(proj['minutes']):>5s} | {fmt(proj['minutes_distinct']):>8s} |")
+    first = next(iter(result["projection"].values()))
+    print(f"trainings: {first['trainings']} ({first['trainings_distinct']} distinct), "
+          f"{first['iterations']:,} iterations; "
+          + ", ".join(f"{e}: {v['trainings']} x {', '.join(v['learners'])}" for e, v in first["per_experiment"].items()))
+    if result["accuracy"]:
+        acc_pipes = [p for p in pipelines if p != "reference"]
+        it = next(iter(next(iter(result["accuracy"].values())).values()))
+        print(f"\nshort accuracy check: best val_acc after {it['iterations']} iterations, "
+              f"mean of seeds {it['seeds']} ({result['data']['labelled']:,} labels)")
+        print(f"| {'learner':10s} | " + " | ".join(f"{p:>13s}" for p in acc_pipes) + " |")
+        print("|" + "---|" * (len(acc_pipes) + 1))
+        for k in keys:
+            print(f"| {k:10s} | " + " | ".join(f"{result['accuracy'][k][p]['mean']:13.4f}" for p in acc_pipes) + " |")
+    abl = [p for p in pipelines if p.startswith("only_")]
+    if abl:
+        print("\nper option vs default (ms/it ratio default/option; > 1.05 = a candidate for GPU_DEFAULTS if val_acc holds)")
+        for k in keys:
+            s = result["single"][k]
+            print(f"  {k:10s} " + "  ".join(f"{p[5:]}: {s['default']['ms_per_iteration'] / s[p]['ms_per_iteration']:.2f}x"
+                                            for p in abl))
+
+
+if __name__ == "__main__":
+    main()
