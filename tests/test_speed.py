@@ -142,7 +142,7 @@ def test_no_host_sync_per_training_step(name, tiny, monkeypatch):
 
 
 @pytest.mark.skipif(not os.environ.get("ALKIT_TEST_COMPILE"),
-                    reason="torch.compile of even a tiny classifier takes ~40 s cold on 2 CPU cores (3 s with "
+                    reason="torch.compile of even a tiny classifier takes 27-40 s cold on 2 CPU cores (3 s with "
                            "inductor's cache warm); set ALKIT_TEST_COMPILE=1 to run it")
 def test_compiled_classifier_trains(tiny):
     t = time.perf_counter()
