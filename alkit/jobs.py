@@ -281,7 +281,8 @@ def run_tasks(
     if time_limit is not None and time_limit <= 0:
         raise ConfigError(f"--time-limit must be > 0 seconds, got {time_limit}")
     devices = check_devices(devices) if devices else [None]
-    slots = [d for _ in range(jobs) for d in devices]  # round-robin: cuda:0, cuda:1, cuda:0, ...
+    pending = sum((force or not t.finished) and t.same_as is None for t in tasks)
+    slots = [d for _ in range(jobs) for d in devices][: max(1, pending)]  # round-robin: cuda:0, cuda:1, cuda:0, ...
     if threads is None and len(slots) > 1:
         threads = max(1, (os.cpu_count() or 1) // len(slots))
     started = clock()

@@ -91,12 +91,15 @@ def git_commit(cwd: str | Path | None = None) -> str:
 
     Changes under ``notebooks/``, ``results/`` and ``figures/`` do not count: those are
     what a run writes (papermill executes the notebooks in place), not what produced it.
+    Outside a git checkout (a copy of the tree on a GPU machine) ``$ALKIT_GIT_COMMIT`` is used
+    (the device kit writes it from the checkout it was prepared in).
     """
     cwd = cwd or Path(__file__).resolve().parent
+    fallback = os.environ.get("ALKIT_GIT_COMMIT") or "unknown"
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
-            return "unknown"
+            return fallback
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
              *(f":(top,exclude){d}" for d in ("notebooks", "results", "figures"))],
@@ -104,7 +107,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
         )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return fallback
 
 
 def cpu_model() -> str:

@@ -26,6 +26,11 @@ def test_git_commit_dirty_only_for_code_not_for_run_outputs(tmp_path):
     assert git_commit(tmp_path) == "unknown"  # outside any repository
 
 
+def test_git_commit_outside_a_checkout_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALKIT_GIT_COMMIT", "abc123")  # the device kit's copy of the tree has no .git
+    assert git_commit(tmp_path) == "abc123"
+
+
 def test_atomic_write_leaves_no_partial_file(tmp_path):
     path = tmp_path / "sub" / "records.jsonl"
     write_records(path, [{"cycle": 0, "acc": 0.5}, {"cycle": 1, "acc": float("nan")}])
