@@ -14,8 +14,17 @@ import numpy as np
 
 #: test accuracy (%) of the study's Fig./Table for VAAL on Fashion-MNIST, 1000 -> 8000 labels
 STUDY_VAAL = {1000: 84.91, 2000: 85.84, 3000: 86.58, 4000: 87.33, 5000: 88.66, 6000: 88.79, 7000: 89.94, 8000: 90.37}
-#: the study's three-class start ({2, 4, 7}, 500 labels, +64 per cycle): the points it reports
-STUDY_THREE_CLASS = {500: 27.25, 1012: 48.52, 1396: 52.44}
+#: the study's three-class start ({2, 4, 7}, 500 labels, +64 per cycle): test accuracy (%) of its one run
+STUDY_THREE_CLASS = {500: 27.25, 564: 28.34, 628: 30.29, 692: 40.42, 756: 36.39, 820: 36.61, 884: 39.97, 948: 42.84,
+                     1012: 48.52, 1076: 45.46, 1140: 52.14, 1204: 50.59, 1268: 50.82, 1332: 49.86, 1396: 52.44}
+#: the study's "Discriminator Selection of Samples" (three-class start, one run): class counts per class index
+#: 0-9 of the initial set and of the first two batches of 64. Its "Skirt" is read as Shirt (class 6):
+#: Fashion-MNIST has no skirt, and each list then sums to 64.
+STUDY_THREE_CLASS_SELECTIONS = {
+    "initial set": [0, 0, 166, 0, 167, 0, 0, 167, 0, 0],
+    "batch 1": [2, 0, 4, 11, 7, 8, 13, 5, 10, 4],
+    "batch 2": [1, 0, 19, 1, 5, 14, 5, 0, 1, 18],
+}
 
 
 def group(rows: Iterable[dict], *keys: str) -> dict[tuple, list[dict]]:
@@ -462,3 +471,110 @@ def latent_summary(exp, arm: str, seed: int, cycle: int, umap_map: dict) -> dict
     sel, unl = z[torch.as_tensor(status == 2)], z[torch.as_tensor(status == 0)]
     return {"knn_purity": float((votes == y).mean()), "selected_classes": int(np.unique(y[status == 2]).size),
             "selected_to_labelled": near(sel) / near(unl) if len(sel) else float("nan")}
+
+
+def setting(exp, rows: Iterable[dict] = ()) -> str:
+    """The setting of an experiment in one line, for figure subtitles and prose.
+
+    E.g. "paper · pool 55,000 · start 1,000 labels (random), +1,000 per cycle × 7 · 8,593 training iterations
+    per cycle · 3 seeds". The pool is the configured subset, else Fashion-MNIST's 60,000 training images less
+    the validation set; iterations come from the records (``iterations_per_cycle``), a range where arms differ.
+    """
+    cfg = exp.config(next(iter(exp.arms)), exp.seeds[0])
+    pool = cfg.pool_size or 60_000 - cfg.val_size
+    init = cfg.initial
+    start = (f"start {init.n:,} labels of classes {{{', '.join(map(str, init.classes))}}}" if init.kind == "classes"
+             else f"start {init.n:,} labels ({init.kind})")
+    iters = sorted({int(r["iterations_per_cycle"]) for r in rows if r.get("iterations_per_cycle")})
+    schedule = ("" if not iters else f"{iters[0]:,} training iterations per cycle" if len(iters) == 1
+                else f"{iters[0]:,}–{iters[-1]:,} training iterations per cycle")
+    n = len(exp.seeds)
+    parts = [exp.profile, f"pool {pool:,}", f"{start}, +{cfg.budget:,} per cycle × {cfg.cycles}", schedule,
+             f"{n} seed{'s' if n != 1 else ''}"]
+    return " · ".join(p for p in parts if p)
+
+
+def differences(rows: Iterable[dict], baseline: str = "random", y: str = "test_acc", by: str = "arm") -> list[dict]:
+    """``y`` of every arm minus ``baseline``'s at the same seed and cycle: rows ``{arm, seed, cycle, n_labelled, diff}``.
+
+    Only (seed, cycle) pairs present in both are kept; ``baseline`` itself is left out. For a
+    fair reading the arms should share the baseline's learner (then only the acquisition differs).
+    """
+    rows = [r for r in rows if r.get(y) is not None]
+    base = {(r["seed"], r["cycle"]): r[y] for r in rows if r.get(by) == baseline}
+    return [{"arm": r[by], "seed": r["seed"], "cycle": r["cycle"], "n_labelled": r["n_labelled"],
+             "diff": r[y] - base[(r["seed"], r["cycle"])]}
+            for r in rows if r.get(by) != baseline and (r["seed"], r["cycle"]) in base]
+
+
+def class_counts_by_cycle(rows: Iterable[dict], arm: str, num_classes: int = 10) -> list[tuple[str, list[int]]]:
+    """Rows of a class histogram for ``arm``, summed over seeds: ("initial set", counts), ("batch 1", ...), ...
+
+    The initial set is the labelled set of cycle 0 (``labelled_class_counts``); batch k is the one selected
+    at the end of cycle k - 1 (``selected_class_counts``), i.e. the labels cycle k trains on in addition.
+    """
+    rs = [r for r in rows if r.get("arm") == arm]
+    out = []
+    initial = [r["labelled_class_counts"] for r in rs if r["cycle"] == 0 and r.get("labelled_class_counts")]
+    if initial:
+        out.append(("initial set", [int(v) for v in np.sum(initial, axis=0)]))
+    for c in sorted({r["cycle"] for r in rs if r.get("selected_class_counts")}):
+        counts = np.sum([r["selected_class_counts"] for r in rs if r["cycle"] == c and r.get("selected_class_counts")], axis=0)
+        out.append((f"batch {c + 1}", [int(v) for v in np.resize(counts, num_classes)]))
+    return out
+
+
+def confusions_by_cycle(rows: Iterable[dict], arms: Iterable[str]) -> dict[str, dict[int, np.ndarray]]:
+    """Test confusion counts per arm and cycle, summed over the seeds that reached the cycle: ``{arm: {cycle: (C, C)}}``."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    arms = list(arms)
+    for r in rows:
+        if r.get("arm") in arms and r.get("test_confusion") is not None:
+            per = out.setdefault(r["arm"], {})
+            m = np.asarray(r["test_confusion"], float)
+            per[r["cycle"]] = per[r["cycle"]] + m if r["cycle"] in per else m
+    return {a: dict(sorted(out[a].items())) for a in arms if a in out}
+
+
+def chosen_cycles(cycles: Iterable[int], k: int = 3) -> list[int]:
+    """``k`` cycles spread over ``cycles`` (first, last and evenly between), for a static grid."""
+    cs = sorted(set(cycles))
+    if len(cs) <= k:
+        return cs
+    return sorted({cs[round(i * (len(cs) - 1) / (k - 1))] for i in range(k)})
+
+
+def at_largest_budget(table: list[dict], by: str = "arm") -> list[dict]:
+    """The rows of a :func:`curve` table at each arm's largest number of labels (``n_labelled``), in table order."""
+    last: dict = {}
+    for r in table:
+        if r[by] not in last or r["n_labelled"] > last[r[by]]["n_labelled"]:
+            last[r[by]] = r
+    return list(last.values())
+
+
+def describe_largest(table: list[dict], order: Iterable[str] | None = None, scale: float = 100, unit: str = "%") -> str:
+    """"vaal 71.80 ± 0.85 % (400 labels, 2 seeds), …": mean ± sd over seeds at each arm's largest budget."""
+    rows = {r["arm"]: r for r in at_largest_budget(table)}
+    arms = [a for a in (order or rows) if a in rows]
+    return ", ".join(f"{a} {scale * rows[a]['mean']:.2f} ± {scale * rows[a]['std']:.2f} {unit} "
+                     f"({rows[a]['n_labelled']:,} labels, {rows[a]['n']} seed{'s' if rows[a]['n'] != 1 else ''})"
+                     for a in arms)
+
+
+def entropy_gap(rows: Iterable[dict]) -> list[dict]:
+    """Records with ``entropy_gap`` = mean entropy of q(y|x) on unlabelled minus on labelled points (nats).
+
+    Records without both entropies (learners that do not measure them) are left out.
+    """
+    return [dict(r, entropy_gap=r["pred_entropy_unlabelled"] - r["pred_entropy_labelled"]) for r in rows
+            if r.get("pred_entropy_unlabelled") is not None and r.get("pred_entropy_labelled") is not None]
+
+
+def describe_task_model(rows: Iterable[dict], base: dict) -> str:
+    """What task classifier this run trained, from its parameters and records (for a notebook's Method)."""
+    rows = list(rows)
+    size = (base.get("learner_params") or {}).get("classifier_size", "small")
+    params = sorted({int(r["classifier_params"]) for r in rows if r.get("classifier_params")})
+    count = f"{params[0] / 1e6:.2f}M parameters" if len(params) == 1 else "parameters not recorded"
+    return f"the `{size}` task classifier ({count})"

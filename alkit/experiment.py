@@ -82,14 +82,19 @@ def run_experiment(
     dataset setting and shared by the runs. (``alkit run --jobs N`` runs them
     concurrently: :mod:`alkit.jobs`.)
     """
+    from .progress import progress_bar
+
     data_cache = {}
-    for arm in arms or list(exp.arms):
-        for seed in seeds or exp.seeds:
-            t = time.perf_counter()
-            recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress)
-            if log:
-                log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
-                    f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
+    runs = [(arm, seed) for arm in arms or list(exp.arms) for seed in seeds or exp.seeds]
+    todo = force or not is_finished(exp, runs)
+    overall = progress_bar(runs, desc=f"{exp.name}: runs", disable=not (progress and todo), position=0)
+    for arm, seed in overall:  # one bar over the runs; each run shows its cycles (and iterations) below it
+        overall.set_postfix_str(f"{arm}/seed{seed}")
+        t = time.perf_counter()
+        recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress)
+        if log:
+            log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
+                f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
     return experiment_records(exp, log=log)
 
 
@@ -137,14 +142,13 @@ def experiment_records(exp: Experiment, log=print) -> list[dict]:
     return keep
 
 
-def is_finished(exp: Experiment) -> bool:
-    """True when every (arm, seed) of ``exp`` has all its cycles on disk (no training needed)."""
+def is_finished(exp: Experiment, runs: list[tuple[str, int]] | None = None) -> bool:
+    """True when every (arm, seed) of ``exp`` (or of ``runs``) has all its cycles on disk (no training needed)."""
     from .results import read_records, RECORDS_FILE
 
-    for arm in exp.arms:
-        for seed in exp.seeds:
-            cfg = exp.config(arm, seed)
-            recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
-            if not recs or not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped")):
-                return False
+    for arm, seed in runs or [(a, s) for a in exp.arms for s in exp.seeds]:
+        cfg = exp.config(arm, seed)
+        recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
+        if not recs or not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped")):
+            return False
     return True

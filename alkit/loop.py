@@ -201,7 +201,8 @@ def run(
     previous = None
     if records and _warm_start(cfg):
         previous = torch.load(out_dir / "learner.pt", weights_only=False)
-    bar = progress_bar(range(len(records), cfg.cycles + 1), desc=f"{cfg.strategy}/seed{cfg.seed}", disable=not progress)
+    desc = f"{(meta or {}).get('arm', cfg.strategy)}/seed{cfg.seed}"
+    bar = progress_bar(range(len(records), cfg.cycles + 1), desc=desc, unit="cycle", disable=not progress)
     for cycle in bar:
         if deadline is not None and not cycle_fits(cycle_seconds(records) or cycle_estimate, deadline, time_limit):
             break

@@ -1,111 +1,51 @@
-"""Plotly figures drawn from result records (never from models), and their export.
+"""Plotly figures drawn from result records (never from models).
 
-Every figure is saved three ways by :func:`save`: PNG and SVG (static, via
-kaleido and a headless Chromium; the server is started once per process) and
-an interactive HTML file. :func:`show` puts both the interactive figure and
-the PNG into a notebook cell, so the notebook reads well in Jupyter and on
-GitHub alike.
+What every figure shares, so that a reader can compare them at a glance:
+
+- one colour and one legend position per method in every notebook (:data:`ARM_COLORS`, :data:`ARM_ORDER`);
+- accuracies in percent;
+- a subtitle with the setting (:func:`alkit.analysis.setting`) and what the lines, bars or colours mean;
+- each seed as a thin line and the mean over seeds on top (with 2-5 seeds a +-1 sd band says little);
+- chance levels where they explain the plot, and the study's own numbers labelled as its single run.
+
+Saving (PNG, SVG, offline HTML) is :mod:`alkit.export`; ``plots.show`` and ``plots.save`` are the same functions.
 """
 from __future__ import annotations
 
-import atexit
-import base64
-import hashlib
-import re
-from pathlib import Path
-from typing import Iterable, Sequence
+import math
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .results import atomic_write_bytes
+from . import analysis
+from .export import Shown, save, show  # noqa: F401  (notebooks call plots.show)
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 # one colour per method in every figure; arms not named here take PALETTE colours by position
 ARM_COLORS = {"random": "#1f77b4", "vaal": "#d62728", "m2_vaal": "#2ca02c", "tavaal": "#9467bd", "m2_disc": "#ff7f0e",
               "least_confidence": "#8c564b", "entropy": "#e377c2", "margin": "#bcbd22", "bald": "#17becf",
-              "coreset": "#7f7f7f", "alg1": "#393b79", "alg2": "#e6550d", "kernel_norm_approx": "#637939", "network_norm": "#8ca252",
+              "coreset": "#7f7f7f", "alg1": "#393b79", "alg2": "#e6550d", "kernel_norm_approx": "#637939",
+              "kernel_norm_exact": "#b5cf6b", "network_norm": "#8ca252",
               "m2": "#2ca02c", "m2_random": "#98df8a", "m2_vaal_detached": "#006d2c"}
+#: the legend order of every figure: baselines first, then the VAAL family, the M2 family, the rest
+ARM_ORDER = ("random", "vaal", "tavaal", "m2", "m2_random", "m2_vaal", "m2_vaal_detached", "m2_disc",
+             "least_confidence", "entropy", "margin", "bald", "coreset", "kernel_norm_exact", "kernel_norm_approx",
+             "network_norm", "alg1", "alg2")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=60, r=20, t=60, b=50))
-
-_server_started = False
-
-
-def _start_kaleido() -> None:
-    global _server_started
-    if not _server_started:
-        import kaleido
-
-        kaleido.start_sync_server(silence_warnings=True)
-        atexit.register(kaleido.stop_sync_server, silence_warnings=True)
-        _server_started = True
+LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=60, r=20, t=95, b=50))
+STUDY_STYLE = dict(line=dict(color="black", dash="dot"), marker=dict(symbol="x", size=8, color="black"))
+#: the discriminator loss of alkit (mean BCE on labelled + mean BCE on unlabelled) when D outputs 0.5 everywhere
+DISC_LOSS_AT_CHANCE = 2 * math.log(2)
+SEEDS_TEXT = "thin lines: one seed each; thick: mean over seeds"
 
 
-def save(fig: go.Figure, stem: str | Path, width: int = 900, height: int = 500, static: bool = True) -> dict:
-    """Write ``stem``.png, .svg and .html; returns ``{"png": bytes, "paths": [...]}``.
-
-    ``static=False`` writes only the HTML (when no Chromium is available).
-    The HTML loads plotly.js from its CDN to keep committed files small. The
-    element ids plotly would draw at random (HTML div, SVG clip paths) are
-    derived from the file name, and a file whose bytes would not change is not
-    rewritten: redrawing the same results leaves a git checkout clean.
-    """
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    uid = hashlib.sha1(stem.name.encode()).hexdigest()[:6]
-    for i, trace in enumerate(fig.data):  # plotly.js would name each trace's SVG group at random
-        if trace.uid is None:
-            trace.uid = f"{uid}-{i}"
-    paths = [stem.with_suffix(".html")]
-    _write_if_changed(paths[0], fig.to_html(include_plotlyjs="cdn", full_html=True, div_id=f"alkit-{uid}").encode())
-    png = None
-    if static:
-        import warnings
-
-        import plotly.io as pio
-
-        _start_kaleido()
-        with warnings.catch_warnings():  # plotly warns that kaleido's server ignores per-call options
-            warnings.filterwarnings("ignore", message="The kopts argument is ignored")
-            png = pio.to_image(fig, format="png", width=width, height=height, scale=1.5)
-            svg = pio.to_image(fig, format="svg", width=width, height=height)
-        _write_if_changed(stem.with_suffix(".png"), png)
-        _write_if_changed(stem.with_suffix(".svg"), _stable_svg_ids(svg, uid))
-        paths += [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    return {"png": png, "paths": [str(p) for p in paths]}
-
-
-def _stable_svg_ids(svg: bytes, uid: str) -> bytes:
-    """Replace the random id plotly.js gives a graph (``defs-3fa2c1``, ``clip3fa2c1xy``, ...) by ``uid``."""
-    m = re.search(rb'id="defs-([0-9a-f]+)"', svg)
-    if not m:
-        return svg
-    return re.sub(rb"(clip|defs-|legend|#g|id=\"g)" + m.group(1), rb"\g<1>" + uid.encode(), svg)
-
-
-def _write_if_changed(path: Path, data: bytes) -> None:
-    if not (path.exists() and path.read_bytes() == data):
-        atomic_write_bytes(path, data)
-
-
-class Shown:
-    """A notebook display object carrying the interactive figure and its PNG."""
-
-    def __init__(self, fig: go.Figure, png: bytes | None):
-        self.fig, self.png = fig, png
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = {"application/vnd.plotly.v1+json": self.fig.to_plotly_json(), "text/plain": "<plotly figure>"}
-        if self.png:
-            bundle["image/png"] = base64.b64encode(self.png).decode()
-        return bundle
-
-
-def show(fig: go.Figure, stem: str | Path, **kw) -> Shown:
-    """Save ``fig`` under ``stem`` (see :func:`save`) and return an object that displays it."""
-    return Shown(fig, save(fig, stem, **kw)["png"])
+def ordered(arms: Iterable[str]) -> list[str]:
+    """``arms`` in the legend order shared by every figure: known methods by :data:`ARM_ORDER`, others after, as given."""
+    arms = list(dict.fromkeys(arms))
+    rank = {a: i for i, a in enumerate(ARM_ORDER)}
+    return sorted(arms, key=lambda a: (rank.get(a, len(rank)), arms.index(a)))
 
 
 def _color(i: int) -> str:
@@ -122,62 +62,145 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def _title(title: str, subtitle: str = "") -> dict:
+    return dict(text=title, subtitle=dict(text=subtitle, font=dict(size=11, color="#555")), x=0.01, xanchor="left")
+
+
+def _join(*parts: str) -> str:
+    return " · ".join(p for p in parts if p)
+
+
+def _seed_traces(rows: list[dict], arm: str, y: str, x: str, scale: float, color: str, yfn=None) -> list[go.Scatter]:
+    """One thin line per seed of ``arm`` (no legend entry; hover names the seed)."""
+    out = []
+    for (seed,), rs in sorted(analysis.group((r for r in rows if r.get("arm") == arm and r.get(y) is not None), "seed").items(),
+                              key=lambda kv: analysis._seed_order(kv[0][0])):
+        rs = sorted(rs, key=lambda r: r[x])
+        out.append(go.Scatter(x=[r[x] for r in rs], y=[scale * r[y] for r in rs], mode="lines", showlegend=False,
+                              legendgroup=str(arm), line=dict(color=color, width=1), opacity=0.45,
+                              hovertemplate=f"{arm}, seed {seed}<br>{x}=%{{x}}<br>%{{y:.2f}}<extra></extra>"))
+    return out
+
+
 def curves(
-    table: list[dict], *, title: str, ytitle: str, by: str = "arm", x: str = "n_labelled", scale: float = 1.0,
-    study: dict | None = None, study_name: str = "study (reported)", order: Sequence[str] | None = None,
+    rows: list[dict], y: str = "test_acc", *, title: str, ytitle: str, subtitle: str = "", x: str = "n_labelled",
+    scale: float = 1.0, order: Sequence[str] | None = None, study: Mapping[int, float] | None = None,
+    study_name: str = "the study (one run, reported)", chance: float | None = None, chance_text: str = "chance",
+    hlines: Sequence[tuple[float, str]] = (),
 ) -> go.Figure:
-    """Mean line and +-1 std band per arm from :func:`alkit.analysis.curve`; optional study markers."""
-    fig = go.Figure()
-    arms = list(order) if order else list(dict.fromkeys(r[by] for r in table))
+    """``y`` of each record against ``x``: each seed as a thin line, the mean over seeds as a thick one, per arm.
+
+    ``scale`` multiplies ``y`` (100: fractions to percent). ``study`` ({x: value}, already in the plotted
+    units) is drawn as a dotted black line on the same axes when its ``x`` range meets ours, else in a
+    panel of its own on the right with the same y axis (e.g. the study's 1,000-8,000 labels beside a CPU
+    run at 100-400). ``chance`` and ``hlines`` (value, text) draw dotted reference lines.
+    """
+    arms = ordered(order or [r["arm"] for r in rows])
+    ours = [r[x] for r in rows if r.get(y) is not None]
+    apart = bool(study) and bool(ours) and (max(study) < min(ours) or min(study) > max(ours))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.7, 0.3], shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=["this run", study_name]) if apart else go.Figure()
+    where = dict(row=1, col=1) if apart else {}
+    table = analysis.curve(rows, y=y, x=x)
     for i, arm in enumerate(arms):
-        rs = sorted((r for r in table if r[by] == arm), key=lambda r: r[x])
+        c = arm_color(arm, i)
+        for t in _seed_traces(rows, arm, y, x, scale, c):
+            fig.add_trace(t, **where)
+        rs = sorted((r for r in table if r["arm"] == arm), key=lambda r: r[x])
         if not rs:
             continue
-        xs = [r[x] for r in rs]
-        m = np.array([r["mean"] for r in rs]) * scale
-        s = np.array([r["std"] for r in rs]) * scale
-        c = arm_color(arm, i)
-        fig.add_trace(go.Scatter(x=xs + xs[::-1], y=list(m + s) + list((m - s)[::-1]), fill="toself", mode="lines",
-                                 fillcolor=_rgba(c, 0.15), line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False, legendgroup=str(arm)))
         fig.add_trace(go.Scatter(
-            x=xs, y=m, mode="lines+markers", name=f"{arm} (n={rs[0]['n']} seeds)", line=dict(color=c),
-            legendgroup=str(arm), customdata=np.stack([s, [r["n"] for r in rs]], axis=1),
-            hovertemplate=f"{arm}<br>{x}=%{{x}}<br>mean=%{{y:.3f}} ± %{{customdata[0]:.3f}}<br>seeds=%{{customdata[1]}}<extra></extra>",
-        ))
+            x=[r[x] for r in rs], y=[scale * r["mean"] for r in rs], mode="lines+markers", legendgroup=str(arm),
+            name=f"{arm} (mean of {rs[0]['n']} seed{'s' if rs[0]['n'] != 1 else ''})", line=dict(color=c, width=3),
+            customdata=[[scale * r["std"], r["n"]] for r in rs],
+            hovertemplate=f"{arm}<br>{x}=%{{x}}<br>mean %{{y:.2f}} (sd %{{customdata[0]:.2f}}, %{{customdata[1]}} seeds)<extra></extra>",
+        ), **where)
     if study:
-        fig.add_trace(go.Scatter(x=list(study), y=list(study.values()), mode="markers+lines", name=study_name,
-                                 line=dict(color="black", dash="dot"), marker=dict(symbol="x", size=9)))
-    fig.update_layout(title=title, xaxis_title="labelled images" if x == "n_labelled" else x, yaxis_title=ytitle, **LAYOUT)
+        fig.add_trace(go.Scatter(x=list(study), y=list(study.values()), mode="lines+markers", name=study_name,
+                                 **STUDY_STYLE), **(dict(row=1, col=2) if apart else {}))
+    for value, text in ([(chance, chance_text)] if chance is not None else []) + list(hlines):
+        fig.add_hline(y=value, line_dash="dot", line_color="#666", annotation_text=text,
+                      annotation_position="top left", annotation_font_size=11)
+    xtitle = "labelled images" if x == "n_labelled" else x
+    fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT)), yaxis_title=ytitle, **LAYOUT)
+    fig.update_xaxes(title_text=xtitle)
+    return fig
+
+
+def differences(rows: list[dict], baseline: str = "random", y: str = "test_acc", *, title: str, subtitle: str = "",
+                scale: float = 100, unit: str = "points", order: Sequence[str] | None = None, ncols: int = 4) -> go.Figure:
+    """Small multiples, one panel per arm: ``y`` minus ``baseline``'s at the same seed and cycle
+    (:func:`alkit.analysis.differences`), each seed thin, the mean over seeds thick, zero dotted."""
+    diffs = analysis.differences(rows, baseline=baseline, y=y)
+    arms = [a for a in ordered(order or [r["arm"] for r in rows]) if a != baseline and any(d["arm"] == a for d in diffs)]
+    ncols = max(1, min(ncols, len(arms)))
+    nrows = max(1, math.ceil(len(arms) / ncols))
+    fig = make_subplots(rows=nrows, cols=ncols, shared_yaxes=True, shared_xaxes=True, subplot_titles=arms,
+                        horizontal_spacing=0.03, vertical_spacing=0.12)
+    for k, arm in enumerate(arms):
+        where = dict(row=k // ncols + 1, col=k % ncols + 1)
+        c = arm_color(arm, k)
+        for t in _seed_traces(diffs, arm, "diff", "n_labelled", scale, c):
+            fig.add_trace(t, **where)
+        mean = analysis.curve([d for d in diffs if d["arm"] == arm], y="diff")
+        fig.add_trace(go.Scatter(x=[m["n_labelled"] for m in mean], y=[scale * m["mean"] for m in mean], mode="lines+markers",
+                                 line=dict(color=c, width=3), name=arm, showlegend=False,
+                                 hovertemplate=f"{arm} − {baseline}<br>%{{x}} labels<br>mean %{{y:+.2f}} {unit}<extra></extra>"),
+                      **where)
+        fig.add_hline(y=0, line_dash="dot", line_color="#666", **where)
+    fig.update_layout(title=_title(title, _join(subtitle, f"0 = {baseline}; {SEEDS_TEXT}")), **LAYOUT)
+    fig.update_yaxes(title_text=f"{unit}", col=1)
+    fig.update_xaxes(title_text="labelled images", row=nrows)
     return fig
 
 
 def class_histograms(rows: list[dict], *, arms: Sequence[str], class_names: Sequence[str] = FASHION_CLASSES,
-                     title: str = "Classes of each selected batch", key: str = "selected_class_counts") -> go.Figure:
-    """One heatmap per arm: acquisition cycle (rows) x class (columns), counts summed over seeds."""
-    fig = make_subplots(rows=1, cols=len(arms), subplot_titles=list(arms), shared_yaxes=True, horizontal_spacing=0.03)
-    zmax = 1
-    mats = []
-    for arm in arms:
-        rs = [r for r in rows if r["arm"] == arm and r.get(key)]
-        cycles = sorted({r["cycle"] for r in rs})
-        mat = np.zeros((len(cycles), len(class_names)))
-        for r in rs:
-            mat[cycles.index(r["cycle"])] += r[key]
-        mats.append((cycles, mat))
-        zmax = max(zmax, mat.max() if mat.size else 1)
-    for j, (cycles, mat) in enumerate(mats, 1):
-        fig.add_trace(go.Heatmap(z=mat, x=list(class_names), y=[f"cycle {c}" for c in cycles], zmin=0, zmax=zmax,
-                                 coloraxis="coloraxis",
-                                 hovertemplate="%{y}<br>%{x}: %{z:.0f} selected<extra></extra>"), 1, j)
-    fig.update_layout(title=title, coloraxis=dict(colorscale="Blues", colorbar=dict(title="picked")), **LAYOUT)
+                     title: str = "Classes of the initial set and of each selected batch", subtitle: str = "",
+                     start_classes: Sequence[int] = (), study: Mapping[str, Sequence[int]] | None = None,
+                     study_name: str = "the study (one run)") -> go.Figure:
+    """One heatmap per arm: the initial labelled set, then each acquired batch (rows) x class (columns).
+
+    Counts are summed over seeds (the cell text); the colour is the share of its row, so the initial set
+    and the much smaller batches read on one scale. ``start_classes`` are starred. ``study`` adds a panel
+    of the study's reported counts ({row name: counts per class}).
+    """
+    arms = ordered(arms)
+    panels = [(arm, analysis.class_counts_by_cycle(rows, arm)) for arm in arms]
+    if study:
+        panels.append((study_name, list(study.items())))
+    names = [f"{n} ★" if i in set(start_classes) else n for i, n in enumerate(class_names)]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p for p, _ in panels], shared_yaxes=False,
+                        horizontal_spacing=0.05)
+    for j, (_, table) in enumerate(panels, 1):
+        labels = [name for name, _ in table]
+        counts = np.array([c for _, c in table], float).reshape(len(table), len(class_names))
+        share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        fig.add_trace(go.Heatmap(z=share, x=names, y=labels, zmin=0, zmax=1, coloraxis="coloraxis", text=counts,
+                                 texttemplate="%{text:.0f}", textfont=dict(size=9),
+                                 hovertemplate="%{y}<br>%{x}: %{text:.0f} images (%{z:.0%} of the row)<extra></extra>"),
+                      1, j)
+        fig.update_yaxes(autorange="reversed", showticklabels=j == 1 or (study and j == len(panels)), row=1, col=j)
+    note = "numbers: images, summed over seeds; colour: share of the row"
+    if start_classes:
+        note += "; ★ classes of the initial set"
+    fig.update_layout(title=_title(title, _join(subtitle, note)),
+                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="share")), **LAYOUT)
     fig.update_xaxes(tickangle=45)
-    fig.update_yaxes(autorange="reversed")
     return fig
 
 
+def _confusion_heatmap(m: np.ndarray, class_names: Sequence[str], visible: bool = True) -> go.Heatmap:
+    share = m / np.maximum(m.sum(1, keepdims=True), 1)
+    return go.Heatmap(z=share, x=list(class_names), y=list(class_names), zmin=0, zmax=1, coloraxis="coloraxis",
+                      visible=visible, hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.0%} of the row<extra></extra>")
+
+
+def _accuracy_text(m: np.ndarray) -> str:
+    return f"{100 * np.trace(m) / max(m.sum(), 1):.1f} %"
+
+
 def confusion_matrices(mats: dict[str, np.ndarray], class_names: Sequence[str] = FASHION_CLASSES,
-                       title: str = "Test confusion (row-normalised)") -> go.Figure:
+                       title: str = "Test confusion (row-normalised)", subtitle: str = "") -> go.Figure:
     """Row-normalised confusion matrices, three per row; rows are true classes, columns predicted.
 
     Each panel's title carries the accuracy of its (summed) counts; class names label the
@@ -187,29 +210,97 @@ def confusion_matrices(mats: dict[str, np.ndarray], class_names: Sequence[str] =
     ncols = min(3, len(names))
     nrows = int(np.ceil(len(names) / ncols))
     counts = {n: np.asarray(mats[n], float) for n in names}
-    titles = [f"{n} · acc {np.trace(m) / max(m.sum(), 1):.1%}" for n, m in counts.items()]
+    titles = [f"{n} · acc {_accuracy_text(m)}" for n, m in counts.items()]
     fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1)
     for k, name in enumerate(names):
-        m = counts[name] / np.maximum(counts[name].sum(1, keepdims=True), 1)
         row, col = k // ncols + 1, k % ncols + 1
-        fig.add_trace(go.Heatmap(z=m, x=list(class_names), y=list(class_names), zmin=0, zmax=1, coloraxis="coloraxis",
-                                 hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.2f}<extra></extra>"), row, col)
+        fig.add_trace(_confusion_heatmap(counts[name], class_names), row, col)
         fig.update_xaxes(showticklabels=k + ncols >= len(names), tickangle=-45, row=row, col=col)
         fig.update_yaxes(autorange="reversed", showticklabels=col == 1, row=row, col=col)
-    fig.update_layout(title=title, coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="share")), **LAYOUT)
+    fig.update_layout(title=_title(title, subtitle), coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
+                                                                    colorbar=dict(title="share")), **LAYOUT)
     return fig
 
 
-STATUS_NAMES = {0: "unlabelled", 1: "labelled", 2: "just selected"}
-STATUS_STYLE = {0: dict(size=5, opacity=0.45, symbol="circle"), 1: dict(size=6, opacity=0.8, symbol="diamond"),
-                2: dict(size=7, opacity=0.9, symbol="x")}
+def confusion_slider(by_cycle: dict[str, dict[int, np.ndarray]], labels: Mapping[int, str] | None = None,
+                     class_names: Sequence[str] = FASHION_CLASSES, title: str = "Test confusion per cycle",
+                     subtitle: str = "") -> go.Figure:
+    """One panel per arm (three per row) and a slider over the cycles: ``by_cycle[arm][cycle]`` = summed counts.
+
+    Each step shows that cycle's matrices and puts its accuracy in the panel titles; ``labels``
+    names the cycles on the slider (e.g. "cycle 3 · 200 labels").
+    """
+    arms = list(by_cycle)
+    cycles = sorted({c for per in by_cycle.values() for c in per})
+    ncols = min(3, len(arms))
+    nrows = int(np.ceil(len(arms) / ncols))
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=arms, horizontal_spacing=0.03, vertical_spacing=0.1)
+    owner = []  # (arm index, cycle) of each trace
+    for k, arm in enumerate(arms):
+        row, col = k // ncols + 1, k % ncols + 1
+        for c in cycles:
+            m = by_cycle[arm].get(c)
+            if m is None:
+                continue
+            fig.add_trace(_confusion_heatmap(np.asarray(m, float), class_names, visible=c == cycles[-1]), row, col)
+            owner.append((k, c))
+        fig.update_xaxes(showticklabels=k + ncols >= len(arms), tickangle=-45, row=row, col=col)
+        fig.update_yaxes(autorange="reversed", showticklabels=col == 1, row=row, col=col)
+    base_notes = list(fig.layout.annotations)
+    steps = []
+    for c in cycles:
+        notes = []
+        for k, arm in enumerate(arms):
+            m = by_cycle[arm].get(c)
+            notes.append(dict(base_notes[k].to_plotly_json(), text=f"{arm} · acc {_accuracy_text(np.asarray(m, float))}"
+                              if m is not None else f"{arm} · (no cycle {c})"))
+        steps.append(dict(method="update", label=(labels or {}).get(c, f"cycle {c}"),
+                          args=[{"visible": [oc == c for _, oc in owner]}, {"annotations": notes}]))
+    fig.update_layout(annotations=steps[-1]["args"][1]["annotations"] if steps else base_notes,
+                      sliders=[dict(active=len(steps) - 1, steps=steps, pad=dict(t=40), currentvalue=dict(prefix=""))],
+                      title=_title(title, subtitle), **LAYOUT,
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="share")))
+    return fig
+
+
+def confusion_grid(by_cycle: dict[str, dict[int, np.ndarray]], cycles: Sequence[int], labels: Mapping[int, str] | None = None,
+                   class_names: Sequence[str] = FASHION_CLASSES, title: str = "Test confusion at chosen cycles",
+                   subtitle: str = "") -> go.Figure:
+    """A grid: one row per arm, one column per chosen cycle (the static counterpart of :func:`confusion_slider`)."""
+    arms = list(by_cycle)
+    titles = []
+    for arm in arms:
+        for c in cycles:
+            m = by_cycle[arm].get(c)
+            titles.append(f"{arm} · {(labels or {}).get(c, f'cycle {c}')} · acc {_accuracy_text(np.asarray(m, float))}"
+                          if m is not None else f"{arm} · no cycle {c}")
+    fig = make_subplots(rows=len(arms), cols=len(cycles), subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.25 / max(1, len(arms)))
+    for i, arm in enumerate(arms, 1):
+        for j, c in enumerate(cycles, 1):
+            m = by_cycle[arm].get(c)
+            if m is not None:
+                fig.add_trace(_confusion_heatmap(np.asarray(m, float), class_names), i, j)
+            fig.update_xaxes(showticklabels=i == len(arms), tickangle=-45, row=i, col=j)
+            fig.update_yaxes(autorange="reversed", showticklabels=j == 1, row=i, col=j)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(title=_title(title, subtitle), **LAYOUT,
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="share")))
+    return fig
+
+
+STATUS_NAMES = {0: "unlabelled (pool sample)", 1: "labelled", 2: "just selected"}
+# selected points are open rings drawn last, so the unlabelled and labelled points under them stay visible
+STATUS_STYLE = {0: dict(size=5, opacity=0.5, symbol="circle"), 1: dict(size=6, opacity=0.85, symbol="diamond"),
+                2: dict(size=8, opacity=0.9, symbol="circle-open")}
 
 
 def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION_CLASSES,
-                   title: str = "UMAP of the latent space") -> go.Figure:
+                   title: str = "UMAP of the latent space", subtitle: str = "") -> go.Figure:
     """Scatter per panel of 2-D coordinates: colour = class, marker = split; hover shows class, split, cycle.
 
-    ``panels[name]`` = ``{"xy": (N, 2), "y": (N,), "status": (N,), "cycle": int}``.
+    ``panels[name]`` = ``{"xy": (N, 2), "y": (N,), "status": (N,), "cycle": int}``. The legend lists the
+    classes (colours) and, in grey, the three marker shapes.
     """
     names = list(panels)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
@@ -220,21 +311,34 @@ def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION
                 sel = (p["status"] == status) & (p["y"] == c)
                 if not sel.any():
                     continue
+                style = dict(STATUS_STYLE[status])
+                line = dict(width=1.2, color=_color(c)) if status == 2 else dict(width=0)
                 fig.add_trace(go.Scattergl(
                     x=p["xy"][sel, 0], y=p["xy"][sel, 1], mode="markers",
-                    marker=dict(color=_color(c), line=dict(width=0), **STATUS_STYLE[status]),
-                    name=f"{class_names[c]}", legendgroup=f"c{c}", showlegend=(j == 1 and status == 0),
+                    marker=dict(color=_color(c), line=line, **style),
+                    name=f"{class_names[c]}", legendgroup=f"c{c}", showlegend=False,
                     hovertemplate=f"{class_names[c]}<br>{STATUS_NAMES[status]}<br>cycle {p['cycle']}<extra></extra>",
                 ), 1, j)
-    fig.update_layout(title=title + " — ● unlabelled, ◆ labelled, ✕ just selected", legend=dict(itemsizing="constant"),
-                      **LAYOUT)
+    for c, cname in enumerate(class_names):  # legend: colours = classes ...
+        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=cname, legendgroup=f"c{c}",
+                                   marker=dict(color=_color(c), size=8, symbol="square")), 1, 1)
+    for status, text in STATUS_NAMES.items():  # ... and shapes = splits
+        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=text, legendgroup=f"s{status}",
+                                   marker=dict(color="#555", line=dict(width=1.6, color="#555"),
+                                               **dict(STATUS_STYLE[status], size=9, opacity=1))), 1, 1)
+    fig.update_layout(title=_title(title, subtitle), legend=dict(itemsizing="constant"), **LAYOUT)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return fig
 
 
-def image_grid(images: np.ndarray, ncols: int, title: str, row_labels: Iterable[str] | None = None) -> go.Figure:
-    """A mosaic of (N, 28, 28) images in [0, 1], ``ncols`` per row, as one grayscale heatmap."""
+def image_grid(images: np.ndarray, ncols: int, title: str, row_labels: Iterable[str] | None = None,
+               width: int = 900, subtitle: str = "") -> go.Figure:
+    """A mosaic of (N, 28, 28) images in [0, 1], ``ncols`` per row, as one grayscale heatmap.
+
+    The figure's height follows the mosaic's aspect ratio at ``width`` (set in its layout, which
+    :func:`alkit.export.save` uses), so no empty band is left under the images.
+    """
     images = np.asarray(images, float)
     n, h, w = images.shape
     nrows = int(np.ceil(n / ncols))
@@ -244,28 +348,39 @@ def image_grid(images: np.ndarray, ncols: int, title: str, row_labels: Iterable[
         mosaic[r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = images[k]
     fig = go.Figure(go.Heatmap(z=mosaic, colorscale="gray", showscale=False,
                                hoverinfo="skip", zmin=0, zmax=1))
-    fig.update_layout(title=title, **LAYOUT)
-    fig.update_xaxes(visible=False)
     labels = list(row_labels or [])
-    fig.update_yaxes(autorange="reversed", scaleanchor="x",
+    margin = dict(l=110 if any(labels) else 20, r=20, t=95 if subtitle else 60, b=10)
+    plot_w = width - margin["l"] - margin["r"]
+    height = int(margin["t"] + margin["b"] + plot_w * mosaic.shape[0] / mosaic.shape[1])
+    fig.update_layout(**dict(LAYOUT, margin=margin), title=_title(title, subtitle), width=width, height=height)
+    fig.update_xaxes(visible=False, range=[-0.5, mosaic.shape[1] - 0.5], constrain="domain")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain",
                      tickvals=[r * (h + 2) + h / 2 for r in range(len(labels))], ticktext=labels,
                      showticklabels=bool(labels), showgrid=False, zeroline=False)
     return fig
 
 
-def bars(rows: list[dict], *, x: str, y: str, err: str | None = None, title: str, ytitle: str,
-         color: str | None = None) -> go.Figure:
-    """Grouped bars: one bar per row (``x`` category), optional error bars and colour groups.
+def seed_bars(values: Mapping[str, Mapping], *, title: str, ytitle: str, subtitle: str = "", scale: float = 1.0,
+              reference: tuple[float, str] | None = None) -> go.Figure:
+    """One bar per arm at the mean over seeds, each seed's own value as a dot on it.
 
-    Without ``color`` groups each bar takes its category's method colour (:data:`ARM_COLORS`).
+    ``values`` = ``{arm: {seed: value}}`` (:func:`alkit.analysis.per_seed`); ``reference`` = (value, text)
+    draws a dotted line (e.g. 1 = like random).
     """
+    arms = ordered(values)
     fig = go.Figure()
-    groups = list(dict.fromkeys(r[color] for r in rows)) if color else [None]
-    for i, g in enumerate(groups):
-        rs = [r for r in rows if color is None or r[color] == g]
-        colors = arm_color(g, i) if color else [arm_color(r[x], j) for j, r in enumerate(rs)]
-        fig.add_trace(go.Bar(x=[r[x] for r in rs], y=[r[y] for r in rs], name=str(g) if g is not None else y,
-                             marker_color=colors, showlegend=bool(color),
-                             error_y=dict(type="data", array=[r[err] for r in rs]) if err else None))
-    fig.update_layout(title=title, yaxis_title=ytitle, barmode="group", **LAYOUT)
+    for i, arm in enumerate(arms):
+        v = np.array(list(values[arm].values()), float) * scale
+        c = arm_color(arm, i)
+        fig.add_trace(go.Bar(x=[arm], y=[v.mean()], marker_color=_rgba(c, 0.55), marker_line=dict(color=c, width=1.5),
+                             showlegend=False, hovertemplate=f"{arm}<br>mean over {len(v)} seeds %{{y:.3g}}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[arm] * len(v), y=v, mode="markers", showlegend=False,
+                                 marker=dict(color=c, size=8, line=dict(color="white", width=1)),
+                                 text=[f"seed {s}" for s in values[arm]],
+                                 hovertemplate=f"{arm}, %{{text}}: %{{y:.3g}}<extra></extra>"))
+    if reference:
+        fig.add_hline(y=reference[0], line_dash="dot", line_color="#666", annotation_text=reference[1],
+                      annotation_position="top right", annotation_font_size=11)
+    fig.update_layout(title=_title(title, _join(subtitle, "bars: mean over seeds; dots: one seed each")),
+                      yaxis_title=ytitle, **LAYOUT)
     return fig

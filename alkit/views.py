@@ -112,3 +112,38 @@ def umap_map(exp, arm: str, seed: int, cycle: int, n_neighbors: int = 15, min_di
         return {"xy": xy.astype(np.float32), "y": y, "status": status, "pool_index": idx}
 
     return _cached(run_dir / "latent" / f"umap_cycle{cycle:02d}.npz", compute)
+
+
+def sample_row_labels(sample_rows, class_names) -> list[str]:
+    """Row labels of a samples grid: ``"y=k"`` (an M2 row decoded with class k) -> ``class_names[k]``, else ``""``."""
+    out = []
+    for s in (str(v) for v in sample_rows):
+        k = s[2:] if s.startswith("y=") else ""
+        out.append(class_names[int(k)] if k.isdigit() and int(k) < len(class_names) else "")
+    return out
+
+
+def reconstruction_quality(original: np.ndarray, reconstruction: np.ndarray) -> dict:
+    """How much better the reconstructions are than drawing the average image, per pixel.
+
+    ``mse``: mean squared error of the reconstructions; ``mse_mean_image``: that of the average of the
+    originals drawn for every one; ``gain`` = 1 - mse / mse_mean_image (0: no better than the average
+    image; 1: perfect). Inputs (N, H, W) in [0, 1].
+    """
+    original, reconstruction = np.asarray(original, float), np.asarray(reconstruction, float)
+    mse = float(np.mean((reconstruction - original) ** 2))
+    base = float(np.mean((original.mean(0, keepdims=True) - original) ** 2))
+    return {"mse": mse, "mse_mean_image": base, "gain": 1.0 - mse / base if base > 0 else float("nan")}
+
+
+def describe_reconstruction(arm: str, n_labelled: int, quality: dict, iterations: int | None = None,
+                            min_gain: float = 0.3) -> str:
+    """One sentence on a reconstruction figure, computed: says so when the model is too small or too briefly
+    trained to reconstruct (``gain`` below ``min_gain``: it explains less than 30 % of the pixel variance)."""
+    head = (f"{arm} at {n_labelled:,} labels: reconstruction error {quality['mse']:.4f} per pixel against "
+            f"{quality['mse_mean_image']:.4f} for the average image ({100 * quality['gain']:.0f} % of the pixel variance explained)")
+    if quality["gain"] < min_gain:
+        trained = f" ({iterations:,} iterations per cycle)" if iterations else ""
+        return (head + f" — too small or too briefly trained{trained} to reconstruct: these images show the "
+                "pipeline, not the model's quality; the `paper` profile trains it at the study's scale.")
+    return head + "."

@@ -1,40 +1,176 @@
-"""Figures: stable bytes (a redraw leaves git clean), one colour per method, readable confusion matrices."""
+"""Figures: stable bytes (a redraw leaves git clean), one colour and legend place per method, seeds drawn,
+the study's numbers and chance lines where they explain a plot, readable confusion matrices and histograms."""
+import math
+
 import numpy as np
 
-from alkit import plots
+from alkit import analysis, plots
 
-CURVE = [{"arm": arm, "n_labelled": n, "mean": m, "std": 0.01, "n": 2}
-         for arm, ms in {"random": (0.5, 0.6), "vaal": (0.52, 0.63)}.items() for n, m in zip((100, 200), ms)]
+# two arms x two seeds x two cycles; vaal is random + 0.02 (seed 0) and + 0.04 (seed 1) at every cycle
+ROWS = [{"arm": arm, "seed": s, "cycle": c, "n_labelled": 100 * (c + 1), "test_acc": acc + (0.02 * (s + 1) if arm == "vaal" else 0),
+         "disc_loss": 1.3 + 0.01 * c}
+        for arm in ("vaal", "random") for s in (0, 1) for c, acc in enumerate((0.5, 0.6))]
 
 
 def test_redrawing_the_same_figure_writes_identical_bytes_and_touches_nothing(tmp_path):
     stem = tmp_path / "fig" / "accuracy"
-    plots.save(plots.curves(CURVE, title="t", ytitle="y"), stem)
+    plots.save(plots.curves(ROWS, title="t", ytitle="y"), stem)
     first = {ext: stem.with_suffix(ext).read_bytes() for ext in (".png", ".svg", ".html")}
     mtimes = {ext: stem.with_suffix(ext).stat().st_mtime_ns for ext in first}
     assert first[".png"].startswith(b"\x89PNG") and b"<svg" in first[".svg"] and b"plotly" in first[".html"]
-    plots.save(plots.curves(CURVE, title="t", ytitle="y"), stem)  # a fresh figure object, as a notebook rerun makes
+    plots.save(plots.curves(ROWS, title="t", ytitle="y"), stem)  # a fresh figure object, as a notebook rerun makes
     for ext, data in first.items():
         assert stem.with_suffix(ext).read_bytes() == data, ext
         assert stem.with_suffix(ext).stat().st_mtime_ns == mtimes[ext], ext
-    plots.save(plots.curves(CURVE, title="changed", ytitle="y"), stem)
+    plots.save(plots.curves(ROWS, title="changed", ytitle="y"), stem)
     assert stem.with_suffix(".svg").read_bytes() != first[".svg"]
 
 
-def test_a_method_keeps_its_colour_whatever_else_is_plotted():
-    alone = plots.curves([r for r in CURVE if r["arm"] == "vaal"], title="t", ytitle="y")
-    both = plots.curves(CURVE, title="t", ytitle="y")
-    colour = {t.name.split(" ")[0]: t.line.color for t in both.data if t.name}
-    assert colour["vaal"] == plots.ARM_COLORS["vaal"] != colour["random"]
-    assert [t.line.color for t in alone.data if t.name] == [plots.ARM_COLORS["vaal"]]
+def test_a_method_keeps_its_colour_and_legend_place_whatever_else_is_plotted():
+    alone = plots.curves([r for r in ROWS if r["arm"] == "vaal"], title="t", ytitle="y")
+    both = plots.curves(ROWS, title="t", ytitle="y", order=["vaal", "random"])
+    legend = [t for t in both.data if t.showlegend is not False]
+    assert [t.name.split(" ")[0] for t in legend] == ["random", "vaal"]  # the shared order, not the given one
+    assert legend[1].line.color == plots.ARM_COLORS["vaal"] != legend[0].line.color
+    assert [t.line.color for t in alone.data if t.showlegend is not False] == [plots.ARM_COLORS["vaal"]]
     assert plots.arm_color("my_strategy", 3) == plots.PALETTE[3]  # unknown arms: palette by position
+    assert plots.ordered(["mine", "alg2", "random", "vaal"]) == ["random", "vaal", "alg2", "mine"]
+
+
+def test_each_seed_is_a_thin_line_under_a_thick_mean_and_the_subtitle_says_so():
+    fig = plots.curves(ROWS, "test_acc", title="t", ytitle="%", scale=100, subtitle="smoke · 2 seeds")
+    thin = [t for t in fig.data if t.showlegend is False]
+    thick = [t for t in fig.data if t.showlegend is not False]
+    assert len(thin) == 4 and all(t.line.width == 1 for t in thin)  # 2 arms x 2 seeds
+    assert [list(t.y) for t in thin if t.legendgroup == "vaal"] == [[52.0, 62.0], [54.0, 64.0]]
+    vaal = next(t for t in thick if t.name.startswith("vaal"))
+    assert np.allclose(vaal.y, [53.0, 63.0]) and vaal.line.width == 3 and "mean of 2 seeds" in vaal.name
+    assert fig.layout.title.subtitle.text.startswith("smoke · 2 seeds") and "thin lines: one seed each" in fig.layout.title.subtitle.text
+
+
+def test_the_study_shares_the_axes_where_label_ranges_meet_and_gets_its_own_panel_where_not():
+    near = plots.curves(ROWS, scale=100, title="t", ytitle="%", study={150: 55.0, 300: 60.0})
+    far = plots.curves(ROWS, scale=100, title="t", ytitle="%", study=analysis.STUDY_VAAL)
+    study_near = next(t for t in near.data if "study" in (t.name or ""))
+    study_far = next(t for t in far.data if "study" in (t.name or ""))
+    assert study_near.xaxis in (None, "x") and list(study_near.y) == [55.0, 60.0]
+    assert study_far.xaxis == "x2" and list(study_far.y)[-1] == 90.37 and "one run" in study_far.name
+    assert far.layout.yaxis2.matches == "y" or far.layout.yaxis2.showticklabels is False  # one y scale for both panels
+
+
+def test_chance_and_reference_lines_are_drawn_where_asked():
+    fig = plots.curves(ROWS, "disc_loss", title="t", ytitle="BCE", chance=plots.DISC_LOSS_AT_CHANCE, chance_text="chance",
+                       hlines=[(1.0, "ref")])
+    lines = sorted(s.y0 for s in fig.layout.shapes)
+    assert math.isclose(lines[1], 2 * math.log(2)) and lines[0] == 1.0
+    assert {a.text for a in fig.layout.annotations} >= {"chance", "ref"}
+
+
+def test_differences_are_against_the_baseline_at_the_same_seed_and_cycle():
+    d = analysis.differences(ROWS, baseline="random")
+    assert sorted((r["seed"], r["cycle"], round(r["diff"], 6)) for r in d) == [(0, 0, 0.02), (0, 1, 0.02), (1, 0, 0.04), (1, 1, 0.04)]
+    fig = plots.differences(ROWS, "random", title="t")
+    mean = next(t for t in fig.data if t.showlegend is False and t.line.width == 3)
+    assert np.allclose(mean.y, [3.0, 3.0])  # points: mean of +2 and +4
+    assert [a.text for a in fig.layout.annotations if a.text in ("vaal", "random")] == ["vaal"]  # one panel, no random panel
 
 
 def test_confusion_matrices_are_labelled_and_titled_with_accuracy():
     mats = {"a": np.diag([5] * 10), "b": np.full((10, 10), 1)}
     fig = plots.confusion_matrices(mats)
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["a · acc 100.0%", "b · acc 10.0%"]
+    assert titles == ["a · acc 100.0 %", "b · acc 10.0 %"]
     assert list(fig.data[0].y) == list(plots.FASHION_CLASSES)
     assert fig.layout.yaxis.showticklabels and not fig.layout.yaxis2.showticklabels  # class names on the first column
     assert fig.data[1].z[0][0] == 0.1  # rows normalised
+
+
+def test_confusions_per_cycle_sum_seeds_and_the_slider_shows_one_cycle_at_a_time():
+    rows = [{"arm": a, "seed": s, "cycle": c, "test_confusion": (np.eye(10) * (c + 1)).tolist()}
+            for a in ("x", "y") for s in (0, 1) for c in range(3)]
+    by = analysis.confusions_by_cycle(rows, ["x", "y"])
+    assert by["x"][2][0, 0] == 6 and by["y"][0].sum() == 20  # summed over the two seeds
+    fig = plots.confusion_slider(by, {c: f"cycle {c}" for c in range(3)})
+    steps = fig.layout.sliders[0].steps
+    assert [s.label for s in steps] == ["cycle 0", "cycle 1", "cycle 2"] and len(fig.data) == 6
+    assert steps[1].args[0]["visible"] == [False, True, False, False, True, False]
+    assert [t.visible for t in fig.data] == [False, False, True, False, False, True]  # opens at the last cycle
+    grid = plots.confusion_grid(by, analysis.chosen_cycles(range(3), k=2))
+    assert analysis.chosen_cycles(range(11)) == [0, 5, 10] and len(grid.data) == 4  # 2 arms x cycles 0 and 2
+
+
+def test_class_histograms_start_with_the_initial_set_and_star_the_start_classes():
+    rows = [{"arm": "v", "seed": s, "cycle": 0, "labelled_class_counts": [0, 0, 5, 0, 5, 0, 0, 5, 0, 0],
+             "selected_class_counts": [1] * 10} for s in (0, 1)]
+    table = analysis.class_counts_by_cycle(rows, "v")
+    assert table == [("initial set", [0, 0, 10, 0, 10, 0, 0, 10, 0, 0]), ("batch 1", [2] * 10)]
+    fig = plots.class_histograms(rows, arms=["v"], start_classes=[2, 4, 7], study=analysis.STUDY_THREE_CLASS_SELECTIONS)
+    assert [x for x in fig.data[0].x if x.endswith("★")] == ["Pullover ★", "Coat ★", "Sneaker ★"]
+    assert list(fig.data[0].y) == ["initial set", "batch 1"] and fig.data[0].text[0][2] == 10
+    assert list(fig.data[1].text[0][[2, 4, 7]]) == [166, 167, 167]  # the study's initial set beside ours
+    assert all(sum(v) == 64 for k, v in analysis.STUDY_THREE_CLASS_SELECTIONS.items() if k != "initial set")
+    assert "summed over seeds" in fig.layout.title.subtitle.text
+
+
+def test_image_grid_height_follows_the_mosaic_so_no_empty_band_is_left():
+    wide = plots.image_grid(np.zeros((32, 28, 28)), ncols=16, title="t", row_labels=["a", "b"], width=1000)
+    tall = plots.image_grid(np.zeros((80, 28, 28)), ncols=8, title="t", width=600)
+    m = wide.layout.margin
+    assert abs((wide.layout.height - m.t - m.b) / (1000 - m.l - m.r) - 2 / 16) < 0.01
+    assert tall.layout.height > tall.layout.width
+
+
+def test_seed_bars_show_the_mean_and_every_seed():
+    fig = plots.seed_bars({"alg1": {0: 0.2, 1: 0.4}, "random": {0: 0.5, 1: 0.5}}, title="t", ytitle="%", scale=100,
+                          reference=(50, "like random"))
+    bars = [t for t in fig.data if t.type == "bar"]
+    dots = [t for t in fig.data if t.type == "scatter"]
+    assert [b.x[0] for b in bars] == ["random", "alg1"] and math.isclose(bars[1].y[0], 30.0)
+    assert list(dots[1].y) == [20.0, 40.0] and fig.layout.shapes[0].y0 == 50
+
+
+def test_the_setting_line_names_profile_pool_schedule_and_seeds():
+    from alkit.experiment import Experiment
+
+    exp = Experiment(name="x", profile="smoke", seeds=[0, 1, 2],
+                     base={"pool_size": 2000, "initial": {"kind": "classes", "n": 60, "classes": [2, 4, 7]}, "budget": 20,
+                           "cycles": 3}, arms={"random": {"learner": "classifier", "strategy": "random"}})
+    text = analysis.setting(exp, [{"iterations_per_cycle": 25}])
+    assert text == "smoke · pool 2,000 · start 60 labels of classes {2, 4, 7}, +20 per cycle × 3 · 25 training iterations per cycle · 3 seeds"
+
+
+def test_summaries_that_notebooks_used_to_compute_inline():
+    from alkit import views
+
+    table = analysis.curve(ROWS)
+    assert [(r["arm"], r["n_labelled"]) for r in analysis.at_largest_budget(table)] == [("random", 200), ("vaal", 200)]
+    assert analysis.describe_largest(table, ["vaal", "random"]).startswith("vaal 63.00 ± 1.41 % (200 labels, 2 seeds), random 60.00")
+    gap = analysis.entropy_gap([{"pred_entropy_unlabelled": 1.5, "pred_entropy_labelled": 1.0}, {"pred_entropy_labelled": 1.0}])
+    assert [r["entropy_gap"] for r in gap] == [0.5]
+    assert views.sample_row_labels(["y=0", "y=9", "", "y=x"], plots.FASHION_CLASSES) == ["T-shirt/top", "Ankle boot", "", ""]
+    x = np.random.default_rng(0).random((8, 28, 28))
+    assert views.reconstruction_quality(x, x)["gain"] == 1.0
+    blurred = views.reconstruction_quality(x, np.broadcast_to(x.mean(0), x.shape))
+    assert abs(blurred["gain"]) < 1e-12 and "too small or too briefly trained" in views.describe_reconstruction("m", 10, blurred, 50)
+
+
+def test_large_figures_show_as_an_image_and_a_link_small_ones_interactive(tmp_path):
+    import plotly.graph_objects as go
+
+    from alkit.export import INLINE_LIMIT, Shown, plotly_json_bytes
+
+    small = go.Figure(go.Scatter(x=[1, 2], y=[2, 1]))
+    big = go.Figure(go.Scattergl(x=np.arange(20_000) * 1.1, y=np.arange(20_000) * 0.7))
+    assert len(plotly_json_bytes(big.to_plotly_json())) > INLINE_LIMIT
+    html = tmp_path / "figures" / "smoke" / "nb" / "umap.html"
+    assert Shown(big, b"\x89PNG fake", html).is_large() and not Shown(small, b"\x89PNG fake", html).is_large()
+    assert not Shown(big, None, html).is_large()  # no static export (no Chromium): the interactive figure
+    s = Shown(small, b"\x89PNG fake", html)._repr_mimebundle_()
+    assert "application/vnd.plotly.v1+json" in s and "image/png" in s
+
+
+def test_committed_notebooks_stay_under_one_megabyte():
+    from pathlib import Path
+
+    sizes = {p.name: p.stat().st_size for p in (Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb")}
+    assert sizes and all(s < 1_000_000 for s in sizes.values()), sizes

@@ -1,0 +1,187 @@
+"""Figure export: PNG and SVG through kaleido (a headless Chromium, started once per process), and an
+interactive HTML page that loads one shared local plotly.js, so it draws offline.
+
+:func:`show` saves a figure and returns an object a notebook displays: the interactive figure with a
+PNG fallback, or, for figures too large to keep in a committed notebook, a small JPEG and a link to
+the HTML. Redrawing the same results rewrites no file (stable element ids, unchanged bytes kept).
+"""
+from __future__ import annotations
+
+import atexit
+import base64
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from .results import atomic_write_bytes
+
+_server_started = False
+
+
+def _start_kaleido() -> None:
+    global _server_started
+    if not _server_started:
+        import kaleido
+
+        kaleido.start_sync_server(silence_warnings=True)
+        atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+        _server_started = True
+
+
+def plotlyjs_path(html: Path) -> Path:
+    """The one shared plotly.js of ``html``'s figures: ``plotly-<version>.min.js`` in the nearest folder
+    named ``figures`` above it (else beside it), written there from the installed plotly if missing."""
+    import plotly.offline
+
+    html = Path(html).resolve()
+    folder = next((a for a in html.parents if a.name == "figures"), html.parent)
+    path = folder / f"plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
+    if not path.exists():
+        atomic_write_bytes(path, plotly.offline.get_plotlyjs().encode())
+    return path
+
+
+def figure_html(fig: go.Figure, html: Path, div_id: str) -> str:
+    """``fig`` as a full HTML page that loads the shared local plotly.js (relative path: works offline and
+    from a copy of the folder), and the CDN's copy only where that file is missing."""
+    import plotly.offline
+
+    local = plotlyjs_path(html)
+    rel = Path(os.path.relpath(local, Path(html).resolve().parent)).as_posix()
+    cdn = f"https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
+    loader = (f'<script src="{rel}"></script>\n<script>window.Plotly || document.write('
+              f"'<script src=\"{cdn}\" charset=\"utf-8\"><\\/script>')</script>")
+    page = fig.to_html(include_plotlyjs=False, full_html=True, div_id=div_id)
+    return page.replace("<body>", "<body>\n" + loader, 1)
+
+
+def save(fig: go.Figure, stem: str | Path, width: int | None = None, height: int | None = None, static: bool = True,
+         still: go.Figure | None = None) -> dict:
+    """Write ``stem``.png, .svg and .html; returns ``{"png": bytes, "paths": [...]}``.
+
+    ``static=False`` writes only the HTML (when no Chromium is available). ``still``: another figure
+    for the PNG and SVG (e.g. a grid of chosen cycles where the HTML has a slider over all of them).
+    The HTML loads one shared local plotly.js (:func:`plotlyjs_path`, not 4.8 MB in
+    every file), so it draws offline. The element ids plotly would draw at random (HTML div, SVG clip paths) are
+    derived from the file name, and a file whose bytes would not change is not
+    rewritten: redrawing the same results leaves a git checkout clean.
+    """
+    width, height = _size(still or fig, width, height)
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    uid = hashlib.sha1(stem.name.encode()).hexdigest()[:6]
+    for f in (fig, still or fig):
+        for i, trace in enumerate(f.data):  # plotly.js would name each trace's SVG group at random
+            if trace.uid is None:
+                trace.uid = f"{uid}-{i}"
+    paths = [stem.with_suffix(".html")]
+    _write_if_changed(paths[0], figure_html(fig, paths[0], f"alkit-{uid}").encode())
+    png = None
+    if static:
+        png = to_image(still or fig, "png", width, height, scale=1.5)
+        svg = to_image(still or fig, "svg", width, height)
+        _write_if_changed(stem.with_suffix(".png"), png)
+        _write_if_changed(stem.with_suffix(".svg"), _stable_svg_ids(svg, uid))
+        paths += [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    return {"png": png, "paths": [str(p) for p in paths]}
+
+
+def _size(fig: go.Figure, width: int | None, height: int | None) -> tuple[int, int]:
+    """The export size: as asked, else the figure's own layout size, else 900 x 500."""
+    return width or fig.layout.width or 900, height or fig.layout.height or 500
+
+
+def to_image(fig: go.Figure, fmt: str, width: int, height: int, scale: float = 1.0) -> bytes:
+    """``fig`` as PNG / SVG / JPEG bytes through kaleido's server (started once per process)."""
+    import warnings
+
+    import plotly.io as pio
+
+    _start_kaleido()
+    with warnings.catch_warnings():  # plotly warns that kaleido's server ignores per-call options
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+        return pio.to_image(fig, format=fmt, width=width, height=height, scale=scale)
+
+
+def _stable_svg_ids(svg: bytes, uid: str) -> bytes:
+    """Replace the random id plotly.js gives a graph (``defs-3fa2c1``, ``clip3fa2c1xy``, ...) by ``uid``."""
+    m = re.search(rb'id="defs-([0-9a-f]+)"', svg)
+    if not m:
+        return svg
+    return re.sub(rb"(clip|defs-|legend|#g|id=\"g)" + m.group(1), rb"\g<1>" + uid.encode(), svg)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    if not (path.exists() and path.read_bytes() == data):
+        atomic_write_bytes(path, data)
+
+
+#: a figure whose notebook output (plotly JSON + PNG at scale 1) is larger than this is shown as a JPEG
+#: of at most JPEG_PIXELS pixels and a link to its HTML (UMAP scatters, image grids), so that each
+#: committed notebook stays under 1 MB
+INLINE_LIMIT = 200_000
+JPEG_PIXELS = 150_000
+
+
+class Shown:
+    """A notebook display object: the interactive figure and its PNG, or (large figures) a JPEG and a link."""
+
+    def __init__(self, fig: go.Figure, png: bytes | None, html: Path | None = None, size: tuple[int, int] = (900, 500),
+                 still: go.Figure | None = None):
+        self.fig, self.png, self.html, self.size, self.still = fig, png, html, size, still or fig
+
+    def _png1(self) -> bytes:
+        """The PNG for the notebook: scale 1 (the saved file is 1.5)."""
+        if not hasattr(self, "_small_png"):
+            self._small_png = to_image(self.still, "png", *self.size, scale=1)
+        return self._small_png
+
+    def is_large(self) -> bool:
+        if self.html is None or not self.png:
+            return False
+        return len(plotly_json_bytes(self.fig.to_plotly_json())) + 4 * len(self._png1()) // 3 > INLINE_LIMIT
+
+    def _ipython_display_(self):
+        from IPython.display import Markdown, display
+
+        if not self.is_large():
+            display(self._repr_mimebundle_(), raw=True)
+            return
+        scale = min(1.0, (JPEG_PIXELS / (self.size[0] * self.size[1])) ** 0.5)
+        jpeg = to_image(self.still, "jpeg", *self.size, scale=scale)
+        display({"image/jpeg": base64.b64encode(jpeg).decode(), "text/plain": "<figure>"}, raw=True)
+        rel = notebook_link(self.html)
+        display(Markdown(f"Interactive: [{rel.removeprefix('../')}]({rel}); full-resolution PNG and SVG beside it."))
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"application/vnd.plotly.v1+json": self.fig.to_plotly_json(), "text/plain": "<plotly figure>"}
+        if self.png:
+            bundle["image/png"] = base64.b64encode(self._png1() if self.html is not None else self.png).decode()
+        return bundle
+
+
+def plotly_json_bytes(spec: dict) -> bytes:
+    import plotly.io as pio
+
+    return pio.json.to_json_plotly(spec).encode()
+
+
+def notebook_link(html: Path) -> str:
+    """``html`` relative to ``notebooks/`` (where the committed notebooks live), else as given."""
+    from .notebook import find_root
+
+    try:
+        return Path(os.path.relpath(Path(html).resolve(), find_root() / "notebooks")).as_posix()
+    except (FileNotFoundError, ValueError):
+        return Path(html).as_posix()
+
+
+def show(fig: go.Figure, stem: str | Path, **kw) -> Shown:
+    """Save ``fig`` under ``stem`` (see :func:`save`) and return an object that displays it."""
+    size = _size(kw.get("still") or fig, kw.get("width"), kw.get("height"))
+    return Shown(fig, save(fig, stem, **kw)["png"], Path(stem).with_suffix(".html"), size, kw.get("still"))
+
+
