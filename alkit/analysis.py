@@ -473,15 +473,16 @@ def latent_summary(exp, arm: str, seed: int, cycle: int, umap_map: dict) -> dict
             "selected_to_labelled": near(sel) / near(unl) if len(sel) else float("nan")}
 
 
-def setting(exp, rows: Iterable[dict] = ()) -> str:
+def setting(exp, rows: Iterable[dict] = (), pool: int | None = None) -> str:
     """The setting of an experiment in one line, for figure subtitles and prose.
 
     E.g. "paper · pool 55,000 · start 1,000 labels (random), +1,000 per cycle × 7 · 8,593 training iterations
-    per cycle · 3 seeds". The pool is the configured subset, else Fashion-MNIST's 60,000 training images less
-    the validation set; iterations come from the records (``iterations_per_cycle``), a range where arms differ.
+    per cycle · 3 seeds". The pool is ``pool`` when given (your own data), else the configured subset, else
+    Fashion-MNIST's 60,000 training images less the validation set; iterations come from the records
+    (``iterations_per_cycle``), a range where arms differ.
     """
     cfg = exp.config(next(iter(exp.arms)), exp.seeds[0])
-    pool = cfg.pool_size or 60_000 - cfg.val_size
+    pool = pool or cfg.pool_size or 60_000 - cfg.val_size
     init = cfg.initial
     start = (f"start {init.n:,} labels of classes {{{', '.join(map(str, init.classes))}}}" if init.kind == "classes"
              else f"start {init.n:,} labels ({init.kind})")

@@ -38,8 +38,14 @@ class Experiment:
     arms: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)  # notebook drawing options; not used by training
     results_root: str = "results"
+    #: None: a study that ``alkit run`` trains. "simulated" / "human": an oracle session (notebook 06,
+    #: :mod:`alkit.oracle`) whose labels come from an oracle; ``alkit run`` leaves it to the notebook
+    oracle: str | None = None
 
     def __post_init__(self):
+        if self.oracle not in (None, "simulated", "human"):
+            raise ConfigError(f"experiment {self.name!r}: oracle: {self.oracle!r} is not allowed; "
+                              "allowed: simulated (the dataset's labels), human (you, in notebook 06's grid), or none")
         if not self.arms:
             raise ConfigError(f"experiment {self.name!r} has no arms")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -62,6 +68,10 @@ class Experiment:
 
     def run_dir(self, arm: str, seed: int) -> Path:
         return self.folder / arm / f"seed{seed}"
+
+    def session_dir(self, arm: str, seed: int) -> Path:
+        """The folder of an oracle session (:mod:`alkit.oracle`) of ``arm`` and ``seed``."""
+        return self.run_dir(arm, seed) / "oracle"
 
 
 def load_experiment(path: str | Path, **overrides) -> Experiment:

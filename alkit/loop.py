@@ -113,8 +113,13 @@ def validate(cfg: RunConfig) -> None:
 
 
 def _load_data(cfg: RunConfig, device: torch.device):
+    """The data of ``cfg``: a built-in dataset by name, or your own ``.npz`` / image folder by path."""
     from .data import load_dataset
+    from .own_data import is_own_dataset, load_own
 
+    if is_own_dataset(cfg.dataset):
+        return load_own(cfg.dataset, device=device, split_seed=cfg.split_seed, val_size=cfg.val_size,
+                        pool_size=cfg.pool_size, test_size=cfg.test_size)
     return load_dataset(
         cfg.dataset, data_dir=cfg.data_dir, device=device, split_seed=cfg.split_seed,
         val_size=cfg.val_size, pool_size=cfg.pool_size, test_size=cfg.test_size,
@@ -172,17 +177,15 @@ def run(
             records = results.read_records(rec_path)
             if records and (len(records) == cfg.cycles + 1 or records[-1].get("stopped")):
                 return records
-        results.write_json(
-            cfg_path,
-            {
-                "config": cfg_dict, "seed": cfg.seed, "git_commit": results.git_commit(),
-                "environment": results.environment(), "device": str(device),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}),
-            },
-        )
-
-    if data is None:
+    if data is None:  # before any file is written: missing, corrupt or unusable data leaves nothing behind
         data = _load_data(cfg, device)
+    unknown = int((data.y_pool < 0).sum())
+    if unknown:
+        raise BudgetError(
+            f"dataset: {cfg.dataset!r} has {unknown} pool images without a label; a simulated run reveals the "
+            "labels of what it selects, so every pool image needs one. Label them yourself with the oracle "
+            "session (notebooks/06_label_your_own.ipynb, alkit.oracle.LabelSession)"
+        )
     data = data.to(device) if data.x_pool.device != device else data
     y_pool = data.y_pool.cpu().numpy()
     pool = Pool(len(y_pool), initial_labelled(y_pool, cfg.initial, derive_seed(cfg.seed, "initial"), data.num_classes))
@@ -192,6 +195,16 @@ def run(
             f"initial {pool.n_labelled} + {cfg.cycles} cycles x budget {cfg.budget} = {needed} labels, "
             f"but the pool has only {pool.size} points"
         )
+    if out_dir is not None:
+        results.write_json(
+            cfg_path,
+            {
+                "config": cfg_dict, "seed": cfg.seed, "git_commit": results.git_commit(),
+                "environment": results.environment(), "device": str(device),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}),
+            },
+        )
+
     for r in records:  # replay finished cycles
         if r["n_labelled"] != pool.n_labelled:
             raise ValueError(f"{out_dir}: record of cycle {r['cycle']} does not follow from the one before")
@@ -251,8 +264,14 @@ def _warm_start(cfg: RunConfig) -> bool:
     return bool(cfg.learner_params.get("warm_start", False))
 
 
-def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progress: bool, out_dir: Path | None):
-    lab, unl = pool.labelled_indices(), pool.unlabelled_indices()
+def fit_and_evaluate(cfg: RunConfig, data, lab: np.ndarray, unl: np.ndarray, cycle: int, device, previous=None,
+                     progress: bool = False):
+    """Train a fresh learner of ``cfg`` on the labelled pool points ``lab`` (+ ``unl`` as unlabelled) and
+    evaluate it on validation and test; returns ``(record, learner, train data, seconds)``.
+
+    The record holds the cycle's accuracies, test confusion, labelled class counts and the learner's
+    metrics. Shared by the simulated loop and the oracle session (:mod:`alkit.oracle`).
+    """
     lab_t = torch.as_tensor(lab.copy(), device=device)
     unl_t = torch.as_tensor(unl.copy(), device=device)
     train = TrainData(
@@ -274,7 +293,7 @@ def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progr
     val_pred = learner.predict_proba(data.x_val).argmax(1)
     rec = {
         "strategy": cfg.strategy, "learner": cfg.learner, "seed": cfg.seed, "cycle": cycle,
-        "n_labelled": pool.n_labelled,
+        "n_labelled": len(lab),
         "val_acc": (val_pred == data.y_val).float().mean().item(),
         "test_acc": (test_pred == data.y_test).float().mean().item(),
         "test_confusion": confusion_matrix(test_pred, data.y_test, data.num_classes).tolist(),
@@ -283,12 +302,36 @@ def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progr
     rec["iterations_per_cycle"] = learner.params.iterations_per_cycle(len(lab), len(unl))
     rec.update({k: v for k, v in metrics.items() if k not in rec})
     seconds["evaluate"] = time.perf_counter() - t
+    return rec, learner, train, seconds
 
+
+def propose(cfg: RunConfig, data, learner, train, lab: np.ndarray, unl: np.ndarray, cycle: int, device):
+    """The ``cfg.budget`` pool indices ``cfg.strategy`` picks among ``unl`` (a seeded subsample of
+    ``cfg.candidates`` of them where set), and the strategy's :class:`Context`. Reveals no label."""
+    cand = unl
+    if cfg.candidates is not None and cfg.candidates < len(unl):
+        rng = np.random.default_rng(derive_seed(cfg.seed, cycle, "candidates"))
+        cand = np.sort(rng.choice(unl, size=cfg.candidates, replace=False))
+    cand = np.array(cand, copy=True)
+    cand.setflags(write=False)
+    cand_t = torch.as_tensor(cand.copy(), device=device)
+    ctx = Context(
+        learner=learner, x_unlabelled=data.x_pool[cand_t], x_labelled=train.x_labelled,
+        y_labelled=train.y_labelled, unlabelled_indices=cand, labelled_indices=lab,
+        num_classes=data.num_classes, seed=derive_seed(cfg.seed, cycle, "strategy"),
+        params=make_params(get_strategy(cfg.strategy), cfg.strategy_params),
+    )
+    return acquire(cfg.strategy, ctx, cfg.budget), ctx
+
+
+def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progress: bool, out_dir: Path | None):
+    lab, unl = pool.labelled_indices(), pool.unlabelled_indices()
+    rec, learner, train, seconds = fit_and_evaluate(cfg, data, lab, unl, cycle, device, previous, progress)
     stop_reason = None
-    if cfg.stop_disc_acc is not None and metrics.get("disc_acc_heldout") is not None:
-        if metrics["disc_acc_heldout"] <= cfg.stop_disc_acc:
+    if cfg.stop_disc_acc is not None and rec.get("disc_acc_heldout") is not None:
+        if rec["disc_acc_heldout"] <= cfg.stop_disc_acc:
             stop_reason = (
-                f"discriminator held-out accuracy {metrics['disc_acc_heldout']:.3f} <= {cfg.stop_disc_acc}: "
+                f"discriminator held-out accuracy {rec['disc_acc_heldout']:.3f} <= {cfg.stop_disc_acc}: "
                 "it can no longer tell labelled from unlabelled"
             )
     rec["stopped"] = stop_reason is not None
@@ -296,19 +339,7 @@ def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progr
     rec["selected"] = None
     if cycle < cfg.cycles and stop_reason is None:
         t = time.perf_counter()
-        cand = unl
-        if cfg.candidates is not None and cfg.candidates < len(unl):
-            rng = np.random.default_rng(derive_seed(cfg.seed, cycle, "candidates"))
-            cand = np.sort(rng.choice(unl, size=cfg.candidates, replace=False))
-        cand.setflags(write=False)
-        cand_t = torch.as_tensor(cand.copy(), device=device)
-        ctx = Context(
-            learner=learner, x_unlabelled=data.x_pool[cand_t], x_labelled=train.x_labelled,
-            y_labelled=train.y_labelled, unlabelled_indices=cand, labelled_indices=lab,
-            num_classes=data.num_classes, seed=derive_seed(cfg.seed, cycle, "strategy"),
-            params=make_params(get_strategy(cfg.strategy), cfg.strategy_params),
-        )
-        selected = acquire(cfg.strategy, ctx, cfg.budget)
+        selected, ctx = propose(cfg, data, learner, train, lab, unl, cycle, device)
         seconds["select"] = time.perf_counter() - t
         # labels are revealed only now, after the strategy has chosen
         y_sel = data.y_pool[torch.as_tensor(selected, device=device)]

@@ -1,4 +1,4 @@
-"""Models for 28x28x1 images: task classifier, beta-VAE (VAAL), M2 semi-supervised VAE, discriminator.
+"""Models for 28x28 images (1 channel, or ``in_channels`` for colour): task classifier, beta-VAE (VAAL), M2 semi-supervised VAE, discriminator.
 
 References
 ----------
@@ -30,7 +30,7 @@ class Classifier(nn.Module):
     Dropout before the last layer also serves MC-dropout (BALD).
     """
 
-    def __init__(self, num_classes: int = 10, size: str = "small", dropout: float = 0.3):
+    def __init__(self, num_classes: int = 10, size: str = "small", dropout: float = 0.3, in_channels: int = 1):
         super().__init__()
         if size == "small":
             widths, hidden = (32, 64), 128
@@ -38,7 +38,7 @@ class Classifier(nn.Module):
             widths, hidden = (64, 128, 256), 1024
         else:
             raise ValueError(f"classifier size must be 'small' or 'large', got {size!r}")
-        layers, c_in, side = [], 1, 28
+        layers, c_in, side = [], in_channels, 28
         for w in widths:
             layers += [nn.Conv2d(c_in, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c_in, side = w, side // 2  # 28 -> 14 -> 7 -> 3
@@ -52,7 +52,7 @@ class Classifier(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 28, 28) -> (B, C) logits."""
+        """(B, in_channels, 28, 28) -> (B, C) logits."""
         return self.head(self.features(x))
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,11 +85,11 @@ class ConvEncoder(nn.Module):
     beta-VAE near 1M parameters on Fashion-MNIST.
     """
 
-    def __init__(self, width: int = 64):
+    def __init__(self, width: int = 64, in_channels: int = 1):
         super().__init__()
         w = width
         self.net = nn.Sequential(
-            nn.Conv2d(1, w, 4, 2, 1, bias=False),  # (B, w, 14, 14)
+            nn.Conv2d(in_channels, w, 4, 2, 1, bias=False),  # (B, w, 14, 14)
             nn.BatchNorm2d(w),
             nn.ReLU(inplace=True),
             nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False),  # (B, 2w, 7, 7)
@@ -115,7 +115,7 @@ class ConvDecoder(nn.Module):
     (BCE-with-logits for Bernoulli, squared error of ``sigmoid(logits)`` for Gaussian).
     """
 
-    def __init__(self, in_dim: int, width: int = 64):
+    def __init__(self, in_dim: int, width: int = 64, out_channels: int = 1):
         super().__init__()
         w = width
         self.w = w
@@ -127,7 +127,7 @@ class ConvDecoder(nn.Module):
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False),  # (B, w, 14, 14)
             nn.BatchNorm2d(w),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(w, 1, 4, 2, 1),  # (B, 1, 28, 28) logits
+            nn.ConvTranspose2d(w, out_channels, 4, 2, 1),  # (B, out_channels, 28, 28) logits
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -156,13 +156,13 @@ class VAE(nn.Module):
     Parameters (d=32): width 64 -> 1,252,673 (cond_dim=1: 1,256,769); width 8 -> 63,457.
     """
 
-    def __init__(self, latent_dim: int = 32, width: int = 64, cond_dim: int = 0):
+    def __init__(self, latent_dim: int = 32, width: int = 64, cond_dim: int = 0, in_channels: int = 1):
         super().__init__()
         self.latent_dim, self.cond_dim = latent_dim, cond_dim
-        self.encoder = ConvEncoder(width)
+        self.encoder = ConvEncoder(width, in_channels)
         self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)
         self.fc_logvar = nn.Linear(self.encoder.out_features, latent_dim)
-        self.decoder = ConvDecoder(latent_dim + cond_dim, width)
+        self.decoder = ConvDecoder(latent_dim + cond_dim, width, in_channels)
         _kaiming_init(self)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,18 +207,19 @@ class M2(nn.Module):
         hidden: int = 256,
         classifier_size: str = "small",
         dropout: float = 0.3,
+        in_channels: int = 1,
     ):
         super().__init__()
         self.num_classes, self.latent_dim = num_classes, latent_dim
-        self.encoder = ConvEncoder(width)
+        self.encoder = ConvEncoder(width, in_channels)
         self.enc_h = nn.Linear(self.encoder.out_features, hidden)
         self.enc_y = nn.Linear(num_classes, hidden, bias=False)
         self.fc_mu = nn.Linear(hidden, latent_dim)
         self.fc_logvar = nn.Linear(hidden, latent_dim)
-        self.decoder = ConvDecoder(latent_dim + num_classes, width)
+        self.decoder = ConvDecoder(latent_dim + num_classes, width, in_channels)
         _kaiming_init(self)
         # the task model keeps its own (PyTorch default) initialisation, as in ClassifierLearner
-        self.classifier = Classifier(num_classes, classifier_size, dropout)
+        self.classifier = Classifier(num_classes, classifier_size, dropout, in_channels)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """q(y|x) logits: (B, 1, 28, 28) -> (B, C)."""

@@ -290,6 +290,7 @@ def confusion_grid(by_cycle: dict[str, dict[int, np.ndarray]], cycles: Sequence[
 
 
 STATUS_NAMES = {0: "unlabelled (pool sample)", 1: "labelled", 2: "just selected"}
+UNKNOWN_COLOR, UNKNOWN_NAME = "#bbbbbb", "class unknown"
 # selected points are open rings drawn last, so the unlabelled and labelled points under them stay visible
 STATUS_STYLE = {0: dict(size=5, opacity=0.5, symbol="circle"), 1: dict(size=6, opacity=0.85, symbol="diamond"),
                 2: dict(size=8, opacity=0.9, symbol="circle-open")}
@@ -307,21 +308,23 @@ def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION
     for j, name in enumerate(names, 1):
         p = panels[name]
         for status in (0, 1, 2):
-            for c in range(len(class_names)):
+            for c in [-1, *range(len(class_names))]:  # -1: an image without a label (own data), grey
                 sel = (p["status"] == status) & (p["y"] == c)
                 if not sel.any():
                     continue
                 style = dict(STATUS_STYLE[status])
-                line = dict(width=1.2, color=_color(c)) if status == 2 else dict(width=0)
+                colour, cname = (UNKNOWN_COLOR, UNKNOWN_NAME) if c < 0 else (_color(c), class_names[c])
+                line = dict(width=1.2, color=colour) if status == 2 else dict(width=0)
                 fig.add_trace(go.Scattergl(
                     x=p["xy"][sel, 0], y=p["xy"][sel, 1], mode="markers",
-                    marker=dict(color=_color(c), line=line, **style),
-                    name=f"{class_names[c]}", legendgroup=f"c{c}", showlegend=False,
-                    hovertemplate=f"{class_names[c]}<br>{STATUS_NAMES[status]}<br>cycle {p['cycle']}<extra></extra>",
+                    marker=dict(color=colour, line=line, **style),
+                    name=cname, legendgroup=f"c{c}", showlegend=False,
+                    hovertemplate=f"{cname}<br>{STATUS_NAMES[status]}<br>cycle {p['cycle']}<extra></extra>",
                 ), 1, j)
-    for c, cname in enumerate(class_names):  # legend: colours = classes ...
+    unknown = any((p["y"] < 0).any() for p in panels.values())
+    for c, cname in [*enumerate(class_names), *([(-1, UNKNOWN_NAME)] if unknown else [])]:  # legend: colours = classes ...
         fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=cname, legendgroup=f"c{c}",
-                                   marker=dict(color=_color(c), size=8, symbol="square")), 1, 1)
+                                   marker=dict(color=UNKNOWN_COLOR if c < 0 else _color(c), size=8, symbol="square")), 1, 1)
     for status, text in STATUS_NAMES.items():  # ... and shapes = splits
         fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=text, legendgroup=f"s{status}",
                                    marker=dict(color="#555", line=dict(width=1.6, color="#555"),

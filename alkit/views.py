@@ -101,7 +101,12 @@ def umap_map(exp, arm: str, seed: int, cycle: int, n_neighbors: int = 15, min_di
     ``random_state`` (single-threaded, so the map is reproducible).
     """
     run_dir = exp.run_dir(arm, seed)
-    src = run_dir / "latent" / f"cycle{cycle:02d}.npz"
+    return umap_file(run_dir / "latent" / f"cycle{cycle:02d}.npz", seed, n_neighbors, min_dist)
+
+
+def umap_file(src: Path, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> dict:
+    """:func:`umap_map` of one saved ``latent/cycleNN.npz`` (any run or oracle session); cached beside it."""
+    src = Path(src)
 
     def compute():
         import umap
@@ -111,7 +116,7 @@ def umap_map(exp, arm: str, seed: int, cycle: int, n_neighbors: int = 15, min_di
         xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1).fit_transform(z)
         return {"xy": xy.astype(np.float32), "y": y, "status": status, "pool_index": idx}
 
-    return _cached(run_dir / "latent" / f"umap_cycle{cycle:02d}.npz", compute)
+    return _cached(src.with_name(f"umap_{src.name}"), compute)
 
 
 def sample_row_labels(sample_rows, class_names) -> list[str]:
@@ -147,3 +152,8 @@ def describe_reconstruction(arm: str, n_labelled: int, quality: dict, iterations
         return (head + f" — too small or too briefly trained{trained} to reconstruct: these images show the "
                 "pipeline, not the model's quality; the `paper` profile trains it at the study's scale.")
     return head + "."
+
+
+def latent_cycles(folder: Path) -> list[int]:
+    """Cycles (rounds) with saved latent codes under ``folder/latent/`` (``cycleNN.npz``), sorted."""
+    return sorted(int(p.stem[5:]) for p in (Path(folder) / "latent").glob("cycle[0-9][0-9].npz"))

@@ -10,7 +10,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 
 
 def test_every_notebook_has_both_profiles():
-    assert len(NOTEBOOKS) == 5
+    assert len(NOTEBOOKS) == 6
     for nb in NOTEBOOKS:
         for profile in ("smoke", "paper"):
             assert (ROOT / "params" / profile / f"{nb.stem}.yaml").exists(), (nb.name, profile)

@@ -40,7 +40,7 @@ def train_task_classifier(
     :func:`~alkit.train.fit_task_model`.
     """
     seed_everything(seed)
-    model = Classifier(data.num_classes, size, dropout).to(device)
+    model = Classifier(data.num_classes, size, dropout, data.x_labelled.shape[1]).to(device)
     speed.prepare(model)
     metrics = fit_task_model(
         model, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,

@@ -167,7 +167,8 @@ class M2Learner(GenerativeLearner):
         n_l, n_u = len(data.x_labelled), len(data.x_unlabelled)
         held = holdout_split(n_l, n_u, p.disc_holdout, generator(seed + 2, self.device)) if self.has_disc else None
         seed_everything(seed)
-        self.model = M2(data.num_classes, p.latent_dim, p.width, p.hidden, p.classifier_size, p.dropout).to(self.device)
+        self.model = M2(data.num_classes, p.latent_dim, p.width, p.hidden, p.classifier_size, p.dropout,
+                        in_channels=data.x_labelled.shape[1]).to(self.device)
         if self.has_disc:
             self.disc = Discriminator(p.latent_dim + data.num_classes, p.disc_hidden).to(self.device)
         warm = False

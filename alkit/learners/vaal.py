@@ -149,9 +149,9 @@ class VAALLearner(DiscriminatorLearner):
         m["task_iterations"] = m.pop("iterations")
         return m
 
-    def _build_generative(self, num_classes: int) -> None:
+    def _build_generative(self, num_classes: int, in_channels: int = 1) -> None:
         p = self.params
-        self.vae = VAE(p.latent_dim, p.vae_width).to(self.device)
+        self.vae = VAE(p.latent_dim, p.vae_width, in_channels=in_channels).to(self.device)
         self.disc = Discriminator(p.latent_dim, p.disc_hidden).to(self.device)
 
     def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
@@ -160,7 +160,7 @@ class VAALLearner(DiscriminatorLearner):
         held = holdout_split(len(data.x_labelled), len(data.x_unlabelled), p.disc_holdout, generator(seed + 2, self.device))
         metrics = self._fit_task_model(data, seed, progress)
         seed_everything(seed + 3)
-        self._build_generative(data.num_classes)
+        self._build_generative(data.num_classes, data.x_labelled.shape[1])
         warm = False
         if p.warm_start:
             warm = warm_load(self.vae, self.previous, "vae") & warm_load(self.disc, self.previous, "disc")
@@ -269,7 +269,7 @@ class TAVAALLearner(VAALLearner):
     def _fit_task_model(self, data: TrainData, seed: int, progress: bool) -> dict:
         p = self.params
         seed_everything(seed)
-        self.classifier = Classifier(data.num_classes, p.classifier_size, p.dropout).to(self.device)
+        self.classifier = Classifier(data.num_classes, p.classifier_size, p.dropout, data.x_labelled.shape[1]).to(self.device)
         self.ranker = LossPredictor.for_classifier(self.classifier, p.ranker_interm).to(self.device)
         self.speed.prepare(self.classifier, self.ranker)
         iterations = p.iterations_per_cycle(len(data.x_labelled), len(data.x_unlabelled))
@@ -285,7 +285,7 @@ class TAVAALLearner(VAALLearner):
         m["ranker_params"] = count_parameters(self.ranker)
         return m
 
-    def _build_generative(self, num_classes: int) -> None:
+    def _build_generative(self, num_classes: int, in_channels: int = 1) -> None:
         p = self.params
-        self.vae = VAE(p.latent_dim, p.vae_width, cond_dim=1).to(self.device)
+        self.vae = VAE(p.latent_dim, p.vae_width, cond_dim=1, in_channels=in_channels).to(self.device)
         self.disc = Discriminator(p.latent_dim + 1, p.disc_hidden).to(self.device)
