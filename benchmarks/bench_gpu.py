@@ -256,12 +256,16 @@ def bench_key(learner: str, params: dict) -> str:
 
 
 def paper_trainings(paper_dir: Path) -> list[dict]:
-    """One row per training of the paper profile: experiment, arm, seed, cycle, benchmark key, iterations, config."""
+    """One row per training of the paper profile: experiment, arm, seed, cycle, benchmark key, iterations, config.
+
+    Oracle sessions (notebook 06: ``oracle:`` set) are left out: ``alkit run`` and the device kit do not train them."""
     from alkit.experiment import load_experiment
 
     rows = []
     for path in sorted(paper_dir.glob("*.yaml")):
         exp = load_experiment(path)
+        if exp.oracle is not None:
+            continue
         for arm in exp.arms:
             for seed in exp.seeds:
                 cfg = exp.config(arm, seed)
