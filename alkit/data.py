@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .results import file_mode
+
 __all__ = [
     "DATASETS",
     "Data",
@@ -273,6 +275,7 @@ def _download(filename: str, folder: Path, base_urls: list[str], expected_md5: s
         url = base.rstrip("/") + "/" + filename
         fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
         tmp = Path(tmp_name)
+        os.chmod(tmp, file_mode())  # a shared data folder: the user's umask, not mkstemp's 0600
         print(f"alkit.data: downloading {url} -> {dest}", file=sys.stderr, flush=True)
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(

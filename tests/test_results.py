@@ -1,6 +1,8 @@
 """Result files: the git commit stamp and atomic writes."""
 import subprocess
 
+import pytest
+
 from alkit.results import atomic_write_text, git_commit, read_records, write_records
 
 
@@ -57,3 +59,22 @@ def test_environment_names_the_cpu_and_torchs_kernels():
     assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert env["torch_cpu_capability"] in ("DEFAULT", "NO AVX", "AVX", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "SVE")
     assert env["cpu_count"] >= 1 and env["torch_threads"] >= 1
+
+
+@pytest.mark.parametrize("umask, mode", [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])
+def test_written_files_get_the_users_umask_not_mkstemps_0600(tmp_path, umask, mode):
+    """Results, figures, latent codes and learner states all go through atomic_write_bytes; in a group
+    folder on a cluster (umask 002) the group must be able to read them."""
+    import os
+    import stat
+
+    from alkit.results import atomic_write_bytes, file_mode
+
+    old = os.umask(umask)
+    try:
+        assert file_mode() == mode and os.umask(umask) == umask  # reading the umask leaves it as it was
+        atomic_write_bytes(tmp_path / "run" / "records.jsonl", b"{}\n")
+        atomic_write_bytes(tmp_path / "run" / "records.jsonl", b"{}\n{}\n")  # a rewrite too
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run" / "records.jsonl").stat().st_mode) == mode
