@@ -1,4 +1,11 @@
-"""``python -m alkit``: run experiments without Jupyter, list strategies and learners."""
+"""alkit: run active-learning experiments without Jupyter, list strategies and learners.
+
+  alkit run params/smoke/02_vaal_vs_random.yaml      train every (arm, seed) run of a parameter file
+  alkit strategies                                   list registered strategies
+  alkit learners                                     list registered learners
+
+Also available as python -m alkit.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +13,17 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alkit", description=__doc__)
+    """The ``alkit`` command; returns the exit status (0 done, 1 a run failed, 2 bad input)."""
+    parser = argparse.ArgumentParser(prog="alkit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run the experiments of one or more parameter files")
+    p_run = sub.add_parser("run", help="run the experiments of one or more parameter files",
+                           description="Train every (arm, seed) run of the parameter files that is not finished yet "
+                                       "(finished runs are loaded, unfinished ones resume after their last cycle).")
     p_run.add_argument("params", nargs="+", help="params/<profile>/<notebook>.yaml")
-    p_run.add_argument("--arms", nargs="*", help="only these arms")
-    p_run.add_argument("--seeds", nargs="*", type=int, help="only these seeds")
+    p_run.add_argument("--arms", nargs="*", metavar="ARM", help="only these arms")
+    p_run.add_argument("--seeds", nargs="*", type=int, metavar="SEED",
+                       help="only these seeds (seeds of the parameter files; add a new seed to the file)")
     p_run.add_argument("--results-root", help="results folder root (default: results)")
     p_run.add_argument("--device", help="override the device of every run (cpu, cuda, cuda:1, auto)")
     p_run.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -20,11 +32,23 @@ def main(argv: list[str] | None = None) -> int:
                        help="comma-separated devices for the workers, taken round-robin (e.g. cuda:0,cuda:1); "
                             "default: each run's configured device (or --device)")
     p_run.add_argument("--threads", type=int, metavar="T",
-                       help="torch CPU threads per run (default: CPU cores / workers when --jobs > 1). On CPU, "
-                            "records are identical across --jobs only at equal --threads")
+                       help="torch CPU threads per run (default: CPU cores / workers when --jobs > 1; "
+                            "--cpus-per-run with Ray). On CPU, records are identical across --jobs and executors "
+                            "only at equal --threads")
     p_run.add_argument("--time-limit", type=float, metavar="SECONDS",
                        help="start no cycle that measured cycle times say will not end within SECONDS of the start; "
                             "exit 0 with what is left; the same command later resumes")
+    p_run.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: this machine (--jobs workers); ray: each run a Ray task on a Ray cluster "
+                            "(pip install 'alkit[cluster]')")
+    p_run.add_argument("--ray-address", metavar="ADDRESS",
+                       help="with --executor ray: auto joins the cluster started by 'ray start --head', ray://host:10001 a "
+                            "remote one; default: a local Ray started for this command")
+    p_run.add_argument("--gpus-per-run", type=float, default=0.0, metavar="G",
+                       help="with --executor ray: GPUs per run, a fraction shares one (0.25: four runs per GPU); "
+                            "default 0: CPU runs")
+    p_run.add_argument("--cpus-per-run", type=float, default=1.0, metavar="C",
+                       help="with --executor ray: CPUs per run (default 1)")
     p_run.add_argument("--force", action="store_true", help="recompute finished runs")
     p_run.add_argument("--quiet", action="store_true", help="no progress bars")
     p_run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
@@ -61,21 +85,58 @@ def main(argv: list[str] | None = None) -> int:
             import_module(module)
         if args.device and args.devices:
             raise ConfigError("give either --device or --devices, not both")
-        from .jobs import check_devices, plan, run_tasks
+        from .jobs import check_config_devices, check_devices, plan, run_tasks
 
-        devices = check_devices(args.devices.split(",") if args.devices else [args.device] if args.device else [])
+        ray = _ray_options(args)
+        cluster = ray is not None
+        devices = (check_devices(args.devices.split(","), "--devices", cluster) if args.devices else
+                   check_devices([args.device], "--device", cluster) if args.device else [])
         experiments = [load_experiment(path, results_root=args.results_root) for path in args.params]
+        tasks = plan(experiments, arms=args.arms, seeds=args.seeds, force=args.force)
+        if not devices:
+            check_config_devices(tasks, cluster=cluster)
+        if cluster and not ray.gpus_per_run:
+            _check_cpu_runs(tasks, devices)
         _check_data(experiments)
-        tasks = plan(experiments, arms=args.arms, seeds=args.seeds)
         summary = run_tasks(tasks, jobs=args.jobs, devices=devices or None, threads=args.threads,
                             time_limit=args.time_limit, force=args.force, imports=args.imports,
-                            progress=not args.quiet)
+                            progress=not args.quiet, ray=ray)
     except user_errors as exc:  # a problem with the input: its message, no traceback
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
         print("\n".join([f"error: {message}", *getattr(exc, "__notes__", [])]), file=sys.stderr)
         return 2
     print("\n".join(summary.lines()))
     return 1 if summary.failed else 0
+
+
+def _ray_options(args):
+    """:class:`alkit.cluster.RayOptions` for ``--executor ray`` (Ray importable), None for the local executor."""
+    from .cluster import RayOptions, import_ray
+    from .config import ConfigError
+
+    if args.executor != "ray":
+        given = [f for f, v in (("--ray-address", args.ray_address), ("--gpus-per-run", args.gpus_per_run),
+                                ("--cpus-per-run", args.cpus_per_run != 1.0)) if v]
+        if given:
+            raise ConfigError(f"{given[0]}: only with --executor ray; allowed: add --executor ray, or drop {given[0]}")
+        return None
+    if args.jobs != 1 or args.devices:
+        raise ConfigError(f"{'--jobs' if args.jobs != 1 else '--devices'}: not with --executor ray (Ray places the "
+                          "runs); allowed: --gpus-per-run, --cpus-per-run")
+    import_ray()
+    return RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+
+
+def _check_cpu_runs(tasks, devices) -> None:
+    """With Ray and no GPU per run, a run configured for cuda would find none."""
+    from .config import ConfigError
+
+    for t in tasks:
+        device = devices[0] if devices else t.exp.config(t.arm, t.seed).device
+        if device.startswith("cuda"):
+            where = "--device" if devices else f"{t.exp.name}: arm {t.arm!r}: device"
+            raise ConfigError(f"{where}: {device!r} with --gpus-per-run 0 (Ray gives each run CPUs only); "
+                              "allowed: --gpus-per-run > 0 (e.g. 0.25), or device cpu / auto")
 
 
 def _check_data(experiments) -> None:

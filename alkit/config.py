@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -30,9 +31,9 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -
     ``{"initial": {"n": 50}}`` fills ``cls.initial`` of type ``InitialSet``.
     ``where`` prefixes error messages (e.g. the YAML file and key path).
     """
+    if values is not None and not isinstance(values, Mapping):
+        raise ConfigError(f"{where or cls.__name__}: {values!r} is {_kind(values)}; allowed: {_allowed(cls)}")
     values = dict(values or {})
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in values if k not in fields]
     if unknown:
@@ -48,7 +49,10 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -
     kwargs = {}
     for name, value in values.items():
         tp = hints.get(name)
-        sub = f"{where}.{name}" if where else name
+        # a file's keys read "file.yaml: base", nested keys "name.arms.a.budget"
+        sub = f"{where}: {name}" if where.endswith((".yaml", ".yml")) else f"{where}.{name}" if where else name
+        if not _fits(value, tp):
+            raise ConfigError(f"{sub}: {value!r} is {_kind(value)}; allowed: {_allowed(tp)}")
         if _is_dataclass_type(tp) and isinstance(value, Mapping):
             value = from_dict(tp, value, sub)
         kwargs[name] = value
@@ -56,6 +60,61 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether ``value`` (as YAML gives it) is of the annotated type ``tp``; types not listed here pass.
+
+    ``bool`` is no integer here (YAML's ``true`` for a count is a mistake) and an integer is a float.
+    """
+    if tp is None or tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is dict or origin is dict:
+        return isinstance(value, Mapping)
+    if tp is list or origin is list:
+        (item,) = typing.get_args(tp) or (None,)
+        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
+    if _is_dataclass_type(tp):
+        return isinstance(value, (Mapping, tp))
+    return True
+
+
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+          tuple: "a list", dict: "a mapping", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return next((k for t, k in _KINDS.items() if type(value) is t), f"a {type(value).__name__}")
+
+
+def _allowed(tp: Any) -> str:
+    """``tp`` in words: ``int | None`` -> "an integer or null"."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_allowed(t) for t in typing.get_args(tp))
+    if tp is dict or origin is dict:
+        return "a mapping (key: value)"
+    if tp is list or origin is list:
+        (item,) = typing.get_args(tp) or (None,)
+        return "a list" + (f" of {_allowed(item).split(' ', 1)[1]}s" if item in _KINDS else "")
+    if _is_dataclass_type(tp):
+        return f"a mapping of {tp.__name__} keys ({', '.join(f.name for f in dataclasses.fields(tp) if f.init)})"
+    if tp is bool:
+        return "true, false"
+    return _KINDS.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def to_dict(obj: Any) -> Any:

@@ -20,7 +20,9 @@
 * **Progress.** One line per run (started / each cycle / finished) and an overall count, as tqdm
   bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs).
 
-``jobs * len(devices) == 1`` runs in this process (no worker), through the same code.
+``jobs * len(devices) == 1`` runs in this process (no worker), through the same code. With
+``ray`` (``alkit run --executor ray``) every run is a Ray task instead (:mod:`alkit.cluster`), driven by
+the same loop: same folders, summary, resume, shared runs and time box.
 """
 from __future__ import annotations
 
@@ -87,18 +89,55 @@ class Summary:
         return out
 
 
-def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: list[int] | None = None) -> list[Task]:
-    """Every (arm, seed) of ``experiments`` (or of the named ones), with its cycles on disk."""
-    if arms:
+def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: list[int] | None = None,
+         force: bool = False) -> list[Task]:
+    """Every (arm, seed) of ``experiments`` (or of the named ones), with its cycles on disk.
+
+    Checks what the files and the selection ask for before anything is written (each problem one
+    :class:`ConfigError` naming the key, the value and what is allowed): ``arms`` and ``seeds`` name
+    arms and seeds of the files (a seed that no file lists is refused: add it to the file, so that
+    the notebook reading the results describes it), seeds are integers >= 0, ``initial.classes`` are
+    classes of the dataset, and a run folder on disk holds a run of the same config (unless ``force``).
+    """
+    from .data import DATASETS
+
+    names = ", ".join(f"{e.name}: {', '.join(e.arms)}" for e in experiments)
+    if arms is not None:
+        if not arms:
+            raise ConfigError(f"--arms: no arm named; allowed: one or more arms of the parameter files ({names})")
         unknown = [a for a in arms if not any(a in e.arms for e in experiments)]
         if unknown:
             raise ConfigError(f"--arms: no arm {', '.join(map(repr, unknown))} in the parameter files; their arms: "
                               + "; ".join(f"{e.name}: {', '.join(e.arms)}" for e in experiments))
+    for exp in experiments:
+        negative = [s for s in exp.seeds if s < 0]
+        if negative:
+            raise ConfigError(f"{exp.name}: seeds: {exp.seeds}: {negative[0]} is negative; allowed: integers >= 0")
+    file_seeds = "; ".join(f"{e.name}: {', '.join(map(str, e.seeds))}" for e in experiments)
+    if seeds is not None:
+        if not seeds:
+            raise ConfigError(f"--seeds: no seed named; allowed: one or more seeds of the parameter files ({file_seeds})")
+        negative = [s for s in seeds if s < 0]
+        if negative:
+            raise ConfigError(f"--seeds: {negative[0]} is negative; allowed: integers >= 0 listed in the parameter "
+                              f"files ({file_seeds})")
+        unknown = [s for s in seeds if not any(s in e.seeds for e in experiments)]
+        if unknown:
+            raise ConfigError(f"--seeds: {', '.join(map(str, unknown))} not in the parameter files; allowed: "
+                              f"{file_seeds} (to run another seed, add it to the file's seeds: the notebook "
+                              "reads exactly those)")
     tasks, first_of = [], {}
     for exp in experiments:
-        for arm in [a for a in exp.arms if not arms or a in arms]:
-            for seed in seeds or exp.seeds:
+        for arm in [a for a in exp.arms if arms is None or a in arms]:
+            for seed in [s for s in exp.seeds if seeds is None or s in seeds]:
                 cfg = exp.config(arm, seed)
+                if cfg.dataset in DATASETS:
+                    try:
+                        cfg.initial.check_classes(len(DATASETS[cfg.dataset]["class_names"]), cfg.dataset)
+                    except ConfigError as exc:
+                        raise ConfigError(f"{exp.name}: arm {arm!r}: {exc}") from None
+                if not force:
+                    _check_same_config(exp, arm, seed, cfg)
                 recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
                 task = Task(exp, arm, seed, cfg.cycles + 1, len(recs), bool(recs and recs[-1].get("stopped")))
                 key = results.dumps({k: v for k, v in to_dict(cfg).items() if k != "device"}, sort_keys=True)
@@ -107,6 +146,21 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
                 first_of.setdefault(key, len(tasks))
                 tasks.append(task)
     return tasks
+
+
+def _check_same_config(exp: Experiment, arm: str, seed: int, cfg) -> None:
+    """A run folder that holds another config (a changed parameter file) is refused before any run starts."""
+    from .loop import RESUMABLE_DIFFERENCES
+
+    path = exp.run_dir(arm, seed) / results.CONFIG_FILE
+    if not path.exists():
+        return
+    saved, now = results.read_json(path).get("config", {}), to_dict(cfg)
+    diff = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != now.get(k))
+    if diff:
+        raise ConfigError(f"{path.parent} holds a run with a different config (keys {', '.join(diff)}); allowed: "
+                          "the same config to resume it; use another --results-root, delete the folder, or pass "
+                          "--force to start over")
 
 
 def copy_run(src: Task, dst: Task) -> None:
@@ -124,27 +178,45 @@ def copy_run(src: Task, dst: Task) -> None:
     dst.done, dst.stopped = src.done, src.stopped
 
 
-def check_devices(names: list[str]) -> list[str]:
-    """Parse and check device names; one :class:`ConfigError` naming the bad one and what is allowed."""
+def check_devices(names: list[str], key: str = "--devices", cluster: bool = False) -> list[str]:
+    """Parse and check device names; one :class:`ConfigError` naming ``key``, the bad name and what is allowed.
+
+    ``cluster``: the runs go to Ray workers, whose GPUs this machine cannot see; only the device type is
+    checked (each run uses the GPU Ray gives it).
+    """
     import torch
 
-    allowed = "cpu, auto" + (f", cuda, cuda:0..cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "")
+    if cluster:
+        allowed = "allowed with --executor ray: cpu, auto, cuda (the GPU Ray gives the run)"
+    else:
+        allowed = "allowed on this machine: cpu, auto" + (
+            f", cuda, cuda:0..cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "")
     out = []
     for name in names:
         try:
             dev = torch.device(name) if name != "auto" else None
-        except RuntimeError:
-            raise ConfigError(f"--devices: unknown device {name!r}; allowed on this machine: {allowed}") from None
-        if dev is not None and dev.type == "cuda":
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"{key}: unknown device {name!r}; {allowed}") from None
+        if dev is not None and dev.type == "cuda" and not cluster:
             if not torch.cuda.is_available():
-                raise ConfigError(f"--devices: {name!r} asked for, but this machine has no CUDA GPU "
-                                  f"(torch {torch.__version__}); allowed on this machine: {allowed}")
+                raise ConfigError(f"{key}: {name!r} asked for, but this machine has no CUDA GPU "
+                                  f"(torch {torch.__version__}); {allowed}")
             if (dev.index or 0) >= torch.cuda.device_count():
-                raise ConfigError(f"--devices: {name!r} does not exist; allowed on this machine: {allowed}")
-        elif dev is not None and dev.type != "cpu":
-            raise ConfigError(f"--devices: device type {dev.type!r} is not supported; allowed on this machine: {allowed}")
+                raise ConfigError(f"{key}: {name!r} does not exist; {allowed}")
+        elif dev is not None and dev.type not in ("cpu", "cuda"):
+            raise ConfigError(f"{key}: device type {dev.type!r} is not supported; {allowed}")
         out.append(name)
     return out
+
+
+def check_config_devices(tasks: list[Task], cluster: bool = False) -> None:
+    """The ``device`` of every run's config (when no ``--device`` / ``--devices`` overrides it), as :func:`check_devices`."""
+    seen = set()
+    for t in tasks:
+        device = t.exp.config(t.arm, t.seed).device
+        if (t.exp.name, device) not in seen:
+            seen.add((t.exp.name, device))
+            check_devices([device], key=f"{t.exp.name}: arm {t.arm!r}: device", cluster=cluster)
 
 
 class _Estimates:
@@ -274,20 +346,37 @@ class _ProcessPool:
 def run_tasks(
     tasks: list[Task], *, jobs: int = 1, devices: list[str] | None = None, threads: int | None = None,
     time_limit: float | None = None, force: bool = False, imports: list[str] = (), progress: bool = True, log=print,
+    ray=None,
 ) -> Summary:
-    """Run ``tasks`` on ``jobs`` workers per device within ``time_limit`` seconds; see the module docstring."""
+    """Run ``tasks`` on ``jobs`` workers per device within ``time_limit`` seconds; see the module docstring.
+
+    ``ray`` (a :class:`alkit.cluster.RayOptions`): each run a Ray task instead (:mod:`alkit.cluster`);
+    ``devices`` then holds at most one device, for every run.
+    """
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if time_limit is not None and time_limit <= 0:
         raise ConfigError(f"--time-limit must be > 0 seconds, got {time_limit}")
-    devices = check_devices(devices) if devices else [None]
+    devices = check_devices(devices, cluster=ray is not None) if devices else [None]
     pending = sum((force or not t.finished) and t.same_as is None for t in tasks)
-    slots = [d for _ in range(jobs) for d in devices][: max(1, pending)]  # round-robin: cuda:0, cuda:1, cuda:0, ...
-    if threads is None and len(slots) > 1:
+    if ray is not None:
+        if jobs != 1 or len(devices) != 1:
+            raise ConfigError("--jobs / --devices: not with --executor ray; allowed: --gpus-per-run / --cpus-per-run "
+                              "(Ray places the runs)")
+        slots = devices * max(1, pending)  # every run handed to Ray at once; Ray queues what does not fit
+    else:
+        slots = [d for _ in range(jobs) for d in devices][: max(1, pending)]  # round-robin: cuda:0, cuda:1, cuda:0, ...
+    if threads is None and len(slots) > 1 and ray is None:
         threads = max(1, (os.cpu_count() or 1) // len(slots))
     started = clock()
     deadline = started + time_limit if time_limit else None
-    summary = Summary(runs=len(tasks), workers=len(slots))
+    if ray is not None and pending:  # first: a cluster that cannot take the runs is an error before anything is written
+        from .cluster import RayPool
+
+        pool = RayPool(len(slots), slots[0], threads, list(imports), ray)
+    else:
+        pool = _InlinePool(slots[0], threads) if len(slots) == 1 else _ProcessPool(slots, threads, list(imports))
+    summary = Summary(runs=len(tasks), workers=getattr(pool, "concurrency", len(slots)))
     if force:
         for t in tasks:
             t.done, t.stopped = 0, False
@@ -301,7 +390,6 @@ def run_tasks(
     todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
     estimates = _Estimates(tasks)
     view = _Progress(tasks, enabled=progress, log=log)
-    pool = _InlinePool(slots[0], threads) if len(slots) == 1 else _ProcessPool(slots, threads, list(imports))
     running: dict[int, int] = {}  # task id -> worker
     idle: list[int] = []
     try:
@@ -362,7 +450,7 @@ def run_tasks(
     summary.cycles_left = sum(t.total - t.done for t in trained)
     per_run = [estimates.of(t) for t in trained]
     if all(e is not None for e in per_run):
-        summary.seconds_left = sum(e * (t.total - t.done) for e, t in zip(per_run, trained)) / len(slots)
+        summary.seconds_left = sum(e * (t.total - t.done) for e, t in zip(per_run, trained)) / summary.workers
     return summary
 
 

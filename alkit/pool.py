@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .config import ConfigError
+
 
 class BudgetError(ValueError):
     """A request for more points than the pool can give."""
@@ -99,6 +101,14 @@ class InitialSet:
         if self.kind == "classes" and not self.classes:
             raise ValueError("initial.kind 'classes' needs a non-empty initial.classes list")
 
+    def check_classes(self, num_classes: int, dataset: str = "the dataset") -> None:
+        """A :class:`ConfigError` naming the classes that are not in ``0..num_classes - 1``."""
+        bad = [c for c in self.classes if not 0 <= c < num_classes]
+        if bad:
+            raise ConfigError(f"initial.classes: {self.classes}: {', '.join(map(str, bad))} "
+                              f"{'is' if len(bad) == 1 else 'are'} not a class of {dataset}; "
+                              f"allowed: class numbers 0..{num_classes - 1}")
+
 
 def initial_labelled(labels: np.ndarray, spec: InitialSet, seed: int, num_classes: int = 10) -> np.ndarray:
     """Pool indices of the initial labelled set (sorted), drawn with ``seed``.
@@ -113,9 +123,7 @@ def initial_labelled(labels: np.ndarray, spec: InitialSet, seed: int, num_classe
             raise BudgetError(f"initial.n={spec.n} exceeds the pool size {labels.size}")
         return np.sort(rng.choice(labels.size, size=spec.n, replace=False))
     if spec.kind == "classes":
-        bad = [c for c in spec.classes if not 0 <= c < num_classes]
-        if bad:
-            raise ValueError(f"initial.classes {bad} outside 0..{num_classes - 1}")
+        spec.check_classes(num_classes)
         candidates = np.flatnonzero(np.isin(labels, spec.classes))
         if spec.n > candidates.size:
             raise BudgetError(

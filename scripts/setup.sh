@@ -28,5 +28,5 @@ PYTHON=${PYTHON:-python3}
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt)
 # torch first and alone: with torch==2.13.0 already present nothing else can pull a CUDA build
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e ".[notebooks,test]"
+"${pip[@]}" -e ".[notebooks,test,cluster]"  # cluster: Ray, for alkit run --executor ray (its CI test)
 .venv/bin/python -c "import torch, alkit; print('setup: torch', torch.__version__, '| alkit ready')"

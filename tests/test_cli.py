@@ -115,3 +115,106 @@ def test_own_strategy_from_a_file_runs_through_the_cli(tmp_path, fmnist_dir):
     assert len(list((tmp_path / "r").rglob("records.jsonl"))) == 1
     out = alkit("run", str(path), "--import", "no_such_module_xyz")
     assert out.returncode == 2 and "no_such_module_xyz" in out.stderr
+
+
+def _initial(classes):
+    return {"kind": "classes", "n": 30, "classes": classes}
+
+
+# issue 15's table: what a new user tried; each must be one error line naming the key, the value and what is
+# allowed, exit 2, before any training and before any file is written
+NEW_USER_ROWS = [
+    ({"base": {"device": "cuda"}}, [], ["device: 'cuda'", "no CUDA GPU", "allowed on this machine: cpu, auto"]),
+    ({}, ["--device", "cuda:7"], ["--device: 'cuda:7'", "allowed on this machine: cpu, auto"]),
+    ({"base": {"device": "tpu"}}, [], ["device: unknown device 'tpu'", "allowed on this machine: cpu, auto"]),
+    ({"base": {"device": "cpux"}}, [], ["device: unknown device 'cpux'", "allowed"]),
+    ({"base!": [1, 2]}, [], ["base: [1, 2] is a list", "allowed: a mapping"]),
+    ({"base": {"budget": "100"}}, [], ["budget: '100' is a string", "allowed: an integer"]),
+    ({"base": {"initial": _initial([2, 4, 17])}}, [],
+     ["initial.classes: [2, 4, 17]", "17 is not a class of fashion_mnist", "allowed: class numbers 0..9"]),
+    ({}, ["--seeds", "-1"], ["--seeds: -1 is negative", "allowed: integers >= 0", "03_three_class_start: 0, 1"]),
+    ({}, ["--seeds", "5"], ["--seeds: 5 not in the parameter files", "allowed: 03_three_class_start: 0, 1"]),
+    ({}, ["--arms"], ["--arms: no arm named", "allowed", "m2_random", "vaal"]),
+    ({}, ["--seeds"], ["--seeds: no seed named", "allowed"]),
+    ({"seeds": [0, -1]}, [], ["seeds: [0, -1]", "-1 is negative", "allowed: integers >= 0"]),
+    ({}, ["--gpus-per-run", "0.5"], ["--gpus-per-run: only with --executor ray", "allowed"]),
+]
+
+
+@pytest.mark.parametrize("changes, args, words", NEW_USER_ROWS, ids=[
+    "yaml-cuda", "device-cuda7", "yaml-tpu", "yaml-cpux", "base-list", "budget-string", "class-17", "seed-negative",
+    "seed-not-in-file", "arms-empty", "seeds-empty", "yaml-seed-negative", "ray-option-without-ray"])
+def test_new_users_bad_inputs_are_one_error_line_exit_2_and_nothing_written(tmp_path, capsys, changes, args, words):
+    import torch
+
+    from alkit.cli import main
+
+    if any("cuda" in str(v) for v in [*args, *changes.get("base", {}).values()]) and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    values = yaml.safe_load(MICRO.read_text())
+    for key, value in changes.items():
+        if key == "base":
+            values["base"].update(value)
+        else:
+            values[key.rstrip("!")] = value
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(values))
+    rc = main(["run", str(path), "--results-root", str(tmp_path / "r"), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing written
+
+
+def test_a_run_folder_of_another_config_is_refused_before_training_and_names_the_flag(tmp_path, capsys):
+    from alkit.cli import main
+
+    run = tmp_path / "r" / "micro" / "03_three_class_start" / "random" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": {"budget": 99}}))
+    rc = main(["run", str(MICRO), "--results-root", str(tmp_path / "r"), "--arms", "random", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "holds a run with a different config" in err
+    assert "--force" in err and "force=True" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["config.json"]
+
+
+def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    from alkit.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    rc = main(["run", str(MICRO), "--results-root", str(tmp_path / "r"), "--executor", "ray", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "pip install 'alkit[cluster]'" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_alkit_command_is_installed_and_its_help_is_plain_text():
+    exe = Path(sys.executable).with_name("alkit")
+    assert exe.exists(), "the console script: pip install -e . (scripts/setup.sh does)"
+    for args in ([], ["run"]):
+        out = subprocess.run([str(exe), *args, "--help"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.startswith(f"usage: alkit {' '.join(args)}".rstrip())
+        assert "``" not in out.stdout and ":func:" not in out.stdout
+    assert "--executor {local,ray}" in out.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--gpus-per-run", "0.25"], ["--gpus-per-run: 0.25", "no CUDA GPU for a local Ray", "allowed: 0 (CPU runs)"]),
+    (["--device", "cuda"], ["--device: 'cuda' with --gpus-per-run 0", "allowed: --gpus-per-run > 0"]),
+    (["--jobs", "2"], ["--jobs: not with --executor ray", "allowed: --gpus-per-run"]),
+    (["--device", "tpu"], ["--device: unknown device 'tpu'", "allowed with --executor ray: cpu, auto, cuda"]),
+], ids=["gpus-without-gpu", "cuda-without-gpus-per-run", "jobs", "tpu"])
+def test_bad_ray_options_are_one_error_line_before_ray_starts(tmp_path, capsys, args, words):
+    import torch
+
+    from alkit.cli import main
+
+    pytest.importorskip("ray")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    rc = main(["run", str(MICRO), "--results-root", str(tmp_path / "r"), "--executor", "ray", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and all(w in err for w in words), err
+    assert not (tmp_path / "r").exists()

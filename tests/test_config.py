@@ -53,3 +53,27 @@ def test_experiment_yaml_bad_arm_key_fails_before_training(tmp_path):
     p.write_text("name: t\nseeds: [0]\nbudget: 5\narms:\n  x: {strategy: random}\n")
     with pytest.raises(ConfigError, match="'budget'"):
         load_experiment(p)
+
+
+def test_values_of_the_wrong_kind_name_the_key_the_value_and_what_is_allowed():
+    with pytest.raises(ConfigError, match=r"^budget: '100' is a string; allowed: an integer$"):
+        from_dict(RunConfig, {"budget": "100"})
+    with pytest.raises(ConfigError, match=r"budget: True is a boolean; allowed: an integer"):
+        from_dict(RunConfig, {"budget": True})  # YAML's true is no count
+    with pytest.raises(ConfigError, match=r"initial.classes: \[2, 'x'\] is a list; allowed: a list of integers"):
+        from_dict(RunConfig, {"initial": {"classes": [2, "x"]}})
+    with pytest.raises(ConfigError, match=r"learner_params: \[1\] is a list; allowed: a mapping"):
+        from_dict(RunConfig, {"learner_params": [1]})
+    with pytest.raises(ConfigError, match=r"initial: 5 is an integer; allowed: a mapping of InitialSet keys"):
+        from_dict(RunConfig, {"initial": 5})
+    with pytest.raises(ConfigError, match=r"pool_size: 1.5 is a number; allowed: an integer or null"):
+        from_dict(RunConfig, {"pool_size": 1.5})
+    cfg = from_dict(RunConfig, {"pool_size": None, "stop_disc_acc": 1, "data_dir": None})  # an int is a float
+    assert cfg.pool_size is None and cfg.stop_disc_acc == 1
+
+
+def test_a_file_whose_base_is_not_a_mapping_is_named_with_the_key(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: e\nbase: [1, 2]\narms: {a: {learner: classifier, strategy: random}}\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: base: \[1, 2\] is a list; allowed: a mapping \(key: value\)"):
+        load_experiment(path)

@@ -145,3 +145,24 @@ def test_a_run_two_experiments_share_is_trained_once_and_copied(tmp_path, fmnist
     meta = json.loads((b / "config.json").read_text())
     assert meta["experiment"] == "b" and meta["copied_from"] == str(a)
     assert [r["arm"] for r in load_results(exps[1].folder)].count("random") == 2
+
+
+def test_ray_executor_gives_the_records_of_the_local_one_and_resumes_like_it(tmp_path, reference):
+    """Each run a Ray task on a local Ray (this machine's CPUs, 1 CPU and 1 torch thread per run): the same
+    records as the runs one after another in one process; the same command again finds them finished
+    (and starts no Ray). CI installs Ray (alkit[cluster]); elsewhere the test is skipped without it."""
+    import os
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("Ray not installed: pip install 'alkit[cluster]'")
+    out = alkit("--results-root", str(tmp_path), "--arms", *ARMS, "--executor", "ray", "--threads", "1", "--quiet")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "runs: 6/6 finished (0 before this call)" in out.stdout and "cycles: 12 trained" in out.stdout
+    assert records(tmp_path) == reference
+    again = alkit("--results-root", str(tmp_path), "--arms", *ARMS, "--executor", "ray", "--quiet")
+    assert again.returncode == 0 and "runs: 6/6 finished (6 before this call)" in again.stdout
+    assert "Ray" not in again.stderr  # nothing to run: no Ray started

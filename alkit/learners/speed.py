@@ -53,7 +53,7 @@ GPU_DEFAULTS: dict[str, dict[str, object]] = {}
 class SpeedParams:
     """Speed options of the training steps (see the module docstring); ``None`` = automatic for the device."""
 
-    compile: str | None = None  # "off", "default", "reduce-overhead" (+ CUDA graphs); None = auto
+    compile: str | bool | None = None  # "off" (YAML's bare off: False), "default", "reduce-overhead" (+ CUDA graphs); None = auto
     bf16: bool | None = None  # bfloat16 autocast of forward + loss; None = auto
     channels_last: bool | None = None  # NHWC conv weights and activations; None = auto
     fused_optim: bool | None = None  # fused Adam / SGD kernels; None = auto
