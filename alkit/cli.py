@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         devices = (check_devices(args.devices.split(","), "--devices", cluster) if args.devices else
                    check_devices([args.device], "--device", cluster) if args.device else [])
         experiments = [load_experiment(path, results_root=args.results_root) for path in args.params]
+        for exp in [e for e in experiments if e.oracle]:  # notebook 06: its labels come from an oracle, not from a run
+            print(f"{exp.name}: left out: oracle: {exp.oracle} makes it an oracle session, run by "
+                  f"notebooks/{exp.name}.ipynb (alkit.oracle), not by alkit run", file=sys.stderr)
+        experiments = [e for e in experiments if not e.oracle]
+        if not experiments:
+            return 0
         tasks = plan(experiments, arms=args.arms, seeds=args.seeds, force=args.force)
         if not devices:
             check_config_devices(tasks, cluster=cluster)
@@ -140,8 +146,10 @@ def _check_cpu_runs(tasks, devices) -> None:
 
 
 def _check_data(experiments) -> None:
-    """Find and verify the data of every run before any training (a missing or corrupt file: DataError)."""
+    """Find and verify the data of every run before any training (a missing or corrupt file: DataError);
+    your own ``.npz`` or image folder is loaded and checked the same way (:mod:`alkit.own_data`)."""
     from .data import locate_files
+    from .own_data import is_own_dataset, load_own
 
     seen = set()
     for exp in experiments:
@@ -149,7 +157,10 @@ def _check_data(experiments) -> None:
             cfg = exp.config(arm, exp.seeds[0])
             if (cfg.dataset, cfg.data_dir) not in seen:
                 seen.add((cfg.dataset, cfg.data_dir))
-                locate_files(cfg.dataset, data_dir=cfg.data_dir)
+                if is_own_dataset(cfg.dataset):
+                    load_own(cfg.dataset, split_seed=cfg.split_seed)
+                else:
+                    locate_files(cfg.dataset, data_dir=cfg.data_dir)
 
 
 def import_module(module: str) -> None:

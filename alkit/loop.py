@@ -131,7 +131,7 @@ def _check_resumable(saved: dict, cfg_dict: dict, out_dir: Path) -> None:
     if diff:
         raise ConfigError(
             f"{out_dir} holds a run with a different config (keys {', '.join(diff)}); "
-            "use another results folder, delete it, or pass force=True to start over"
+            "use another results folder, delete it, or start over with --force (alkit run) / force=True (Python)"
         )
 
 

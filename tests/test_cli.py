@@ -219,3 +219,20 @@ def test_bad_ray_options_are_one_error_line_before_ray_starts(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and all(w in err for w in words), err
     assert not (tmp_path / "r").exists()
+
+
+def test_oracle_sessions_are_left_to_their_notebook(tmp_path):
+    out = alkit("run", str(ROOT / "params" / "smoke" / "06_label_your_own.yaml"), "--results-root", str(tmp_path / "r"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "06_label_your_own: left out: oracle: simulated" in out.stderr and not (tmp_path / "r").exists()
+
+
+def test_own_data_is_checked_before_any_training(tmp_path):
+    import numpy as np
+
+    bad = tmp_path / "mine.npz"
+    np.savez(bad, train_images=np.zeros((4, 28, 28), np.uint8))
+    path = write_yaml(tmp_path / "exp.yaml", base={"dataset": str(bad), "pool_size": None, "val_size": 10, "test_size": None})
+    out = alkit("run", str(path), "--results-root", str(tmp_path / "r"), "--quiet")
+    assert out.returncode == 2 and out.stderr.startswith(f"error: {bad}: missing train_labels"), out.stderr[-2000:]
+    assert not (tmp_path / "r").exists()
