@@ -142,7 +142,10 @@ class Shown:
     def is_large(self) -> bool:
         if self.html is None or not self.png:
             return False
-        return len(plotly_json_bytes(self.fig.to_plotly_json())) + 4 * len(self._png1()) // 3 > INLINE_LIMIT
+        # the saved PNG is at scale 1.5: the notebook's scale-1 copy has about 1 / 1.5**2 of its bytes (an estimate
+        # that spares a render of every large figure, which is shown as a JPEG instead)
+        png1 = len(self._small_png) if hasattr(self, "_small_png") else int(len(self.png) / 2.25)
+        return len(plotly_json_bytes(self.fig.to_plotly_json())) + 4 * png1 // 3 > INLINE_LIMIT
 
     def _ipython_display_(self):
         from IPython.display import Markdown, display
