@@ -126,6 +126,15 @@ def _load_data(cfg: RunConfig, device: torch.device):
     )
 
 
+def write_run_config(path: Path, cfg: RunConfig, device, meta: dict | None = None) -> None:
+    """A run's ``config.json``: its config, seed, git commit, machine, device and start time, plus ``meta``."""
+    results.write_json(path, {
+        "config": to_dict(cfg), "seed": cfg.seed, "git_commit": results.git_commit(),
+        "environment": results.environment(), "device": str(device),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}),
+    })
+
+
 def _check_resumable(saved: dict, cfg_dict: dict, out_dir: Path) -> None:
     diff = sorted(k for k in set(saved) | set(cfg_dict) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != cfg_dict.get(k))
     if diff:
@@ -196,14 +205,7 @@ def run(
             f"but the pool has only {pool.size} points"
         )
     if out_dir is not None:
-        results.write_json(
-            cfg_path,
-            {
-                "config": cfg_dict, "seed": cfg.seed, "git_commit": results.git_commit(),
-                "environment": results.environment(), "device": str(device),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}),
-            },
-        )
+        write_run_config(cfg_path, cfg, device, meta)
 
     for r in records:  # replay finished cycles
         if r["n_labelled"] != pool.n_labelled:

@@ -32,7 +32,7 @@ import torch
 from . import results
 from .config import ConfigError, to_dict
 from .loop import (RunConfig, _check_resumable, _load_data, _save_latent, derive_seed, fit_and_evaluate, propose,
-                   resolve_device, validate)
+                   resolve_device, validate, write_run_config)
 from .pool import initial_labelled
 
 LABELS, DRAFT, PROPOSAL = "labels.json", "draft.json", "proposal.json"
@@ -63,9 +63,7 @@ class LabelSession:
             raise ConfigError(f"dataset: {cfg.dataset!r}: no labelled image to start from")
         self.initial = {int(i): int(truth[i]) for i in start}
         if not cfg_path.exists():
-            results.write_json(cfg_path, {"config": to_dict(cfg), "seed": cfg.seed, "git_commit": results.git_commit(),
-                                          "environment": results.environment(), "device": str(self.device),
-                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "oracle_session": True})
+            write_run_config(cfg_path, cfg, self.device, {"oracle_session": True})
         saved = results.read_json(self.folder / LABELS) if (self.folder / LABELS).exists() else {}
         self.answers: list[dict] = list(saved.get("answers", []))
 
@@ -94,8 +92,8 @@ class LabelSession:
         return self.round >= self.cfg.cycles or not len(self._unlabelled())
 
     def _unlabelled(self) -> np.ndarray:
-        taken = set(self.labels()) | self.skipped()
-        return np.array([i for i in range(len(self.data.y_pool)) if i not in taken], dtype=np.int64)
+        taken = np.fromiter(set(self.labels()) | self.skipped(), dtype=np.int64)
+        return np.setdiff1d(np.arange(len(self.data.y_pool), dtype=np.int64), taken)
 
     def _data_with_answers(self):
         y = torch.full_like(self.data.y_pool, -1)

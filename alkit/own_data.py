@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Data, DataError
+from .data import Data, DataError, _subset
 
 SIDE = 28  #: every image is resized to SIDE x SIDE: alkit's models are built for 28 x 28
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -251,7 +251,7 @@ def subset(data: Data, *, seed: int = 0, val_size: int | None = None, pool_size:
         x, y = getattr(data, f"x_{part}"), getattr(data, f"y_{part}")
         ids = getattr(data, f"{part}_ids")
         if size is not None and size < len(x):
-            keep = np.sort(np.random.default_rng([seed, stream]).choice(len(x), size=size, replace=False))
+            keep = _subset(len(x), size, f"{part}_size", [seed, stream])
             x, y, ids = x[torch.as_tensor(keep)], y[torch.as_tensor(keep)], ids[keep]
         parts.update({f"x_{part}": x, f"y_{part}": y, f"{part}_ids": ids})
     return dataclasses.replace(data, **parts)

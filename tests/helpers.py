@@ -55,9 +55,14 @@ def write_band_npz(path, n: int = 240, seed: int = 7, side: int = 32) -> None:
     """A MedMNIST-layout RGB ``.npz`` of the planted-band images (side x side x 3 uint8, labels (N, 1)):
     half train, a quarter val, a quarter test. Deterministic: ``tests/data/bandmnist_rgb.npz`` is this file."""
     x, y = synthetic_images(n, seed)
-    grey = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)[:, 0].numpy()
-    images = (np.stack([grey, grey * 0.7, 1 - grey], axis=3) * 255).round().astype(np.uint8)
+    images = rgb_bands(x, side)
     labels = y.numpy().astype(np.uint8)[:, None]
     cut = {"train": slice(0, n // 2), "val": slice(n // 2, 3 * n // 4), "test": slice(3 * n // 4, n)}
     np.savez_compressed(path, **{f"{k}_images": images[s] for k, s in cut.items()},
                         **{f"{k}_labels": labels[s] for k, s in cut.items()})
+
+
+def rgb_bands(x: torch.Tensor, side: int = 32) -> np.ndarray:
+    """(N, 1, 28, 28) in [0, 1] -> (N, side, side, 3) uint8, a different tint per channel (MedMNIST's RGB layout)."""
+    grey = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)[:, 0].numpy()
+    return (np.stack([grey, grey * 0.7, 1 - grey], axis=3) * 255).round().astype(np.uint8)

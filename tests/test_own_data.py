@@ -15,7 +15,7 @@ from alkit.label_widget import png_bytes
 from alkit.learners import LEARNERS
 from alkit.own_data import from_arrays, is_own_dataset, load_folder, load_npz, to_images
 from alkit.strategies import STRATEGIES
-from helpers import synthetic_images
+from helpers import rgb_bands, synthetic_images
 
 from test_strategy_contract import learner_for
 
@@ -24,19 +24,13 @@ OWN_SETTINGS = {"network_norm": {"candidates": 10, "strategy_params": {"steps": 
                 "bald": {"strategy_params": {"samples": 3}}}
 
 
-def rgb(x: torch.Tensor, side: int = 32) -> np.ndarray:
-    """(N, 1, 28, 28) in [0, 1] -> (N, side, side, 3) uint8, a different tint per channel (MedMNIST's RGB layout)."""
-    grey = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)[:, 0].numpy()
-    return (np.stack([grey, grey * 0.7, 1 - grey], axis=3) * 255).round().astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def rgb_npz(tmp_path_factory):
     """A 32 x 32 RGB .npz in MedMNIST's layout (labels (N, 1)), 10 planted classes."""
     x, y = synthetic_images(200, seed=5)
     path = tmp_path_factory.mktemp("npz") / "bandmnist.npz"
     parts = {"train": slice(0, 120), "val": slice(120, 160), "test": slice(160, 200)}
-    np.savez(path, **{f"{k}_images": rgb(x[s]) for k, s in parts.items()},
+    np.savez(path, **{f"{k}_images": rgb_bands(x[s]) for k, s in parts.items()},
              **{f"{k}_labels": y[s].numpy()[:, None] for k, s in parts.items()})
     return path
 
