@@ -1,6 +1,6 @@
 """Many runs at once, in a time box: the (arm, seed) runs of parameter files, spread over worker processes.
 
-``alkit run params/paper/*.yaml --jobs 8 --devices cuda:0 --time-limit 540``:
+``alkit run params/paper/*.yaml --jobs 4 --devices cuda:0 --time-limit 540``:
 
 * **Workers.** ``jobs`` worker processes per device (spawned: CUDA cannot fork), devices taken
   round-robin, each with its own torch thread count (``threads``, default: CPU cores / workers)
@@ -12,8 +12,10 @@
 * **Time box.** ``time_limit`` seconds from the start: a run is handed out only if its first cycle
   fits (:func:`alkit.loop.cycle_fits`, estimated from measured cycles of the same arm: on disk from
   earlier chunks or seen in this one; with no measurement, only while half the box is left), and a
-  worker starts no cycle that its run's own cycle times say will not end in time. What is finished
-  stays on disk; the same command later resumes, with the records an uninterrupted run gives.
+  worker starts no cycle that its run's own cycle times say will not end in time, and a cycle whose
+  own pace says it will not end in time is given up mid-way (:mod:`alkit.timebox`): it keeps nothing,
+  frees the device, and its lower-bound length becomes the arm's estimate. What is finished stays on
+  disk; the same command later resumes, with the records an uninterrupted run gives.
 * **Shared runs.** A run whose config (seed included; device aside) equals an earlier one's in
   another experiment (``paper`` 04's ``m2_vaal`` arm is 03's) is trained once and copied into the
   second folder when finished (``config.json`` says ``copied_from``): same config, same records.
@@ -70,6 +72,7 @@ class Summary:
     finished_before: int = 0  # runs already complete on disk
     finished: int = 0  # runs complete now (those before included)
     failed: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)  # cycles given up mid-way: they could not end in the time box
     cycles_done: int = 0  # cycles trained by this call
     cycles_left: int = 0
     seconds_left: float | None = None  # estimated, at this call's concurrency; None: some run has no estimate
@@ -85,6 +88,8 @@ class Summary:
             est = "unknown (no cycle of some arm measured yet)" if self.seconds_left is None else \
                 f"{self.seconds_left / 60:.1f} min at {self.workers} concurrent run(s)"
             out.append(f"estimated time left: {est}; run the same command again to continue")
+        if self.abandoned:
+            out.append(f"cycles given up before the time limit (kept nothing, freed the device): {len(self.abandoned)}")
         out += [f"failed: {f}" for f in self.failed]
         return out
 
@@ -248,6 +253,7 @@ def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
         recs = run_one(payload["exp"], payload["arm"], payload["seed"], cache, device=device,
                        force=payload["force"], deadline=payload["deadline"], cycle_estimate=payload["estimate"],
                        time_limit=payload["time_limit"],
+                       on_abandon=lambda e: send("abandoned", tid, {"seconds": e.seconds, "why": str(e)}),
                        on_cycle=lambda r: send("cycle", tid, {"cycle": r["cycle"], "test_acc": r["test_acc"],
                                                               "stopped": bool(r.get("stopped")),
                                                               "seconds": sum(r["seconds"].values())}))
@@ -415,6 +421,10 @@ def run_tasks(
                 summary.cycles_done += 1
                 estimates.add(t, value["seconds"])
                 view.cycle(key, value)
+            elif kind == "abandoned":  # a cycle given up mid-way (alkit.timebox): its length, at least, is known now
+                estimates.add(tasks[key], value["seconds"])
+                summary.abandoned.append(f"{tasks[key].label}: {value['why']}")
+                view.line(f"gave up  {tasks[key].label} cycle {tasks[key].done}: {value['why']}")
             elif kind == "done":
                 t = tasks[key]
                 t.done, t.stopped = value["done"], value["stopped"]

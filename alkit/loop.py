@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import results
+from . import results, timebox
 from .config import ConfigError, from_dict, to_dict
 from .learners import TrainData, make_learner
 from .learners.base import LEARNERS
@@ -156,6 +156,7 @@ def run(
     cycle_estimate: float | None = None,
     time_limit: float | None = None,
     on_cycle: Callable[[dict], None] | None = None,
+    on_abandon: Callable[[timebox.CycleAbandoned], None] | None = None,
 ) -> list[dict]:
     """Run (or resume, or just load) one active-learning run; returns its per-cycle records.
 
@@ -169,7 +170,10 @@ def run(
     :func:`cycle_fits` says will not end by then; the records so far are returned
     (fewer than ``cycles + 1``: the run is unfinished and the same call resumes it).
     ``cycle_estimate`` (seconds) stands in for the run's own cycle times until it
-    has one; with neither, a cycle starts only while half of ``time_limit`` is left. ``on_cycle(record)`` is called after each cycle is written.
+    has one; with neither, a cycle starts only while half of ``time_limit`` is left. A cycle that its own
+    pace says cannot end by ``deadline`` is given up (:mod:`alkit.timebox`): nothing of it is written,
+    ``on_abandon(error)`` is called, and the records so far are returned. ``on_cycle(record)`` is called
+    after each cycle is written.
     """
     validate(cfg)
     device = resolve_device(cfg.device)
@@ -221,7 +225,13 @@ def run(
     for cycle in bar:
         if deadline is not None and not cycle_fits(cycle_seconds(records) or cycle_estimate, deadline, time_limit):
             break
-        rec, previous = _cycle(cfg, data, pool, cycle, device, previous, progress, out_dir)
+        try:
+            with timebox.cycle_deadline(deadline):
+                rec, previous = _cycle(cfg, data, pool, cycle, device, previous, progress, out_dir)
+        except timebox.CycleAbandoned as exc:
+            if on_abandon is not None:
+                on_abandon(exc)
+            break
         records.append(rec)
         if out_dir is not None:
             if _warm_start(cfg):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .progress import progress_bar
+from .timebox import Watch
 
 
 def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -177,6 +178,7 @@ def fit_task_model(
     best_acc, best_state, best_it, since, checks = -1.0, None, -1, 0, 0
     means, last = RunningMeans(), {}
     bar = progress_bar(range(iterations), desc=desc, leave=False, disable=not progress, mininterval=1.0)
+    watch = Watch(iterations, desc)  # gives the cycle up when it cannot end inside a time box (alkit.timebox)
     it = -1
     for it in bar:
         drops.before(it)
@@ -207,6 +209,7 @@ def fit_task_model(
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{acc:.3f}")
             if schedule.patience is not None and since >= schedule.patience:
                 break
+        watch.tick(it)
     for m, state in zip(modules, best_state):
         m.load_state_dict(state)
         m.eval()

@@ -36,6 +36,7 @@ import torch
 from ..losses import LIKELIHOODS, discriminator_loss
 from ..models import Discriminator
 from ..progress import progress_bar
+from ..timebox import Watch
 from ..train import RunningMeans, generator, tensor_batches
 from .base import Learner, TrainData, batched
 from .speed import OFF, Speed
@@ -223,6 +224,7 @@ class GenerativeLearner(Learner):
 
         means, last = RunningMeans(), {}
         bar = progress_bar(range(iterations), desc=self.name, leave=False, disable=not progress, mininterval=1.0)
+        watch = Watch(iterations, f"{self.name} generative steps")  # the cycle's time box (alkit.timebox)
         it = -1
         for it in bar:
             self._set_eval(False)
@@ -255,6 +257,7 @@ class GenerativeLearner(Learner):
                 bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("disc_loss", "val_acc_last")})
                 if stop:
                     break
+            watch.tick(it)
         del self._gen_opt, self._gen_loss  # the pickled learner keeps neither
         self._set_eval(True)
         if self.has_disc:
