@@ -211,10 +211,15 @@ def _worker(rank, keys, pipelines, fast, tiny, labelled, warmup, iters, device_n
             barrier.wait()  # nobody starts the next learner while another still times this one
 
 
-def concurrency(ns, keys, pipelines, fast, args, device, log) -> dict:
-    """{pipeline: {key: {N: {...}}}} aggregate iterations/s of N processes training the same learner."""
+def concurrency(ns, keys, pipelines, fast, args, device, log, out: dict | None = None, save=None) -> dict:
+    """{pipeline: {key: {N: {...}}}} aggregate iterations/s of N processes training the same learner.
+
+    Fills ``out`` and calls ``save()`` after each N: a call stopped at the device's time limit keeps the
+    process counts it finished (the first H200 run lost N=1 and N=8 that way)."""
     ctx = mp.get_context("spawn")
-    out = {p: {k: {} for k in keys} for p in pipelines}
+    out = out if out is not None else {}
+    for p in pipelines:
+        out.setdefault(p, {k: {} for k in keys})
     for n in ns:
         threads = max(1, (os.cpu_count() or 1) // n)
         barrier, queue = ctx.Barrier(n), ctx.Queue()
@@ -243,6 +248,8 @@ def concurrency(ns, keys, pipelines, fast, args, device, log) -> dict:
                     "per_process_it_s": float(np.mean(per_proc)), "threads_per_process": threads,
                 }
         log(f"concurrency N={n}: {time.perf_counter() - t:.0f} s")
+        if save is not None:
+            save()
     return out
 
 
@@ -420,7 +427,7 @@ def main(argv=None) -> None:
     ns = [int(n) for n in args.concurrency.split(",") if n]
     conc_pipes = [p for p in args.concurrency_pipelines.split(",") if p]
     if ns:
-        result["concurrency"] = concurrency(ns, keys, conc_pipes, fast, args, device, log)
+        concurrency(ns, keys, conc_pipes, fast, args, device, log, out=result["concurrency"], save=save)
         save()
 
     rows = paper_trainings(Path(args.paper_dir))

@@ -76,7 +76,7 @@ def test_prepare_counts_what_travels_and_prints_the_call(tmp_path, fmnist_dir):
     assert f"travelling size: {devkit.mib(expected)} of 64.0 MiB" in out.stdout
     assert 'carry: [".devkit"]' in out.stdout
     command = re.search(r"command: (.*)", out.stdout).group(1)
-    assert command == 'bash scripts/device/run.sh "$OUT" params/paper/02_vaal_vs_random.yaml --quiet'
+    assert command == 'bash scripts/device/run.sh "$OUT" params/paper/02_vaal_vs_random.yaml'
     assert "wheels: none needed" in out.stdout
     assert re.fullmatch(r"[0-9a-f]{40}\n", (kit / "commit.txt").read_text())
 

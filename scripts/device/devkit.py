@@ -243,7 +243,7 @@ def cmd_prepare(args) -> int:
     if sizes["total"] > TRAVEL_MAX:
         raise KitError(f"{line}: over the device's limit by {mib(sizes['total'] - TRAVEL_MAX)}; "
                        "commit less (results of finished chunks are small; learners/ stay ignored) or carry less")
-    command = device_command(args.params or ["params/paper/*.yaml"], args.run_args or ["--quiet"])
+    command = device_command(args.params or ["params/paper/*.yaml"], args.run_args)
     if len(command) > COMMAND_MAX:
         raise KitError(f"the device command is {len(command)} characters (at most {COMMAND_MAX})")
     print("device tool call (run):")
@@ -520,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="Fashion-MNIST source folder (default: alkit's lookup: $ALKIT_DATA, Debian package, cache)")
     p.add_argument("--wheel", action="append", default=[], metavar="NAME==VERSION", help="download this wheel (repeatable)")
     p.add_argument("--run-arg", dest="run_args", action="append", default=[], metavar="ARG",
-                   help="append ARG to the printed run.sh command (repeatable; default --quiet), "
-                        "e.g. --run-arg=--jobs=4")
+                   help="append ARG to the printed run.sh command (repeatable; default none: run.log then holds a "
+                        "line per run start, cycle (with its seconds), give-up and end), e.g. --run-arg=--jobs=2")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("size", help="travelling size of a checkout with carried paths")
     p.add_argument("--repo", default=".")
