@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
 setup: $(STAMP)
 
 figures: setup
-	$(PY) -m alkit.batch --profile $(PROFILE)
+	$(PY) -m alkit.batch --profile $(PROFILE) $(if $(DRAW_ONLY),--draw-only)
 
 # experiments only, no Jupyter (for a GPU box or a cluster); notebooks then find them finished.
 # JOBS runs at once (worker processes); TIME_LIMIT seconds per call (rerun to continue)

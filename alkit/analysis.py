@@ -55,13 +55,66 @@ def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm") -> list[dic
 
     Trapezoid rule of ``y`` over ``n_labelled`` for each (arm, seed) (see
     :func:`per_seed`); then mean and std over seeds per arm. Records without
-    ``y`` are skipped. Runs of one arm must share their ``n_labelled`` grid
-    (stopped runs are compared over the cycles they have).
+    ``y`` are skipped. Only the label counts that every unfinished-or-complete
+    run of every arm has are used (:func:`common_labels`), so a run still
+    under way (partial results) does not give its arm an area over a shorter
+    range than the others; runs the stopping rule ended are compared over the
+    cycles they have. :func:`grid_note` says when label counts were left out.
     """
+    rows, _ = on_common_labels(rows, y=y, by=by)
     return [
         {by: b, "aubc": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
         for b, v in ((b, list(seeds.values())) for b, seeds in per_seed(rows, y=y, by=by).items())
     ]
+
+
+def common_labels(rows: Iterable[dict], y: str = "test_acc", by: str = "arm", x: str = "n_labelled") -> list | None:
+    """The ``x`` values (label counts) at which every run (``by``, seed) among ``rows`` has ``y``, sorted.
+
+    Runs whose last record says ``stopped`` (the stopping rule ended them: finished, not partial)
+    do not narrow the grid; None when there is no other run (no restriction).
+    """
+    runs = group((r for r in rows if r.get(y) is not None), by, "seed")
+    open_runs = [rs for rs in runs.values() if not any(r.get("stopped") for r in rs)]
+    if not open_runs:
+        return None
+    return sorted(set.intersection(*({r.get(x) for r in rs} for rs in open_runs)), key=lambda v: (v is None, v))
+
+
+def on_common_labels(rows: Iterable[dict], y: str = "test_acc", by: str = "arm",
+                     x: str = "n_labelled") -> tuple[list[dict], dict]:
+    """``rows`` with ``y`` kept at the :func:`common_labels` only; and ``{"labels", "dropped"}``: the grid
+    used and how many other label counts some run has on disk (0 when the runs share their grid)."""
+    rows = [r for r in rows if r.get(y) is not None]
+    grid = common_labels(rows, y=y, by=by, x=x)
+    if grid is None:
+        return rows, {"labels": sorted({r.get(x) for r in rows}, key=lambda v: (v is None, v)), "dropped": 0}
+    keep = set(grid)
+    return [r for r in rows if r.get(x) in keep], {"labels": grid, "dropped": len({r.get(x) for r in rows} - keep)}
+
+
+def _labels_text(labels: list) -> str:
+    """"1,000–3,000 labels" (or "1,000 labels" for one count)."""
+    lo, hi = labels[0], labels[-1]
+    return f"{lo:,} labels" if lo == hi else f"{lo:,}\u2013{hi:,} labels"
+
+
+def grid_note(rows: Iterable[dict], y: str = "test_acc", by: str = "arm", what: str = "The areas under the budget curve") -> str:
+    """A sentence when some run has label counts that others lack (partial results), else "".
+
+    E.g. "The areas under the budget curve use 1,000–3,000 labels only (3 label counts): those every
+    seed of every arm has; 2 more label counts on disk for some seeds are left out of them."
+    """
+    rows = list(rows)
+    _, info = on_common_labels(rows, y=y, by=by)
+    if not info["dropped"]:
+        return ""
+    if not info["labels"]:
+        return f"{what}: no label count is shared by every seed of every arm yet, so nothing is compared."
+    k = len(info["labels"])
+    return (f"{what} use {_labels_text(info['labels'])} only ({k} label count{'s' if k != 1 else ''}): those every seed "
+            f"of every arm has; {info['dropped']} more label count{'s' if info['dropped'] != 1 else ''} on disk for "
+            "some seeds are left out of them.")
 
 
 def _seed_order(seed) -> tuple:
@@ -191,12 +244,23 @@ def compare_seeds(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by:
     all pairs" called 37 % (AR(1) cycles: 22 %) of comparisons real at a
     within-seed correlation of 0.5 and 58 % (54 %) at 0.95; this test calls
     5 % (``benchmarks/null_fpr.py``, 2000 experiments per row).
+
+    Partial results: only seeds present in both arms are used, and only the label counts every one of
+    those runs has (:func:`common_labels`), so a run still under way is not compared over a shorter
+    range than its partner. ``labels`` is that grid, ``labels_dropped`` how many other label counts
+    were on disk (0 with complete runs), ``missing`` the arms of ``a, b`` without any value.
     """
-    values = per_seed(rows, y=y, by=by, min_cycle=min_cycle, summary=summary)
+    kept = [r for r in rows if r.get(by) in (a, b) and r.get(y) is not None and (min_cycle <= 0 or r["cycle"] >= min_cycle)]
+    by_arm = {arm: {r.get("seed") for r in kept if r.get(by) == arm} for arm in (a, b)}
+    paired = by_arm[a] & by_arm[b]
+    kept, info = on_common_labels([r for r in kept if r.get("seed") in paired], y=y, by=by)
+    values = per_seed(kept, y=y, by=by, summary=summary)
     left, right = values.get(a, {}), values.get(b, {})
     seeds = sorted(set(left) & set(right), key=_seed_order)
     diffs = [left[s] - right[s] for s in seeds]
     return {"a": a, "b": b, "y": y, "summary": summary, "alpha": alpha, "seeds": seeds, "diffs": diffs,
+            "labels": info["labels"] if seeds else [], "labels_dropped": info["dropped"],
+            "missing": [arm for arm in dict.fromkeys((a, b)) if not by_arm[arm]],
             **paired_seed_test(diffs, alpha=alpha, a=a, b=b)}
 
 
@@ -223,6 +287,8 @@ def describe_comparison(d: dict, scale: float = 100, unit: str = "points") -> st
     if not d["testable"] and d["n"] == 0:
         return f"{head}: no seed in common \u2014 {d['verdict']}."
     amount = _signed(scale * d["mean"]) + (f" {unit}" if unit else "")
+    if d.get("labels_dropped") and d.get("labels") and isinstance(d["labels"][0], numbers.Real):
+        amount += f" over {_labels_text(d['labels'])} only (the label counts every compared seed has)"
     if not d["testable"]:
         return f"{head}: {amount} \u2014 {d['verdict']}."
     level = f"{100 * (1 - d['alpha']):g}%"
@@ -247,7 +313,13 @@ def versus(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by: str = 
 
 
 def describe_versus(v: dict, scale: float = 100, unit: str = "points") -> str:
-    """Two clauses for a notebook: the cycle-0 (learner) gap, then the AUBC gap after acquisition."""
+    """Two clauses for a notebook: the cycle-0 (learner) gap, then the AUBC gap after acquisition.
+
+    An arm with no records yet (partial results) gives one clause saying so instead.
+    """
+    missing = v["cycle0"].get("missing") or []
+    if missing:
+        return f"not compared yet: no records of {' and '.join(missing)}."
     return (f"before any acquisition (cycle 0, learner only): {describe_comparison(v['cycle0'], scale, unit)} "
             f"After acquisition (AUBC over cycles \u2265 1): {describe_comparison(v['after'], scale, unit)}")
 
@@ -372,15 +444,18 @@ def diagnostics_rows(rows: Iterable[dict]) -> list[dict]:
     return out
 
 
-def diagnostics_summary(diag: list[dict], arms: list[str]) -> list[dict]:
+def diagnostics_summary(diag: list[dict], arms: list[str], empty: bool = True) -> list[dict]:
     """Mean (and ``<key>_std``, population std) of each diagnostic over cycles and seeds, per arm.
 
-    None where an arm has no value; ``batches`` counts the selected batches averaged.
+    None where an arm has no value; ``batches`` counts the selected batches averaged. ``empty=False``
+    leaves out arms with no selected batch on disk (partial results) instead of giving them a row of None.
     """
     keys = ("pairwise_ratio", "to_labelled_ratio", "class_entropy", "misclassified_fraction", "mean_confidence")
     out = []
     for arm in arms:
         rs = [r for r in diag if r["arm"] == arm]
+        if not rs and not empty:
+            continue
         row = {"arm": arm, "batches": len(rs)}
         for k in keys:
             vals = [r[k] for r in rs if r.get(k) is not None]
@@ -417,7 +492,8 @@ def norm_comparison(exp, arm: str = "kernel_norm_approx", seed: int | None = Non
     ``latent_sample`` — so no model is needed: candidates are the unlabelled
     sample points, anchors the labelled ones with their labels. The result
     (with the time of each method) is cached as ``norm_comparison.json`` in
-    the experiment folder, so redrawing does not re-time it.
+    the experiment folder, so redrawing does not re-time it. None when the run has not reached
+    ``cycle`` yet (partial results: no record of that cycle on disk).
     """
     import torch
 
@@ -433,6 +509,8 @@ def norm_comparison(exp, arm: str = "kernel_norm_approx", seed: int | None = Non
         if saved.get("key") == key:
             return saved["result"]
     path = exp.run_dir(arm, seed) / "latent" / f"cycle{cycle:02d}.npz"
+    if not path.exists() and not any(r.get("cycle") == cycle for r in results.read_records(exp.run_dir(arm, seed) / results.RECORDS_FILE)):
+        return None
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: set latent_sample for arm {arm!r} to compare norm scores")
     f = np.load(path)
@@ -492,7 +570,138 @@ def setting(exp, rows: Iterable[dict] = (), pool: int | None = None) -> str:
     n = len(exp.seeds)
     parts = [exp.profile, f"pool {pool:,}", f"{start}, +{cfg.budget:,} per cycle × {cfg.cycles}", schedule,
              f"{n} seed{'s' if n != 1 else ''}"]
+    if exp.oracle is None:  # an oracle session grows round by round: "partial" would say nothing
+        from .experiment import coverage
+
+        cov = coverage(exp, list(rows))
+        if cov["partial"]:
+            parts.append(f"PARTIAL: {partial_counts(cov)}")
     return " · ".join(p for p in parts if p)
+
+
+def partial_counts(cov: dict) -> str:
+    """"3 of 15 runs started, 9 of 120 cycles" from :func:`alkit.experiment.coverage`."""
+    return (f"{cov['runs_started']} of {cov['runs_total']} runs started, "
+            f"{cov['cycles_on_disk']:,} of {cov['cycles_expected']:,} cycles")
+
+
+def _seeds_text(seeds: list) -> str:
+    return f"seed{'s' if len(seeds) != 1 else ''} {', '.join(str(s) for s in seeds)}"
+
+
+def partial_note(exp, rows: Iterable[dict]) -> str:
+    """Markdown for a notebook when its results are partial (what is missing), or empty when every run is finished.
+
+    No record at all: says that nothing of the notebook has run yet, so its figures and statistics are
+    skipped. Otherwise: the counts of :func:`partial_counts`, the arms with no record (left out of
+    every figure and table), and per arm the seeds that are still under way with their cycles on disk.
+    """
+    from .experiment import coverage, cycle_span
+
+    if exp.oracle is not None:
+        return ""
+    cov = coverage(exp, list(rows))
+    if not cov["partial"]:
+        return ""
+    if not cov["runs_started"]:
+        return (f"**Nothing of this notebook has run yet** in the `{exp.profile}` profile: no records under "
+                f"`{exp.folder}` (0 of {cov['runs_total']} runs, 0 of {cov['cycles_expected']:,} cycles), so its figures "
+                f"and statistics are skipped. Train them with `alkit run params/{exp.profile}/{exp.name}.yaml`, then redraw.")
+    lines = [f"**Partial results**: {partial_counts(cov)} ({cov['runs_finished']} finished). Figures and numbers "
+             "below use what is on disk: a mean at a label count is over the seeds that reached it, and areas under "
+             "the budget curve and paired comparisons use only the label counts every compared seed has."]
+    by_arm: dict = {}
+    for r in cov["runs"]:
+        by_arm.setdefault(r["arm"], []).append(r)
+    absent = [a for a, rs in by_arm.items() if not any(r["cycles"] for r in rs)]
+    if absent:
+        lines.append(f"- No record yet (left out of every figure and table): {', '.join(f'`{a}`' for a in absent)}.")
+    for arm, rs in by_arm.items():
+        if arm in absent:
+            continue
+        cfg = exp.config(arm, exp.seeds[0])
+        target = cfg.initial.n + cfg.cycles * cfg.budget
+        spans: dict = {}
+        for r in rs:
+            if r["finished"]:
+                continue
+            key = (cycle_span(r["cycles"]), r["n_labelled"][0] if r["cycles"] else None,
+                   r["n_labelled"][-1] if r["cycles"] else None)
+            spans.setdefault(key, []).append(r["seed"])
+        parts = []
+        for (span, lo, hi), seeds in spans.items():
+            parts.append(f"{_seeds_text(seeds)}: no cycle on disk" if not span else
+                         f"{_seeds_text(seeds)}: cycles {span} of {cycle_span(list(range(cfg.cycles + 1)))} "
+                         f"({lo:,}\u2013{hi:,} of {cfg.initial.n:,}\u2013{target:,} labels)")
+        if parts:
+            lines.append(f"- `{arm}` under way: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def describe_best_aubc(aubc_rows: list[dict], rows: Iterable[dict], y: str = "test_acc") -> str:
+    """The "What we see" line on the areas under the budget curve of :func:`aubc`: the best arm, or the only one."""
+    if not aubc_rows:
+        return "- No area under the budget curve yet: no arm has records."
+    _, info = on_common_labels(list(rows), y=y)
+    seeds = max(r["n"] for r in aubc_rows)
+    where = f"{seeds} seed{'s' if seeds != 1 else ''} and {len(info['labels'])} label count{'s' if len(info['labels']) != 1 else ''}"
+    if len(aubc_rows) == 1:
+        (r,) = aubc_rows
+        return (f"- Only **{r['arm']}** has records yet: over {where}, its area under the budget curve is "
+                f"{100 * r['aubc']:.2f} ± {100 * r['std']:.2f} %; nothing to compare it with.")
+    best = max(aubc_rows, key=lambda r: r["aubc"])
+    return (f"- Over {where}, the best area under the budget curve is "
+            f"**{best['arm']}** ({100 * best['aubc']:.2f} ± {100 * best['std']:.2f} %).")
+
+
+def beside_study_markdown(table: list[dict], study: dict[int, float], arm: str, profile: str,
+                          name: str = "VAAL") -> tuple[str, list[dict]]:
+    """The side-by-side table of :func:`beside_study` as Markdown (with the seeds behind each mean), and its rows.
+
+    Where there is none: why (``arm`` has no records yet, or our label counts lie outside the study's grid).
+    """
+    side = beside_study(table, study, arm=arm)
+    if side:
+        seeds = {r["n_labelled"]: r["n"] for r in table if r["arm"] == arm}
+        rows = [dict(s, seeds=seeds.get(s["ours_n"])) for s in side]
+        return markdown_table(rows, [("n_labelled", "labels", "d"), ("study", f"study {name} (%)", ".2f"),
+                                     ("ours_mean", f"alkit {name} (%)", ".2f"), ("ours_std", "± std", ".2f"),
+                                     ("seeds", "seeds", "d"), ("diff", "difference", "+.2f")]), side
+    if not any(r["arm"] == arm for r in table):
+        return (f"No `{arm}` records yet: the side-by-side table with the study's {name} appears once that arm has run."), []
+    grid = sorted({r["n_labelled"] for r in table})
+    lo, hi = min(study), max(study)
+    return (f"The `{profile}` profile measures {grid[0]}–{grid[-1]} labels, outside the study's "
+            f"{lo:,}–{hi:,} grid: run the `paper` profile for the side-by-side table."), []
+
+
+def describe_unseen_share(cover: dict, arms: Iterable[str], per_arm: bool = True) -> list[str]:
+    """Lines on :func:`class_coverage`: per arm with records, the share of selected images from the unseen
+    classes (mean over seeds) and the first batch per seed with one; arms without records say so."""
+    lines = []
+    for arm in arms:
+        share = [v["share"] for (a, s), v in cover.items() if a == arm]
+        first = [v["first_cycle"] for (a, s), v in cover.items() if a == arm]
+        if not share:
+            lines.append(f"- **{arm}**: no records yet.")
+            continue
+        lines.append(f"- **{arm}**: {100 * sum(share) / len(share):.1f} % of all selected images belong to the seven unseen "
+                     f"classes (mean over {len(share)} seeds); first batch with an unseen class, per seed: cycle "
+                     f"{', '.join('never' if f is None else str(f) for f in first)}.")
+    return lines
+
+
+def unseen_share_line(cover: dict, arms: Iterable[str]) -> str:
+    """"Share of selected images from the seven unseen classes (mean over seeds): a x %, b y %." over arms with records."""
+    parts = []
+    for arm in arms:
+        share = [v["share"] for (a, s), v in cover.items() if a == arm]
+        if share:
+            parts.append(f"{arm} {100 * sum(share) / len(share):.1f} %")
+    missing = [a for a in arms if not any(k[0] == a for k in cover)]
+    text = ("- Share of selected images from the seven unseen classes (mean over seeds): "
+            + (", ".join(parts) if parts else "no arm has records yet") + ".")
+    return text + (f" No records yet: {', '.join(missing)}." if missing and parts else "")
 
 
 def differences(rows: Iterable[dict], baseline: str = "random", y: str = "test_acc", by: str = "arm") -> list[dict]:
@@ -513,6 +722,8 @@ def class_counts_by_cycle(rows: Iterable[dict], arm: str, num_classes: int = 10)
 
     The initial set is the labelled set of cycle 0 (``labelled_class_counts``); batch k is the one selected
     at the end of cycle k - 1 (``selected_class_counts``), i.e. the labels cycle k trains on in addition.
+    A batch that fewer seeds have reached than the initial set (partial results) is named with its
+    seed count, e.g. "batch 3 (2 seeds)".
     """
     rs = [r for r in rows if r.get("arm") == arm]
     out = []
@@ -520,8 +731,10 @@ def class_counts_by_cycle(rows: Iterable[dict], arm: str, num_classes: int = 10)
     if initial:
         out.append(("initial set", [int(v) for v in np.sum(initial, axis=0)]))
     for c in sorted({r["cycle"] for r in rs if r.get("selected_class_counts")}):
-        counts = np.sum([r["selected_class_counts"] for r in rs if r["cycle"] == c and r.get("selected_class_counts")], axis=0)
-        out.append((f"batch {c + 1}", [int(v) for v in np.resize(counts, num_classes)]))
+        batch = [r["selected_class_counts"] for r in rs if r["cycle"] == c and r.get("selected_class_counts")]
+        counts = np.sum(batch, axis=0)
+        few = f" ({len(batch)} seed{'s' if len(batch) != 1 else ''})" if initial and len(batch) < len(initial) else ""
+        out.append((f"batch {c + 1}{few}", [int(v) for v in np.resize(counts, num_classes)]))
     return out
 
 
@@ -579,3 +792,70 @@ def describe_task_model(rows: Iterable[dict], base: dict) -> str:
     params = sorted({int(r["classifier_params"]) for r in rows if r.get("classifier_params")})
     count = f"{params[0] / 1e6:.2f}M parameters" if len(params) == 1 else "parameters not recorded"
     return f"the `{size}` task classifier ({count})"
+
+
+def describe_against_random(rows: Iterable[dict], summary: list[dict], rank: list[dict], arm: str,
+                            baseline: str = "random") -> str:
+    """Notebook 05's line on ``arm`` (Alg 1 / Alg 2): its AUBC rank, the paired comparison with ``baseline``
+    after the first acquisition, and how spread out and how often misclassified its batches are.
+    Says so instead where ``arm`` or ``baseline`` has no records yet."""
+    stats = {r["arm"]: r for r in summary}
+    pos = {r["arm"]: i + 1 for i, r in enumerate(rank)}
+    missing = [a for a in (arm, baseline) if a not in pos]
+    if missing:
+        return f"- {arm}: not compared yet: no records of {' and '.join(missing)}."
+    d = compare_seeds(rows, arm, baseline, min_cycle=1)
+    line = (f"- {arm}: rank {pos[arm]} of {len(rank)}; AUBC after the first acquisition, per seed then paired over seeds: "
+            f"{describe_comparison(d)}")
+    s, base = stats.get(arm), stats.get(baseline)
+    if s and base and s["pairwise_ratio"] is not None and s["misclassified_fraction"] is not None \
+            and base["misclassified_fraction"] is not None:
+        line += (f" Its batches are {s['pairwise_ratio']:.2f}× as spread out as random batches and "
+                 f"{100 * s['misclassified_fraction']:.1f} % of them are misclassified ({baseline}: "
+                 f"{100 * base['misclassified_fraction']:.1f} %).")
+    return line
+
+
+def describe_accuracy_change(rows: Iterable[dict], arms: Iterable[str], seed=None, first: int = 0, last: int = 1) -> str:
+    """Notebook 01's line: each arm's test accuracy at cycle ``first`` -> ``last`` (of ``seed``, default any);
+    an arm short of a cycle says what it has."""
+    acc = {(r["arm"], r["cycle"]): r for r in rows if seed is None or r.get("seed") == seed}
+    parts = []
+    for a in arms:
+        x, y = acc.get((a, first)), acc.get((a, last))
+        if x and y:
+            parts.append(f"{a} {100 * x['test_acc']:.1f} % with {x['n_labelled']} labels → {100 * y['test_acc']:.1f} % with "
+                         f"{y['n_labelled']}")
+        elif x:
+            parts.append(f"{a} {100 * x['test_acc']:.1f} % with {x['n_labelled']} labels (cycle {last} not on disk yet)")
+        else:
+            parts.append(f"{a}: no records yet")
+    return "- Test accuracy of the task model: " + ", ".join(parts) + "."
+
+
+def curve_markdown(rows: Iterable[dict], order: Iterable[str], y: str = "test_acc", scale: float = 100,
+                   study: dict | None = None, study_name: str = "study") -> str:
+    """The numbers of a curve figure as a Markdown table: per arm and label count, the mean ± sd over the
+    seeds that reached it, their count, each seed's own value (in seed order, "–" where a seed has none)
+    and ``study``'s number ({label count: value}, already in percent) where it reports that label count.
+
+    Arms without records are left out; the study's column only appears where it meets our label counts.
+    """
+    rows = [r for r in rows if r.get(y) is not None]
+    table = curve(rows, y=y)
+    value = {(r["arm"], r["seed"], r["n_labelled"]): r[y] for r in rows}
+    seeds = sorted({r["seed"] for r in rows}, key=_seed_order)
+    out = []
+    for arm in [a for a in order if any(t["arm"] == a for t in table)]:
+        for t in (t for t in table if t["arm"] == arm):
+            each = [value.get((arm, s, t["n_labelled"])) for s in seeds]
+            out.append({"arm": arm, "n_labelled": t["n_labelled"], "mean": scale * t["mean"], "std": scale * t["std"],
+                        "n": t["n"], "each": " / ".join("–" if v is None else f"{scale * v:.2f}" for v in each),
+                        "study": (study or {}).get(t["n_labelled"])})
+    if not out:
+        return ""
+    columns = [("arm", "arm", "s"), ("n_labelled", "labels", ","), ("mean", "mean", ".2f"), ("std", "± sd", ".2f"),
+               ("n", "seeds", "d"), ("each", f"seed {' / '.join(str(s) for s in seeds)}", "s")]
+    if any(r["study"] is not None for r in out):
+        columns.append(("study", study_name, ".2f"))
+    return markdown_table(out, columns)

@@ -5,6 +5,9 @@
 outputs); any other profile writes executed copies to ``notebooks/<profile>/``.
 Each notebook runs in its own papermill process, so a timeout or crash in one
 does not stop the others; finished experiments inside it are kept on disk.
+``--draw-only`` sets ``$ALKIT_DRAW_ONLY``: the notebooks train nothing and draw the
+records on disk, partial ones included (a GPU profile's results on a laptop); oracle
+sessions (notebook 06), which train as they label, are skipped.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"  # read by alkit.experiment.run_experiment (not imported here: no torch for the runner)
 
 
 def notebooks_for(profile: str, root: Path = ROOT, only: list[str] | None = None) -> list[tuple[Path, Path]]:
@@ -34,11 +38,21 @@ def notebooks_for(profile: str, root: Path = ROOT, only: list[str] | None = None
     return pairs
 
 
-def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float, root: Path = ROOT) -> dict:
+def is_oracle_session(params: Path) -> bool:
+    """True when a notebook's parameters name an ``oracle`` (notebook 06): its session trains as it labels."""
+    import yaml
+
+    return bool((yaml.safe_load(params.read_text()) or {}).get("oracle"))
+
+
+def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float, root: Path = ROOT,
+                 draw_only: bool = False) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-f", str(params), "-p", "profile", profile,
            "--cwd", str(root), "--no-progress-bar", "--log-level", "WARNING"]
     env = dict(os.environ, ALKIT_QUIET="1", PYTHONUNBUFFERED="1")
+    if draw_only:
+        env[DRAW_ONLY_ENV] = "1"
     started = time.time()
     t = time.perf_counter()
     try:
@@ -79,13 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="smoke")
     ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 02 03")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default: 900 smoke, 14400 otherwise)")
+    ap.add_argument("--draw-only", action="store_true",
+                    help="train nothing: draw the records on disk, partial runs included ($ALKIT_DRAW_ONLY=1)")
     args = ap.parse_args(argv)
     timeout = args.timeout or (900 if args.profile == "smoke" else 4 * 3600)
     summary = []
     for nb, params in notebooks_for(args.profile, only=args.only):
+        if args.draw_only and is_oracle_session(params):
+            print(f"[{args.profile}] {nb.name}: skipped (an oracle session trains as it labels; draw-only trains nothing)",
+                  flush=True)
+            continue
         out = nb if args.profile == "smoke" else ROOT / "notebooks" / args.profile / nb.name
-        print(f"[{args.profile}] {nb.name} ...", flush=True)
-        row = run_notebook(nb, params, out, args.profile, timeout)
+        print(f"[{args.profile}] {nb.name} ...{' (draw only)' if args.draw_only else ''}", flush=True)
+        row = run_notebook(nb, params, out, args.profile, timeout, draw_only=args.draw_only)
         print(f"[{args.profile}] {nb.name}: {row['status']} in {row['seconds']:.1f} s", flush=True)
         if row["log_tail"]:
             print(row["log_tail"], file=sys.stderr)

@@ -18,6 +18,7 @@ to ``<root>/<profile>/<name>/<arm>/seed<seed>/``.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,9 +82,18 @@ def load_experiment(path: str | Path, **overrides) -> Experiment:
     return from_dict(Experiment, values, where=str(path))
 
 
+#: set to 1 (``python -m alkit.batch --draw-only``, ``make figures DRAW_ONLY=1``): notebooks draw what is on disk, train nothing
+DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"
+
+
+def draw_only() -> bool:
+    """True when ``$ALKIT_DRAW_ONLY`` is set to anything but "", "0", "false" or "no"."""
+    return os.environ.get(DRAW_ONLY_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def run_experiment(
     exp: Experiment, *, arms: list[str] | None = None, seeds: list[int] | None = None,
-    force: bool = False, progress: bool = True, log=print,
+    force: bool = False, progress: bool = True, log=print, train: bool | None = None,
 ) -> list[dict]:
     """Run every (arm, seed) not yet finished, one after another; return all records of the experiment folder.
 
@@ -91,9 +101,21 @@ def run_experiment(
     resumes after its last finished cycle. Data is loaded once per distinct
     dataset setting and shared by the runs. (``alkit run --jobs N`` runs them
     concurrently: :mod:`alkit.jobs`.)
+
+    ``train=False`` (default: False when ``$ALKIT_DRAW_ONLY`` is set, else True) trains nothing:
+    the records on disk are returned as they are, unfinished runs included, and ``log`` gets one
+    line per run that is not finished (:func:`incomplete_lines`), so a notebook can draw a
+    GPU-scale profile's partial results on a laptop.
     """
     from .progress import progress_bar
 
+    if train is None:
+        train = not draw_only()
+    if not train:
+        rows = experiment_records(exp, log=log)
+        for line in incomplete_lines(exp, rows) if log else ():
+            log(line)
+        return rows
     data_cache = {}
     runs = [(arm, seed) for arm in arms or list(exp.arms) for seed in seeds or exp.seeds]
     todo = force or not is_finished(exp, runs)
@@ -162,3 +184,60 @@ def is_finished(exp: Experiment, runs: list[tuple[str, int]] | None = None) -> b
         if not recs or not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped")):
             return False
     return True
+
+
+def coverage(exp: Experiment, rows: list[dict]) -> dict:
+    """How much of ``exp`` the records ``rows`` hold: per run and in total.
+
+    ``runs``: one dict per (arm, seed) of the parameters, in arm then seed order: ``arm, seed,
+    cycles`` (sorted cycle numbers present), ``n_labelled`` (their label counts), ``expected``
+    (``cycles + 1`` of its config), ``stopped`` (the stopping rule ended it) and ``finished``
+    (every cycle present, or stopped). Totals: ``runs_total, runs_started, runs_finished,
+    cycles_on_disk, cycles_expected`` (a stopped run expects the cycles it has) and ``partial``
+    (some run is not finished).
+    """
+    present: dict = {}
+    for r in rows:
+        if r.get("cycle") is not None:
+            present.setdefault((r.get("arm"), r.get("seed")), {})[r["cycle"]] = r
+    runs = []
+    for arm in exp.arms:
+        expected = exp.config(arm, exp.seeds[0]).cycles + 1
+        for seed in exp.seeds:
+            recs = present.get((arm, seed), {})
+            cycles = sorted(recs)
+            stopped = bool(cycles) and bool(recs[cycles[-1]].get("stopped"))
+            runs.append({"arm": arm, "seed": seed, "cycles": cycles, "expected": expected, "stopped": stopped,
+                         "n_labelled": [recs[c].get("n_labelled") for c in cycles],
+                         "finished": stopped or len(cycles) >= expected})
+    out = {"runs": runs, "runs_total": len(runs), "runs_started": sum(1 for r in runs if r["cycles"]),
+           "runs_finished": sum(1 for r in runs if r["finished"]),
+           "cycles_on_disk": sum(len(r["cycles"]) for r in runs),
+           "cycles_expected": sum(len(r["cycles"]) if r["stopped"] else r["expected"] for r in runs)}
+    out["partial"] = out["runs_finished"] < out["runs_total"]
+    return out
+
+
+def cycle_span(cycles: list[int]) -> str:
+    """``[0, 1, 2]`` -> "0-2"; gaps as in "0-2, 5"; one cycle -> "3"."""
+    parts, start = [], None
+    for i, c in enumerate(cycles):
+        if start is None:
+            start = c
+        if i + 1 == len(cycles) or cycles[i + 1] != c + 1:
+            parts.append(str(start) if start == c else f"{start}-{c}")
+            start = None
+    return ", ".join(parts)
+
+
+def incomplete_lines(exp: Experiment, rows: list[dict]) -> list[str]:
+    """One line per unfinished run of ``exp``: "02_vaal_vs_random/vaal/seed0: no cycle on disk",
+    "02_vaal_vs_random/random/seed0: cycles 0-2 of 0-7"; none when every run is finished."""
+    out = []
+    for r in coverage(exp, rows)["runs"]:
+        if r["finished"]:
+            continue
+        head = f"{exp.name}/{r['arm']}/seed{r['seed']}"
+        out.append(f"{head}: no cycle on disk" if not r["cycles"] else
+                   f"{head}: cycles {cycle_span(r['cycles'])} of {cycle_span(list(range(r['expected'])))}")
+    return out

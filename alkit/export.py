@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 
 from .results import atomic_write_bytes
@@ -182,8 +183,27 @@ def notebook_link(html: Path) -> str:
         return Path(html).as_posix()
 
 
-def show(fig: go.Figure, stem: str | Path, **kw) -> Shown:
-    """Save ``fig`` under ``stem`` (see :func:`save`) and return an object that displays it."""
+def has_data(fig: go.Figure) -> bool:
+    """True when some trace of ``fig`` has a value to draw (an ``x``, ``y`` or ``z`` that is not None)."""
+    for t in fig.data:
+        for key in ("z", "y", "x"):
+            values = getattr(t, key, None)
+            if values is not None and any(v is not None for v in np.asarray(values, dtype=object).ravel()):
+                return True
+    return False
+
+
+def show(fig: go.Figure, stem: str | Path, **kw):
+    """Save ``fig`` under ``stem`` (see :func:`save`) and return an object that displays it.
+
+    A figure with nothing to draw (no record has its measure yet: partial results) is neither saved
+    nor drawn as empty axes; a one-line note says so instead.
+    """
+    if not has_data(fig):
+        from IPython.display import Markdown
+
+        title = fig.layout.title.text or Path(stem).name
+        return Markdown(f"*{title}: nothing to draw yet (no record on disk has this measure).*")
     size = _size(kw.get("still") or fig, kw.get("width"), kw.get("height"))
     return Shown(fig, save(fig, stem, **kw)["png"], Path(stem).with_suffix(".html"), size, kw.get("still"))
 

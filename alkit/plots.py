@@ -63,6 +63,8 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 
 def _title(title: str, subtitle: str = "") -> dict:
+    # the PARTIAL note of a setting line (alkit.analysis.setting) on a line of its own: the subtitle would overflow
+    subtitle = subtitle.replace(" · PARTIAL:", "<br>PARTIAL:")
     return dict(text=title, subtitle=dict(text=subtitle, font=dict(size=11, color="#555")), x=0.01, xanchor="left")
 
 
@@ -109,9 +111,11 @@ def curves(
         rs = sorted((r for r in table if r["arm"] == arm), key=lambda r: r[x])
         if not rs:
             continue
+        lo, hi = min(r["n"] for r in rs), max(r["n"] for r in rs)  # fewer seeds at the right while runs are under way
+        seeds = f"{hi} seed{'s' if hi != 1 else ''}" if lo == hi else f"{lo}\u2013{hi} seeds"
         fig.add_trace(go.Scatter(
             x=[r[x] for r in rs], y=[scale * r["mean"] for r in rs], mode="lines+markers", legendgroup=str(arm),
-            name=f"{arm} (mean of {rs[0]['n']} seed{'s' if rs[0]['n'] != 1 else ''})", line=dict(color=c, width=3),
+            name=f"{arm} (mean of {seeds})", line=dict(color=c, width=3),
             customdata=[[scale * r["std"], r["n"]] for r in rs],
             hovertemplate=f"{arm}<br>{x}=%{{x}}<br>mean %{{y:.2f}} (sd %{{customdata[0]:.2f}}, %{{customdata[1]}} seeds)<extra></extra>",
         ), **where)
@@ -165,7 +169,9 @@ def class_histograms(rows: list[dict], *, arms: Sequence[str], class_names: Sequ
     of the study's reported counts ({row name: counts per class}).
     """
     arms = ordered(arms)
-    panels = [(arm, analysis.class_counts_by_cycle(rows, arm)) for arm in arms]
+    panels = [(arm, t) for arm in arms if (t := analysis.class_counts_by_cycle(rows, arm))]  # arms with no record: no panel
+    if not panels and not study:
+        return go.Figure(layout=dict(title=_title(title, subtitle)))
     if study:
         panels.append((study_name, list(study.items())))
     names = [f"{n} ★" if i in set(start_classes) else n for i, n in enumerate(class_names)]
@@ -232,6 +238,8 @@ def confusion_slider(by_cycle: dict[str, dict[int, np.ndarray]], labels: Mapping
     """
     arms = list(by_cycle)
     cycles = sorted({c for per in by_cycle.values() for c in per})
+    if not arms:
+        return go.Figure(layout=dict(title=_title(title, subtitle)))
     ncols = min(3, len(arms))
     nrows = int(np.ceil(len(arms) / ncols))
     fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=arms, horizontal_spacing=0.03, vertical_spacing=0.1)
@@ -268,6 +276,8 @@ def confusion_grid(by_cycle: dict[str, dict[int, np.ndarray]], cycles: Sequence[
                    subtitle: str = "") -> go.Figure:
     """A grid: one row per arm, one column per chosen cycle (the static counterpart of :func:`confusion_slider`)."""
     arms = list(by_cycle)
+    if not arms or not cycles:
+        return go.Figure(layout=dict(title=_title(title, subtitle)))
     titles = []
     for arm in arms:
         for c in cycles:

@@ -157,3 +157,28 @@ def describe_reconstruction(arm: str, n_labelled: int, quality: dict, iterations
 def latent_cycles(folder: Path) -> list[int]:
     """Cycles (rounds) with saved latent codes under ``folder/latent/`` (``cycleNN.npz``), sorted."""
     return sorted(int(p.stem[5:]) for p in (Path(folder) / "latent").glob("cycle[0-9][0-9].npz"))
+
+
+def drawable(exp, rows, arms, seed: int, cycles=(0, 1), need: str = "views") -> tuple[list[tuple[str, int, dict]], list[str]]:
+    """The (arm, cycle, record) of ``seed`` that can be drawn, and a note per one that cannot yet.
+
+    ``need="views"``: reconstructions and samples (the cached ``views/cycleNN.npz`` or the saved learner);
+    ``need="latent"``: a UMAP map (the saved ``latent/cycleNN.npz``). Partial results: a cycle with no
+    record on disk, or without the files a figure needs, is left out and named in the notes.
+    """
+    recs = {(r.get("arm"), r.get("cycle")): r for r in rows if r.get("seed") == seed}
+    ok, notes = [], []
+    for arm in arms:
+        run_dir = exp.run_dir(arm, seed)
+        for cycle in cycles:
+            rec = recs.get((arm, cycle))
+            if rec is None:
+                notes.append(f"{arm}, cycle {cycle}: no record on disk yet")
+                continue
+            files = ([run_dir / "views" / f"cycle{cycle:02d}.npz", run_dir / "learners" / f"cycle{cycle:02d}.pt"]
+                     if need == "views" else [run_dir / "latent" / f"cycle{cycle:02d}.npz"])
+            if any(f.exists() for f in files):
+                ok.append((arm, cycle, rec))
+            else:
+                notes.append(f"{arm}, cycle {cycle}: no {' or '.join(f.relative_to(run_dir).as_posix() for f in files)} on disk")
+    return ok, notes
