@@ -509,9 +509,9 @@ def norm_comparison(exp, arm: str = "kernel_norm_approx", seed: int | None = Non
         if saved.get("key") == key:
             return saved["result"]
     path = exp.run_dir(arm, seed) / "latent" / f"cycle{cycle:02d}.npz"
-    if not path.exists() and not any(r.get("cycle") == cycle for r in results.read_records(exp.run_dir(arm, seed) / results.RECORDS_FILE)):
-        return None
     if not path.exists():
+        if not any(r.get("cycle") == cycle for r in results.read_records(exp.run_dir(arm, seed) / results.RECORDS_FILE)):
+            return None  # the run has not reached this cycle yet
         raise FileNotFoundError(f"{path} missing: set latent_sample for arm {arm!r} to compare norm scores")
     f = np.load(path)
     z = torch.as_tensor(f["z"].astype(np.float32))
@@ -675,12 +675,17 @@ def beside_study_markdown(table: list[dict], study: dict[int, float], arm: str, 
             f"{lo:,}–{hi:,} grid: run the `paper` profile for the side-by-side table."), []
 
 
-def describe_unseen_share(cover: dict, arms: Iterable[str], per_arm: bool = True) -> list[str]:
+def _unseen_shares(cover: dict, arm: str) -> list[float]:
+    """Per seed of ``arm``, the share of its selected images from the unseen classes (:func:`class_coverage`)."""
+    return [v["share"] for (a, _), v in cover.items() if a == arm]
+
+
+def describe_unseen_share(cover: dict, arms: Iterable[str]) -> list[str]:
     """Lines on :func:`class_coverage`: per arm with records, the share of selected images from the unseen
     classes (mean over seeds) and the first batch per seed with one; arms without records say so."""
     lines = []
     for arm in arms:
-        share = [v["share"] for (a, s), v in cover.items() if a == arm]
+        share = _unseen_shares(cover, arm)
         first = [v["first_cycle"] for (a, s), v in cover.items() if a == arm]
         if not share:
             lines.append(f"- **{arm}**: no records yet.")
@@ -695,7 +700,7 @@ def unseen_share_line(cover: dict, arms: Iterable[str]) -> str:
     """"Share of selected images from the seven unseen classes (mean over seeds): a x %, b y %." over arms with records."""
     parts = []
     for arm in arms:
-        share = [v["share"] for (a, s), v in cover.items() if a == arm]
+        share = _unseen_shares(cover, arm)
         if share:
             parts.append(f"{arm} {100 * sum(share) / len(share):.1f} %")
     missing = [a for a in arms if not any(k[0] == a for k in cover)]

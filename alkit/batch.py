@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"  # read by alkit.experiment.run_experiment (not imported here: no torch for the runner)
+DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"  # set here, read by alkit.experiment.draw_only (imported from here: one name)
 
 
 def notebooks_for(profile: str, root: Path = ROOT, only: list[str] | None = None) -> list[tuple[Path, Path]]:

@@ -82,8 +82,9 @@ def load_experiment(path: str | Path, **overrides) -> Experiment:
     return from_dict(Experiment, values, where=str(path))
 
 
-#: set to 1 (``python -m alkit.batch --draw-only``, ``make figures DRAW_ONLY=1``): notebooks draw what is on disk, train nothing
-DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"
+#: ``$ALKIT_DRAW_ONLY`` set to 1 (``python -m alkit.batch --draw-only``, ``make figures DRAW_ONLY=1``): notebooks
+#: draw what is on disk, train nothing. Defined in alkit.batch, which sets it and imports no torch.
+from .batch import DRAW_ONLY_ENV  # noqa: E402
 
 
 def draw_only() -> bool:

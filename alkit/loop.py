@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import results, timebox
+from .timebox import clock  # wall-clock seconds for deadlines; tests replace loop.clock / jobs.clock
 from .config import ConfigError, from_dict, to_dict
 from .learners import TrainData, make_learner
 from .learners.base import LEARNERS
@@ -244,10 +245,6 @@ def run(
             break
     return records
 
-
-def clock() -> float:
-    """Wall-clock seconds (``time.time``) for deadlines; one function so tests can replace it."""
-    return time.time()
 
 
 #: a cycle is started only if its estimate times this still ends before the deadline

@@ -62,6 +62,11 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def _empty(title: str, subtitle: str = "") -> go.Figure:
+    """Axes-free figure with only its title: nothing on disk to draw yet (``export.show`` then writes a note instead)."""
+    return go.Figure(layout=dict(title=_title(title, subtitle)))
+
+
 def _title(title: str, subtitle: str = "") -> dict:
     # the PARTIAL note of a setting line (alkit.analysis.setting) on a line of its own: the subtitle would overflow
     subtitle = subtitle.replace(" · PARTIAL:", "<br>PARTIAL:")
@@ -171,7 +176,7 @@ def class_histograms(rows: list[dict], *, arms: Sequence[str], class_names: Sequ
     arms = ordered(arms)
     panels = [(arm, t) for arm in arms if (t := analysis.class_counts_by_cycle(rows, arm))]  # arms with no record: no panel
     if not panels and not study:
-        return go.Figure(layout=dict(title=_title(title, subtitle)))
+        return _empty(title, subtitle)
     if study:
         panels.append((study_name, list(study.items())))
     names = [f"{n} ★" if i in set(start_classes) else n for i, n in enumerate(class_names)]
@@ -239,7 +244,7 @@ def confusion_slider(by_cycle: dict[str, dict[int, np.ndarray]], labels: Mapping
     arms = list(by_cycle)
     cycles = sorted({c for per in by_cycle.values() for c in per})
     if not arms:
-        return go.Figure(layout=dict(title=_title(title, subtitle)))
+        return _empty(title, subtitle)
     ncols = min(3, len(arms))
     nrows = int(np.ceil(len(arms) / ncols))
     fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=arms, horizontal_spacing=0.03, vertical_spacing=0.1)
@@ -277,7 +282,7 @@ def confusion_grid(by_cycle: dict[str, dict[int, np.ndarray]], cycles: Sequence[
     """A grid: one row per arm, one column per chosen cycle (the static counterpart of :func:`confusion_slider`)."""
     arms = list(by_cycle)
     if not arms or not cycles:
-        return go.Figure(layout=dict(title=_title(title, subtitle)))
+        return _empty(title, subtitle)
     titles = []
     for arm in arms:
         for c in cycles:

@@ -46,7 +46,8 @@ class CycleAbandoned(RuntimeError):
 
 
 def clock() -> float:
-    """Wall-clock seconds (``time.time``, as :func:`alkit.loop.clock`); one function so tests can replace it."""
+    """Wall-clock seconds (``time.time``) for deadlines; :mod:`alkit.loop` and :mod:`alkit.jobs` use it too.
+    Tests replace each module's name (``timebox.clock``, ``loop.clock``, ``jobs.clock``) on its own."""
     return time.time()
 
 
