@@ -17,8 +17,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import results, timebox
-from .timebox import clock  # wall-clock seconds for deadlines; tests replace loop.clock / jobs.clock
+from . import results
+from .engine import timebox
+from .engine.timebox import clock  # wall-clock seconds for deadlines; tests replace loop.clock / jobs.clock
 from .config import ConfigError, from_dict, to_dict
 from .learners import TrainData, make_learner
 from .learners.base import LEARNERS

@@ -26,7 +26,7 @@ every cycle builds one) with ``iterations`` set. Pipelines:
   ``compile=reduce-overhead`` (CUDA graphs), ``bf16``, ``channels_last``, ``fused_optim``;
   on CPU the same without compilation, which takes tens of seconds per graph there).
 - with ``--ablate`` also each option alone (``compile``, ``bf16``, ``channels_last``, ``fused_optim``),
-  which is what :data:`alkit.learners.speed.GPU_DEFAULTS` should be filled from.
+  which is what :data:`alkit.engine.speed.GPU_DEFAULTS` should be filled from.
 
 Timing (``torch.cuda.synchronize`` around every fit): fit 1 of ``W`` iterations (cold: compilation,
 cuDNN and allocator warm-up), fit 2 of ``W`` (warm), fit 3 of ``W + N``; ms per iteration =
@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 from alkit.config import from_dict, to_dict  # noqa: E402
 from alkit.data import load_dataset  # noqa: E402
 from alkit.learners import LEARNERS, TrainData  # noqa: E402
-from alkit.learners.speed import FLAGS  # noqa: E402
+from alkit.engine.speed import FLAGS  # noqa: E402
 
 #: benchmark name -> (learner, parameter overrides of the paper profile's defaults)
 BENCH = {

@@ -38,7 +38,8 @@ from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 from alkit.data import load_dataset, locate_files, read_idx
 from alkit.losses import beta_elbo_loss, discriminator_loss, vaal_adversarial_loss
 from alkit.models import VAE, Classifier, Discriminator, count_parameters
-from alkit.train import endless_batches, generator, seed_everything
+from alkit.engine.batches import endless_batches, generator
+from alkit.train import seed_everything
 
 
 class RawImages(Dataset):

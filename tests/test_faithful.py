@@ -15,7 +15,7 @@ import alkit.learners.m2 as m2_module
 from alkit.learners import LEARNERS, TrainData, make_learner
 from alkit.learners.schedule import ScheduleParams
 from alkit.models import Classifier
-from alkit.train import fit_task_model
+from alkit.learners.task import fit_task_model
 from helpers import synthetic_images
 
 WITH_DISC = ["vaal", "tavaal", "m2_disc", "m2_vaal"]

@@ -12,7 +12,7 @@ from alkit.config import ConfigError
 from alkit.learners import LEARNERS, TrainData, make_learner
 from alkit.learners.adversarial import heldout_scores, holdout_split
 from alkit.strategies import Context, acquire, get_strategy
-from alkit.train import generator
+from alkit.engine.batches import generator
 
 GENERATIVE = ["vaal", "tavaal", "m2", "m2_disc", "m2_vaal"]
 WITH_DISC = ["vaal", "tavaal", "m2_disc", "m2_vaal"]

@@ -1,4 +1,4 @@
-"""Speed options of the training steps (alkit.learners.speed): resolution, validation, each option alone,
+"""Speed options of the training steps (alkit.engine.speed): resolution, validation, each option alone,
 no host sync per step. (Bit-identity of the all-off default with the former code was checked by rerunning
 tests/params/02 before and after; see the commit message.)"""
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 
 from alkit.config import ConfigError
 from alkit.learners import LEARNERS, TrainData, make_learner
-from alkit.learners import speed as speed_module
-from alkit.learners.speed import OFF, Speed, resolve_speed
+from alkit.engine import speed as speed_module
+from alkit.engine.speed import OFF, Speed, resolve_speed
 
 ALL = sorted(LEARNERS)
 RECORD_KEYS = {"speed_compile", "speed_cuda_graphs", "speed_bf16", "speed_channels_last", "speed_fused_optim"}

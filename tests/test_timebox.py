@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from alkit import jobs, loop, timebox
+from alkit import jobs, loop
+from alkit.engine import timebox
 from alkit.experiment import load_experiment
 from alkit.results import load_results, read_records
 

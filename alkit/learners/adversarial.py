@@ -1,4 +1,4 @@
-"""Shared machinery of the generative learners (VAAL, TA-VAAL, the M2 family): the iteration loop,
+"""Shared machinery of the generative learners (VAAL, TA-VAAL, the M2 family): the generative phase,
 the discriminator, and the held-out stopping signal.
 
 Iteration (VAAL's ``solver.py``): ``vae_steps`` generative (VAE or M2) steps,
@@ -28,18 +28,16 @@ at sampling time, so the signal measures what sampling relies on.)
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from ..losses import LIKELIHOODS, discriminator_loss
 from ..models import Discriminator
-from ..progress import progress_bar
-from ..timebox import Watch
-from ..train import RunningMeans, generator, tensor_batches
+from ..engine import Optim, Phase, Step, Validation
+from ..engine.batches import tensor_batches
+from ..engine.speed import OFF, Speed
 from .base import Learner, TrainData, batched
-from .speed import OFF, Speed
 
 
 @dataclass
@@ -153,116 +151,95 @@ def warm_load(module: torch.nn.Module, previous, attr: str) -> bool:
 
 
 class GenerativeLearner(Learner):
-    """Base of VAAL, TA-VAAL and the M2 family: the iteration loop of the module docstring."""
+    """Base of VAAL, TA-VAAL and the M2 family: the iteration of the module docstring as one engine phase."""
 
     has_disc = False
     disc: Discriminator
-    #: the resolved :mod:`.speed` options of the training steps; ``fit`` sets them
+    #: the resolved :mod:`~alkit.engine.speed` options of the training steps; ``fit_phases`` sets them
     speed: Speed = OFF
-    #: yields ``(idx, xb, yb)`` minibatches (:func:`~alkit.train.tensor_batches`); benchmarks swap it
+    #: yields ``(idx, xb, yb)`` minibatches (:func:`~alkit.engine.batches.tensor_batches`); benchmarks swap it
     batch_source = staticmethod(tensor_batches)
 
-    # subclasses: the modules that shape the discriminator input, the generative loss, the input itself
-    def _generative_modules(self) -> list[torch.nn.Module]:
+    # subclasses: the modules the generative optimiser trains, the generative loss, the discriminator input
+    def _generative_modules(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
 
-    def _generative_loss(self, xl, yl, xu, wl, wu) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _side_modules(self) -> dict[str, torch.nn.Module]:
+        """Frozen modules (eval mode, no optimiser) the losses read: TA-VAAL's task model and loss predictor."""
+        return {}
+
+    def _hp(self) -> dict:
+        """The per-run numbers of the losses (:attr:`alkit.engine.Phase.hp`)."""
+        return {"beta": self.params.beta}
+
+    def _static_flags(self) -> dict:
+        """The flags the losses branch on in Python (:attr:`alkit.engine.Phase.static`)."""
+        return {}
+
+    def _generative_loss(self, xl, yl, xu, wl, wu, hp) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward + loss of one generative step on a labelled and an unlabelled batch: ``(loss, terms)``.
 
-        ``wl`` (Bl,), ``wu`` (Bu,): 1 for points in the adversarial game, 0 for held-out ones.
-        Tensors in, tensors out, no host sync: :meth:`Speed.step` may compile it.
+        ``wl`` (Bl,), ``wu`` (Bu,): 1 for points in the adversarial game, 0 for held-out ones; ``hp``:
+        :meth:`_hp` (Python numbers alone, 0-d tensors in a fused group). Tensors in, tensors out, no host
+        sync: :meth:`Speed.step` may compile it, :func:`torch.vmap` fuses it.
         """
         raise NotImplementedError
 
-    def _generative_step(self, xl, yl, xu, wl, wu) -> dict[str, torch.Tensor]:
-        """One optimiser step of the generative model (inside :meth:`_train_loop`); returns the loss terms."""
-        loss, terms = self._gen_loss(xl, yl, xu, wl, wu)
-        self._gen_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self._gen_opt.step()
-        return terms
-
-    def _disc_loss(self, xl, xu, wl, wu) -> torch.Tensor:
+    def _disc_loss(self, xl, xu, wl, wu):
         """Forward + loss of one discriminator step (generative modules in eval mode, no gradient into them)."""
         with torch.no_grad():
             f = self._disc_input(torch.cat([xl, xu]))  # (Bl+Bu, in_dim)
         logits = self.disc(f)  # (Bl+Bu,)
-        return discriminator_loss(logits[: len(xl)], logits[len(xl) :], wl, wu)
+        loss = discriminator_loss(logits[: len(xl)], logits[len(xl) :], wl, wu)
+        return loss, {"disc_loss": loss}
 
     def _disc_input(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) -> (B, in_dim) discriminator input, no grad; caller sets eval mode."""
         raise NotImplementedError
 
     def _set_eval(self, flag: bool) -> None:
-        for m in self._generative_modules():
+        for m in self._generative_modules().values():
             m.train(not flag)
 
-    def _train_loop(
-        self, data: TrainData, held: HeldOut | None, opt: torch.optim.Optimizer, seed: int, progress: bool,
-        on_check=None,
-    ) -> dict:
-        """Run the cycle's iterations; returns the mean losses since the last check and ``iterations``.
-
-        ``opt`` optimises the generative model. ``on_check(iteration) -> (metrics, stop)`` runs at
-        every validation point of the schedule (M2: validate q(y|x), keep the best state; ``stop``
-        ends training early). Steps run through :meth:`Speed.step` (autocast, compilation).
-        """
+    def _generative_phase(self, data: TrainData, held: HeldOut | None, lr: float, seed: int,
+                          validation: Validation | None = None) -> Phase:
+        """The cycle's generative phase: ``vae_steps`` generative steps (Adam ``lr``, the discriminator
+        frozen), then ``disc_steps`` discriminator steps (Adam ``lr_disc``, the first on the last batches),
+        per iteration; labelled batches from ``seed``, unlabelled from ``seed + 1``. ``validation``: M2's
+        check of q(y|x) and best state of the whole learner."""
         p = self.params
         n_l, n_u = len(data.x_labelled), len(data.x_unlabelled)
-        iterations = p.iterations_per_cycle(n_l, n_u)
-        opt_d = self.speed.adam(self.disc.parameters(), lr=p.lr_disc) if self.has_disc else None
-        self._gen_opt, self._gen_loss = opt, self.speed.step(self._generative_loss)
-        disc_loss = self.speed.step(self._disc_loss)
-        lab = self.batch_source(data.x_labelled, data.y_labelled, p.batch_size, generator(seed, self.device))
-        unl = self.batch_source(data.x_unlabelled, None, p.batch_size, generator(seed + 1, self.device))
-        wl_all = held.l_weight if held is not None else torch.ones(n_l, device=self.device)
-        wu_all = held.u_weight if held is not None else torch.ones(n_u, device=self.device)
-
-        def draw():
-            (il, xl, yl), (iu, xu, _) = next(lab), next(unl)
-            return xl, yl, xu, wl_all[il], wu_all[iu]
-
-        means, last = RunningMeans(), {}
-        bar = progress_bar(range(iterations), desc=self.name, leave=False, disable=not progress, mininterval=1.0)
-        watch = Watch(iterations, f"{self.name} generative steps")  # the cycle's time box (alkit.timebox)
-        it = -1
-        for it in bar:
-            self._set_eval(False)
-            for _ in range(p.vae_steps):
-                batch = draw()
-                if self.has_disc:
-                    self.disc.requires_grad_(False)
-                means.add(**self._generative_step(*batch))
-                if self.has_disc:
-                    self.disc.requires_grad_(True)
-            if self.has_disc:
-                self._set_eval(True)
-                self.disc.train()
-                for k in range(p.disc_steps):
-                    if k > 0:
-                        batch = draw()
-                    xl, _, xu, wl, wu = batch
-                    loss_d = disc_loss(xl, xu, wl, wu)
-                    opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    opt_d.step()
-                    means.add(disc_loss=loss_d)
-            if p.validates_at(it, iterations):
-                last = means.means(f"{self.name} iteration {it}")
-                means = RunningMeans()
-                stop = False
-                if on_check is not None:
-                    extra, stop = on_check(it)
-                    last.update(extra)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("disc_loss", "val_acc_last")})
-                if stop:
-                    break
-            watch.tick(it)
-        del self._gen_opt, self._gen_loss  # the pickled learner keeps neither
-        self._set_eval(True)
+        gen, side = self._generative_modules(), self._side_modules()
+        names, side_names = tuple(gen), tuple(side)
+        modules = {**gen, **side, **({"disc": self.disc} if self.has_disc else {})}
+        self._static = self._static_flags()
+        steps = [Step("generative", lambda b, hp, iteration: self._generative_loss(b["xl"], b["yl"], b["xu"], b["wl"],
+                                                                                   b["wu"], hp),
+                      "generative", draw="both", times=p.vae_steps, train=names, eval=side_names,
+                      frozen=("disc",) if self.has_disc else ())]
+        optimizers = {"generative": Optim("adam", names, {"lr": lr})}
         if self.has_disc:
-            self.disc.eval()
-        return {**last, "iterations": it + 1}
+            steps.append(Step("discriminator", lambda b, hp, iteration: self._disc_loss(b["xl"], b["xu"], b["wl"], b["wu"]),
+                              "discriminator", draw="reuse", times=p.disc_steps, train=("disc",), eval=names + side_names))
+            optimizers["discriminator"] = Optim("adam", ("disc",), {"lr": p.lr_disc})
+        return Phase(
+            name=self.name, modules=modules, optimizers=optimizers, steps=steps,
+            iterations=p.iterations_per_cycle(n_l, n_u), batch_size=p.batch_size,
+            labelled=(data.x_labelled, data.y_labelled,
+                      held.l_weight if held is not None else torch.ones(n_l, device=self.device)),
+            seed_labelled=seed,
+            unlabelled=(data.x_unlabelled, held.u_weight if held is not None else torch.ones(n_u, device=self.device)),
+            seed_unlabelled=seed + 1, validation=validation, x_val=data.x_val, y_val=data.y_val,
+            validates_at=p.validates_at, hp=self._hp(), static=self._static, speed=self.speed,
+            batch_source=self.batch_source, watch=f"{self.name} generative steps",
+        )
+
+    def _own_terms(self, last: dict) -> dict:
+        """``last`` without the terms this run's own losses do not have (a fused group computes the union:
+        an ``adversary_weight`` 0 run beside adversarial ones gets an ``adv_loss`` it never used)."""
+        if not self._static_flags().get("adversarial", True):
+            last = {k: v for k, v in last.items() if k != "adv_loss"}
+        return last
 
     def _heldout_metrics(self, data: TrainData, held: HeldOut) -> dict:
         scores = heldout_scores(
@@ -286,22 +263,3 @@ class DiscriminatorLearner(GenerativeLearner):
     def labelled_prob(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) P(labelled) = sigmoid(discriminator logit) of the learner's discriminator input."""
         return torch.sigmoid(self._disc_logits(x))
-
-
-class BestState:
-    """The best validated state of several modules (deep copies), restored together."""
-
-    def __init__(self):
-        self.acc, self.iteration, self.states = -1.0, -1, None
-        self.since = 0
-
-    def offer(self, acc: float, iteration: int, modules: list[torch.nn.Module]) -> None:
-        if acc > self.acc:
-            self.acc, self.iteration, self.since = acc, iteration, 0
-            self.states = [copy.deepcopy(m.state_dict()) for m in modules]
-        else:
-            self.since += 1
-
-    def restore(self, modules: list[torch.nn.Module]) -> None:
-        for m, s in zip(modules, self.states):
-            m.load_state_dict(s)

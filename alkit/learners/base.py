@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, from_dict
+from ..engine import drive
 from ..train import batched  # noqa: F401  (re-exported for learners)
 
 
@@ -65,8 +66,22 @@ class Learner:
         self.previous: "Learner | None" = None
 
     def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
-        """Train on ``data``; return scalar metrics (losses, val accuracy, ...) for the cycle record."""
-        raise NotImplementedError
+        """Train on ``data``; return scalar metrics (losses, val accuracy, ...) for the cycle record.
+
+        Learners of alkit write :meth:`fit_phases` instead and inherit this: the engine runs their
+        phases (:func:`alkit.engine.drive`), alone or fused with other runs (:func:`alkit.engine.drive_fused`).
+        A plug-in learner may override ``fit`` itself; it then trains alone, never fused."""
+        return drive(self.fit_phases(data, seed), progress)
+
+    def fit_phases(self, data: TrainData, seed: int):
+        """A generator: build the modules (seeded), ``result = yield phase`` for each training phase
+        (:class:`alkit.engine.Phase`), ``return`` the cycle's metrics."""
+        raise NotImplementedError(f"learner {self.name!r} implements neither fit nor fit_phases")
+
+    @classmethod
+    def fusable(cls) -> bool:
+        """Whether runs of this learner can be trained as one stacked model (it declares its phases)."""
+        return cls.fit is Learner.fit and cls.fit_phases is not Learner.fit_phases
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -5,11 +5,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import Classifier, count_parameters
-from ..train import fit_task_model, mc_dropout_proba, seed_everything, tensor_batches
+from ..engine.batches import tensor_batches
+from ..train import mc_dropout_proba
 from .base import Learner, TrainData, batched, register_learner
 from .schedule import ScheduleParams, TaskOptimParams
-from .speed import OFF, Speed, SpeedParams, check_speed, resolve_speed
+from ..engine.speed import SpeedParams, check_speed, resolve_speed
+from .task import train_task_classifier
 
 
 @dataclass
@@ -27,31 +28,6 @@ class ClassifierParams(ScheduleParams, TaskOptimParams, SpeedParams):
             raise ValueError(f"size must be 'small' or 'large', got {self.size!r}")
 
 
-def train_task_classifier(
-    data: TrainData, p, size: str, dropout: float, seed: int, device, progress: bool = False,
-    speed: Speed = OFF, batch_source=tensor_batches,
-) -> tuple[Classifier, dict]:
-    """Build and train the task classifier on every labelled point; the ``classifier`` learner *and* VAAL's task model.
-
-    ``p`` carries the schedule and optimiser (:class:`ScheduleParams`, :class:`TaskOptimParams`). One
-    function for both keeps a VAAL arm's task model identical to the random arm's, seed for seed.
-    Returns the model (best validated state) and its metrics, ``task_labelled`` and ``classifier_params``
-    included. ``speed``: :mod:`.speed` options of the training steps; ``batch_source``: see
-    :func:`~alkit.train.fit_task_model`.
-    """
-    seed_everything(seed)
-    model = Classifier(data.num_classes, size, dropout, data.x_labelled.shape[1]).to(device)
-    speed.prepare(model)
-    metrics = fit_task_model(
-        model, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,
-        seed=seed + 1, n_unlabelled=len(data.x_unlabelled), progress=progress, speed=speed,
-        batch_source=batch_source,
-    )
-    metrics["task_labelled"] = len(data.x_labelled)
-    metrics["classifier_params"] = count_parameters(model)
-    return model, metrics
-
-
 @register_learner
 class ClassifierLearner(Learner):
     """CNN trained with cross-entropy on every labelled point; best validated state kept."""
@@ -62,11 +38,11 @@ class ClassifierLearner(Learner):
     #: yields ``(idx, xb, yb)`` minibatches (:func:`~alkit.train.tensor_batches`); benchmarks swap it
     batch_source = staticmethod(tensor_batches)
 
-    def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
+    def fit_phases(self, data: TrainData, seed: int):
         p = self.params
         self.speed = resolve_speed(p, self.device, self.name)
-        self.model, metrics = train_task_classifier(data, p, p.size, p.dropout, seed, self.device, progress,
-                                                    speed=self.speed, batch_source=self.batch_source)
+        self.model, metrics = yield from train_task_classifier(data, p, p.size, p.dropout, seed, self.device,
+                                                               speed=self.speed, batch_source=self.batch_source)
         metrics.update(self.speed.record())
         return metrics
 

@@ -43,9 +43,10 @@ import torch.nn.functional as F
 
 from ..losses import classification_loss, kingma_alpha, m2_labelled_loss, m2_unlabelled_loss, vaal_adversarial_loss
 from ..models import M2, Discriminator, count_parameters
-from ..train import accuracy, generator, mc_dropout_proba, seed_everything
+from ..engine import Validation
+from ..engine.batches import generator
+from ..train import mc_dropout_proba, seed_everything
 from .adversarial import (
-    BestState,
     DiscriminatorLearner,
     DiscriminatorParams,
     GenerativeLearner,
@@ -56,7 +57,7 @@ from .adversarial import (
 )
 from .base import TrainData, batched, register_learner
 from .schedule import ScheduleParams
-from .speed import SpeedParams, check_speed, resolve_speed
+from ..engine.speed import SpeedParams, check_speed, resolve_speed
 
 
 @dataclass
@@ -103,44 +104,56 @@ class M2Learner(GenerativeLearner):
     adversarial = False  # add the VAAL adversarial loss to the M2 objective
 
     def _generative_modules(self):
-        return [self.model]
+        return {"model": self.model}
+
+    def _hp(self) -> dict:
+        p = self.params
+        return {"beta": p.beta, "alpha": self.alpha, "adversary_weight": getattr(p, "adversary_weight", 0.0),
+                "detach_y": getattr(p, "detach_y_in_adversary", False)}
+
+    def _static_flags(self) -> dict:
+        return {"adversarial": self.adversarial and self.params.adversary_weight > 0}
 
     def _modules(self) -> list[torch.nn.Module]:
         """Everything whose state a selection reads, saved and restored together."""
         return [self.model, self.disc] if self.has_disc else [self.model]
 
-    def _m2_terms(self, xl, yl, xu):
+    def _m2_terms(self, xl, yl, xu, hp):
         """One M2 forward on a labelled and an unlabelled batch: (loss, terms, h, logits)."""
         p, nl = self.params, len(xl)
         x = torch.cat([xl, xu])  # (Bl+Bu, 1, 28, 28): one pass for shared BatchNorm statistics
         h = self.model.trunk(x)  # (Bl+Bu, F)
         logits = self.model.classify(x)  # (Bl+Bu, C)
-        lab = m2_labelled_loss(self.model, xl, yl, beta=p.beta, likelihood=p.likelihood, h=h[:nl])
-        unl = m2_unlabelled_loss(self.model, xu, beta=p.beta, likelihood=p.likelihood, h=h[nl:], logits=logits[nl:])
+        lab = m2_labelled_loss(self.model, xl, yl, beta=hp["beta"], likelihood=p.likelihood, h=h[:nl])
+        unl = m2_unlabelled_loss(self.model, xu, beta=hp["beta"], likelihood=p.likelihood, h=h[nl:], logits=logits[nl:])
         ce = classification_loss(logits[:nl], yl)
-        loss = lab + unl + self.alpha * ce
+        loss = lab + unl + hp["alpha"] * ce
         return loss, {"m2_labelled_loss": lab, "m2_unlabelled_loss": unl, "task_loss": ce}, h, logits
 
-    def adversarial_loss(self, h, logits, n_labelled: int, wl=None, wu=None) -> torch.Tensor:
+    def adversarial_loss(self, h, logits, n_labelled: int, wl=None, wu=None, detach=None) -> torch.Tensor:
         """L_adv on the discriminator's view ``[mu(x, argmax q(y|x)), q(y|x)]`` of a mixed batch.
 
         ``h`` (B, F) trunk features and ``logits`` (B, C) q(y|x) logits of the labelled rows
         (first ``n_labelled``) then the unlabelled ones. The gradient reaches the encoder
-        through ``mu`` and the classifier through ``q(y|x)``, unless ``detach_y_in_adversary``.
+        through ``mu`` and the classifier through ``q(y|x)``, unless ``detach`` (default: the learner's
+        ``detach_y_in_adversary``; a 0-d tensor 0/1 in a fused group, where runs may differ).
         """
         y_hat = F.one_hot(logits.argmax(1), self.model.num_classes).to(h.dtype)  # (B, C)
         mu, _ = self.model.encode_h(h, y_hat)  # (B, d)
         q = logits.softmax(1)  # (B, C)
-        if self.params.detach_y_in_adversary:
+        detach = self.params.detach_y_in_adversary if detach is None else detach
+        if isinstance(detach, torch.Tensor):  # per run: the same value, the gradient only where detach == 0
+            q = detach * q.detach() + (1 - detach) * q
+        elif detach:
             q = q.detach()
         d = self.disc(torch.cat([mu, q], dim=1))  # (B,) logits
         return vaal_adversarial_loss(d[:n_labelled], d[n_labelled:], wl, wu)
 
-    def _generative_loss(self, xl, yl, xu, wl, wu):
-        loss, out, h, logits = self._m2_terms(xl, yl, xu)
-        if self.adversarial and self.params.adversary_weight > 0:
-            adv = self.adversarial_loss(h, logits, len(xl), wl, wu)
-            loss = loss + self.params.adversary_weight * adv
+    def _generative_loss(self, xl, yl, xu, wl, wu, hp):
+        loss, out, h, logits = self._m2_terms(xl, yl, xu, hp)
+        if self._static["adversarial"]:
+            adv = self.adversarial_loss(h, logits, len(xl), wl, wu, detach=hp["detach_y"])
+            loss = loss + hp["adversary_weight"] * adv
             out["adv_loss"] = adv
         out["m2_loss"] = loss
         return loss, out
@@ -149,18 +162,7 @@ class M2Learner(GenerativeLearner):
         mu, q = self.model.latent(x)
         return torch.cat([mu, q], dim=1)  # (B, d + C)
 
-    def _validate(self, data: TrainData):
-        """Per-check hook: validation accuracy of q(y|x); keep the best state of every module."""
-
-        def hook(iteration: int):
-            val = accuracy(self.model.classifier, data.x_val, data.y_val)
-            self._best.offer(val, iteration, self._modules())
-            stop = self.params.patience is not None and self._best.since >= self.params.patience
-            return {"val_acc_last": val}, stop
-
-        return hook
-
-    def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
+    def fit_phases(self, data: TrainData, seed: int):
         p = self.params
         self.speed = resolve_speed(p, self.device, self.name)
         self._memo = None
@@ -176,21 +178,19 @@ class M2Learner(GenerativeLearner):
             warm = all([warm_load(m, self.previous, a) for m, a in zip(self._modules(), ("model", "disc"))])
         self.alpha = p.alpha if p.alpha is not None else kingma_alpha(n_l, n_l + n_u)
         self.speed.prepare(*self._modules())
-        opt = self.speed.adam(self.model.parameters(), lr=p.lr)
-        self._best = BestState()
-        metrics = self._train_loop(data, held, opt, seed + 4, progress, on_check=self._validate(data))
-        self._best.restore(self._modules())
+        keep = ("model", "disc") if self.has_disc else ("model",)  # one state per selection: saved and restored together
+        check = Validation("model", keep, attr="classifier", patience=p.patience, last_key="val_acc_last")
+        result = yield self._generative_phase(data, held, p.lr, seed + 4, validation=check)
+        metrics = {**self._own_terms(result.last), "iterations": result.iterations}
         self._memo = None
-        self._set_eval(True)
         if self.has_disc:
             metrics.update(self._heldout_metrics(data, held))
             metrics["disc_params"] = count_parameters(self.disc)
         metrics.update(
-            val_acc=self._best.acc, best_iteration=self._best.iteration, alpha=self.alpha, warm_started=warm,
+            val_acc=result.best_acc, best_iteration=result.best_iteration, alpha=self.alpha, warm_started=warm,
             task_labelled=n_l, m2_params=count_parameters(self.model),
             classifier_params=count_parameters(self.model.classifier), **self.speed.record(),
         )
-        del self._best  # keep the pickled learner small
         return metrics
 
     def task_network(self) -> torch.nn.Module:

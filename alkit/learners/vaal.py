@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 from ..losses import beta_elbo_loss, loss_prediction_loss, vaal_adversarial_loss
 from ..models import VAE, Classifier, Discriminator, LossPredictor, classifier_taps, count_parameters
-from ..train import fit_task_model, generator, mc_dropout_proba, seed_everything
+from ..engine.batches import generator
+from ..train import mc_dropout_proba, seed_everything
 from .adversarial import (
     DiscriminatorLearner,
     DiscriminatorParams,
@@ -45,9 +46,9 @@ from .adversarial import (
     warm_load,
 )
 from .base import TrainData, batched, register_learner
-from .classifier import train_task_classifier
+from .task import task_metrics, task_phase, train_task_classifier
 from .schedule import ScheduleParams, TaskOptimParams
-from .speed import SpeedParams, check_speed, resolve_speed
+from ..engine.speed import SpeedParams, check_speed, resolve_speed
 
 
 @dataclass
@@ -114,7 +115,13 @@ class VAALLearner(DiscriminatorLearner):
     test_params = {**TINY, "vae_width": 4, "vae_steps": 1}
 
     def _generative_modules(self):
-        return [self.vae]
+        return {"vae": self.vae}
+
+    def _hp(self) -> dict:
+        return {"beta": self.params.beta, "adversary_weight": self.params.adversary_weight}
+
+    def _static_flags(self) -> dict:
+        return {"adversarial": self.params.adversary_weight > 0}
 
     def _side(self, x: torch.Tensor) -> torch.Tensor | None:
         """Extra per-image input to the decoder and discriminator: none in VAAL, (B, 1) predicted loss in TA-VAAL."""
@@ -126,26 +133,26 @@ class VAALLearner(DiscriminatorLearner):
     def _disc_input(self, x):
         return self._disc_features(self.vae.encode(x)[0], self._side(x))
 
-    def _generative_loss(self, xl, yl, xu, wl, wu):
+    def _generative_loss(self, xl, yl, xu, wl, wu, hp):
         p, nl = self.params, len(xl)
         x = torch.cat([xl, xu])  # (Bl+Bu, 1, 28, 28)
         side = self._side(x)
         logits, _, mu, logvar = self.vae(x, None if side is None else torch.sigmoid(side))
-        per_image = beta_elbo_loss(x, logits, mu, logvar, p.beta, p.likelihood, reduction="none")  # (Bl+Bu,)
+        per_image = beta_elbo_loss(x, logits, mu, logvar, hp["beta"], p.likelihood, reduction="none")  # (Bl+Bu,)
         elbo = per_image[:nl].mean() + per_image[nl:].mean()
         loss, out = elbo, {"vae_loss": elbo}
-        if p.adversary_weight > 0:
+        if self._static["adversarial"]:
             d = self.disc(self._disc_features(mu, side))  # (Bl+Bu,) logits
             adv = vaal_adversarial_loss(d[:nl], d[nl:], wl, wu)
-            loss = loss + p.adversary_weight * adv
+            loss = loss + hp["adversary_weight"] * adv
             out["adv_loss"] = adv
         return loss, out
 
-    def _fit_task_model(self, data: TrainData, seed: int, progress: bool) -> dict:
+    def _fit_task_model(self, data: TrainData, seed: int):
         """The ``classifier`` learner's training, step for step (same seeds), on every labelled point."""
         p = self.params
-        self.classifier, m = train_task_classifier(data, p, p.classifier_size, p.dropout, seed, self.device, progress,
-                                                   speed=self.speed, batch_source=self.batch_source)
+        self.classifier, m = yield from train_task_classifier(data, p, p.classifier_size, p.dropout, seed, self.device,
+                                                              speed=self.speed, batch_source=self.batch_source)
         m["task_iterations"] = m.pop("iterations")
         return m
 
@@ -154,19 +161,19 @@ class VAALLearner(DiscriminatorLearner):
         self.vae = VAE(p.latent_dim, p.vae_width, in_channels=in_channels).to(self.device)
         self.disc = Discriminator(p.latent_dim, p.disc_hidden).to(self.device)
 
-    def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
+    def fit_phases(self, data: TrainData, seed: int):
         p = self.params
         self.speed = resolve_speed(p, self.device, self.name)
         held = holdout_split(len(data.x_labelled), len(data.x_unlabelled), p.disc_holdout, generator(seed + 2, self.device))
-        metrics = self._fit_task_model(data, seed, progress)
+        metrics = yield from self._fit_task_model(data, seed)
         seed_everything(seed + 3)
         self._build_generative(data.num_classes, data.x_labelled.shape[1])
         warm = False
         if p.warm_start:
             warm = warm_load(self.vae, self.previous, "vae") & warm_load(self.disc, self.previous, "disc")
         self.speed.prepare(self.vae, self.disc)
-        opt_vae = self.speed.adam(self.vae.parameters(), lr=p.lr_vae)
-        metrics.update(self._train_loop(data, held, opt_vae, seed + 4, progress))
+        result = yield self._generative_phase(data, held, p.lr_vae, seed + 4)
+        metrics.update({**self._own_terms(result.last), "iterations": result.iterations})
         metrics.update(self._heldout_metrics(data, held))
         metrics.update(
             vae_params=count_parameters(self.vae), disc_params=count_parameters(self.disc),
@@ -195,35 +202,22 @@ class VAALLearner(DiscriminatorLearner):
         return batched(lambda b: self.vae.encode(b)[0], x)
 
 
-def ranking_step(weight: float, margin: float, detach_from: int):
-    """TA-VAAL's task loss for :func:`~alkit.train.fit_task_model`: CE (mean) + ``weight`` * ranking loss.
+def ranking_loss(model: Classifier, ranker: LossPredictor, weight: float, margin: float, detach_from: int):
+    """TA-VAAL's task loss for :func:`~.task.task_phase`: CE (mean) + ``weight`` * ranking loss.
 
     From iteration ``detach_from`` on, the classifier's taps are detached, so the ranking loss
-    stops shaping the classifier (Yoo & Kweon: epoch 120 of 200). ``extra=(ranker,)``.
+    stops shaping the classifier (Yoo & Kweon: epoch 120 of 200).
     """
 
-    def step(model_and_ranker, x, y, iteration):
-        model, ranker = model_and_ranker.model, model_and_ranker.ranker
-        logits, taps = classifier_taps(model, x)
-        ce = F.cross_entropy(logits, y, reduction="none")  # (B,)
+    def loss(batch, hp, iteration):
+        logits, taps = classifier_taps(model, batch["xl"])
+        ce = F.cross_entropy(logits, batch["yl"], reduction="none")  # (B,)
         if iteration >= detach_from:
             taps = [t.detach() for t in taps]
         rank = loss_prediction_loss(ranker(taps), ce, margin)
         return ce.mean() + weight * rank, {"task_loss": ce.mean(), "ranker_loss": rank}
 
-    step.phase = lambda iteration: iteration >= detach_from  # all the step reads of the iteration
-    return step
-
-
-class _WithRanker(torch.nn.Module):
-    """Classifier + loss predictor as one module for :func:`~alkit.train.fit_task_model` (accuracy uses the classifier)."""
-
-    def __init__(self, model: Classifier, ranker: LossPredictor):
-        super().__init__()
-        self.model, self.ranker = model, ranker
-
-    def forward(self, x):
-        return self.model(x)
+    return loss
 
 
 @torch.no_grad()
@@ -266,20 +260,25 @@ class TAVAALLearner(VAALLearner):
             self.ranker.eval()
         return self.ranker(classifier_taps(self.classifier, x)[1]).unsqueeze(1)
 
-    def _fit_task_model(self, data: TrainData, seed: int, progress: bool) -> dict:
+    def _side_modules(self):
+        return {"classifier": self.classifier, "ranker": self.ranker}
+
+    def _fit_task_model(self, data: TrainData, seed: int):
         p = self.params
         seed_everything(seed)
         self.classifier = Classifier(data.num_classes, p.classifier_size, p.dropout, data.x_labelled.shape[1]).to(self.device)
         self.ranker = LossPredictor.for_classifier(self.classifier, p.ranker_interm).to(self.device)
         self.speed.prepare(self.classifier, self.ranker)
         iterations = p.iterations_per_cycle(len(data.x_labelled), len(data.x_unlabelled))
-        both = _WithRanker(self.classifier, self.ranker)
-        m = fit_task_model(
-            both, data.x_labelled, data.y_labelled, data.x_val, data.y_val, schedule=p, optim=p,
-            seed=seed + 1, n_unlabelled=len(data.x_unlabelled), progress=progress, desc="classifier+ranker",
-            loss_fn=ranking_step(p.ranker_weight, p.ranker_margin, math.ceil(p.ranker_detach_after * iterations)),
-            speed=self.speed, batch_source=self.batch_source,
+        detach_from = math.ceil(p.ranker_detach_after * iterations)
+        result = yield task_phase(
+            {"model": self.classifier, "ranker": self.ranker}, data.x_labelled, data.y_labelled, data.x_val,
+            data.y_val, schedule=p, optim=p, seed=seed + 1, n_unlabelled=len(data.x_unlabelled),
+            loss=ranking_loss(self.classifier, self.ranker, p.ranker_weight, p.ranker_margin, detach_from),
+            name="classifier+ranker", speed=self.speed, batch_source=self.batch_source,
+            phase_of=lambda iteration: iteration >= detach_from,  # all the loss reads of the iteration
         )
+        m = task_metrics(result)
         m["task_iterations"] = m.pop("iterations")
         m["ranker_val_spearman"] = ranker_spearman(self.classifier, self.ranker, data.x_val, data.y_val)
         m["ranker_params"] = count_parameters(self.ranker)

@@ -1,0 +1,72 @@
+"""A learner's ``fit`` as a sequence of phases, driven alone or in lockstep with K other runs.
+
+A learner writes ``fit_phases(data, seed)`` as a generator: it builds its modules (seeded exactly as
+before), ``result = yield phase`` hands a :class:`~.phase.Phase` to the engine and gets its
+:class:`~.phase.PhaseResult` back, and it ``return``\\ s the cycle's metrics. :func:`drive` runs the
+phases one by one (:func:`~.single.run_phase`); :func:`drive_fused` advances K such generators
+together and trains each round of phases as one stacked model (:func:`~.fused.run_fused`): the code
+between phases (seeding, building the next model, held-out scores) runs per run, unchanged.
+"""
+from __future__ import annotations
+
+from typing import Generator
+
+from .fused import run_fused, signature
+from .phase import Phase, PhaseResult
+from .single import run_phase
+
+FitPhases = Generator[Phase, PhaseResult, dict]
+
+
+def drive(gen: FitPhases, progress: bool = False) -> dict:
+    """Run every phase of ``gen`` alone; returns its metrics."""
+    try:
+        phase = next(gen)
+        while True:
+            phase = gen.send(run_phase(phase, progress))
+    except StopIteration as stop:
+        return stop.value
+
+
+def drive_fused(gens: list[FitPhases], progress: bool = False, randomness: str = "different",
+                noise_seed: int | None = None) -> list[dict | Exception]:
+    """Run K fit generators in lockstep; each round's phases of one :func:`~.fused.signature` train as one
+    stacked model (phases of another shape, e.g. a run whose labelled set is smaller than a batch, train
+    in their own group). Returns each run's metrics (with ``fused_k``: the runs its phases trained with,
+    the largest over its phases), or the exception that ended that run alone; a
+    :class:`~.timebox.CycleAbandoned` ends them all (the caller writes nothing of the cycle)."""
+    K = len(gens)
+    out: list[dict | Exception | None] = [None] * K
+    current: dict[int, Phase] = {}
+    fused_k = [1] * K
+
+    def advance(k: int, value=None, error: Exception | None = None) -> None:
+        try:
+            current[k] = gens[k].throw(error) if error is not None else (
+                next(gens[k]) if value is None else gens[k].send(value))
+        except StopIteration as stop:
+            current.pop(k, None)
+            out[k] = {**stop.value, "fused_k": fused_k[k]}
+        except Exception as exc:  # noqa: BLE001  (this run's own failure; the others go on)
+            current.pop(k, None)
+            out[k] = exc
+
+    for k in range(K):
+        advance(k)
+    round_ = 0
+    while current:
+        groups: dict[tuple, list[int]] = {}
+        for k, ph in current.items():
+            groups.setdefault(signature(ph), []).append(k)
+        for members in groups.values():
+            seed = None if noise_seed is None else noise_seed + 7919 * round_ + members[0]
+            results = run_fused([current[k] for k in members], progress, randomness, seed) if len(members) > 1 \
+                else [run_phase(current[members[0]], progress)]
+            for k, res in zip(members, results):
+                fused_k[k] = max(fused_k[k], len(members))
+                if isinstance(res, Exception):
+                    advance(k, error=res)
+                else:
+                    advance(k, value=res)
+        round_ += 1
+    return out

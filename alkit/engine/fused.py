@@ -1,0 +1,277 @@
+"""The engine for K runs at once: their models stacked into one, trained in lockstep (horizontal fusion).
+
+28x28 models are launch-bound on a GPU: one VAAL iteration is ~115 small kernels whatever the batch,
+so one run uses a sliver of the device and processes stop helping at 4 (H200,
+``benchmarks/results/bench_gpu_h200.json``). HFTA (Wang et al., MLSys 2021) trains many models of one
+shape as one: here every parameter and buffer of the K runs' modules is stacked along a new first
+dimension, and each step is ``torch.vmap`` over that dimension of ``functional_call`` on the first
+run's modules (the *template*, whose step closures are the learner's own): one kernel per op for all
+K runs. Chosen over hand-grouped ops (``groups=K`` convs, ``BatchNorm2d(K*c)``): it fuses every
+learner's model as it is written, and measured within a few ops per iteration of grouped ops
+(``benchmarks/bench_gpu.py``, ops per model-iteration).
+
+What each run keeps of its own:
+
+* its batches: each run's indices come from its own generators, in the order its unfused phase draws
+  them (:class:`~.batches.IndexBlocks`), gathered for all runs with one index per tensor;
+* its numbers: :attr:`Phase.hp` (``adversary_weight``, ``beta``, ``alpha``, ``detach_y``) as (K,)
+  tensors, so runs that differ only in a weight share a group (``m2_disc`` is ``m2_vaal`` with
+  ``adversary_weight`` 0);
+* its BatchNorm statistics (stacked buffers, updated in place under ``vmap``), its optimiser state
+  (one optimiser over stacked tensors: element-wise updates, the same numbers as K optimisers),
+  its validation accuracy, best state (kept on the device, copied per improving run), early stop
+  (a stopped or diverged run is frozen in its best state and reported at its stop) and loss means.
+
+What it does not keep: the noise. Dropout masks and the VAE's reparameterisation noise are drawn for
+all K runs at once from torch's global generator (``vmap(randomness="different")``, seeded per group),
+so a fused run's noise depends on the group it trained in, and a fused run equals its unfused twin in
+distribution, not bit for bit. (``randomness="same"`` draws one mask for all runs, which is how the
+tests check a fused step against K unfused ones exactly.) Records say ``fused_k`` and ``fused_group``.
+
+Per iteration no host sync and no Python per run: the host reads the clock (time box) and, at the
+schedule's validation points, one (K,) vector of accuracies and the loss means.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..progress import progress_bar
+from ..train import inference_chunk
+from .batches import IndexBlocks, generator
+from .means import RunningMeans
+from .phase import LrDrops, Phase, PhaseResult, make_optimizer
+from .timebox import Watch
+
+
+class _Bundle(nn.Module):
+    """The template's modules under one root, so one ``functional_call`` swaps all their tensors."""
+
+    def __init__(self, modules: dict[str, nn.Module]):
+        super().__init__()
+        for k, m in modules.items():
+            self.add_module(k, m)
+
+    def forward(self, batch, hp, fn, it):
+        return fn(batch, hp, it)
+
+
+def signature(phase: Phase) -> tuple:
+    """What K phases must share to be fused: module tensors' names and shapes, steps, optimisers,
+    iterations, batch rows, validation points, speed options, the per-run number names."""
+    mods = tuple((n, tuple((k, tuple(v.shape), v.dtype) for k, v in _tensors(m).items()))
+                 for n, m in phase.modules.items())
+    steps = tuple((s.name, s.optimizer, s.draw, s.times, s.train, s.eval, s.frozen) for s in phase.steps)
+    opts = tuple((k, o.kind, o.modules, tuple(sorted(o.kwargs.items())), o.lr_drop_every)
+                 for k, o in phase.optimizers.items())
+    rows = (min(len(phase.labelled[0]), phase.batch_size),
+            None if phase.unlabelled is None else min(len(phase.unlabelled[0]), phase.batch_size))
+    v = phase.validation
+    val = None if v is None else (v.module, v.attr, v.keep, v.patience, v.last_key, tuple(phase.x_val.shape))
+    checks = tuple(i for i in range(phase.iterations) if phase.validates_at(i, phase.iterations))
+    return (mods, steps, opts, phase.iterations, phase.batch_size, rows, val, checks, phase.speed,
+            tuple(sorted(phase.hp)), tuple(sorted(phase.static)), phase.device.type,
+            phase.labelled[2] is None, phase.unlabelled is None or phase.unlabelled[1] is None)
+
+
+def _tensors(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(m.named_parameters()), **dict(m.named_buffers())}
+
+
+def _scored(phase: Phase) -> tuple[nn.Module, str]:
+    v = phase.validation
+    m = phase.modules[v.module]
+    return (getattr(m, v.attr) if v.attr else m), v.module + "." + (v.attr + "." if v.attr else "")
+
+
+def _stack_sets(parts: list[torch.Tensor | None]):
+    """Concatenate K runs' sets; returns (all, (K, 1) offsets)."""
+    if parts[0] is None:
+        return None, None
+    sizes = torch.tensor([0] + [len(p) for p in parts[:-1]], device=parts[0].device).cumsum(0)
+    return torch.cat(parts), sizes.view(-1, 1)
+
+
+def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "different",
+              noise_seed: int | None = None, block: int = 256) -> list[PhaseResult | Exception]:
+    """Train the K ``phases`` (one per run, same :func:`signature`) as one stacked model, then write each
+    run's trained state back into its own modules (eval mode, best validated state where the phase
+    validates), exactly where :func:`~.single.run_phase` leaves them. Returns each run's
+    :class:`PhaseResult`, or the exception that stopped that run alone (non-finite losses).
+    ``noise_seed`` seeds torch's global generator first (the group's dropout and sampling noise)."""
+    K, t = len(phases), phases[0]
+    sig = signature(t)
+    for ph in phases[1:]:
+        if signature(ph) != sig:
+            raise ValueError(f"{ph.name}: a phase of another shape, schedule or step layout cannot join this fused group")
+    if noise_seed is not None:
+        torch.manual_seed(int(noise_seed) % (2**63))
+    device, speed = t.device, t.speed
+    trainable = {m for o in t.optimizers.values() for m in o.modules}
+    params, buffers = {}, {}
+    for name, mod in t.modules.items():
+        for key, _ in mod.named_parameters():
+            stack = torch.stack([dict(ph.modules[name].named_parameters())[key].detach() for ph in phases])
+            params[f"{name}.{key}"] = stack.requires_grad_(name in trainable)
+        for key, _ in mod.named_buffers():
+            buffers[f"{name}.{key}"] = torch.stack([dict(ph.modules[name].named_buffers())[key] for ph in phases])
+    opts = {k: make_optimizer(o, [params[f"{m}.{key}"] for m in o.modules for key, _ in t.modules[m].named_parameters()],
+                              speed)
+            for k, o in t.optimizers.items()}
+    drops = [LrDrops(opts[k], o.lr_drop_every, t.iterations) for k, o in t.optimizers.items() if o.lr_drop_every]
+    detached = {k: v.detach() for k, v in params.items()}
+    step_params = {s.name: {k: (detached[k] if k.split(".", 1)[0] in s.frozen else v) for k, v in params.items()}
+                   for s in t.steps}
+    dtype = next((v.dtype for v in params.values() if v.is_floating_point()), torch.float32)
+    hp = {k: torch.tensor([float(ph.hp[k]) for ph in phases], dtype=dtype, device=device) for k in t.hp}
+    saved_static = dict(t.static)
+    t.static.update({k: any(bool(ph.static[k]) for ph in phases) for k in t.static})
+
+    xl_all, l_off = _stack_sets([ph.labelled[0] for ph in phases])
+    yl_all, _ = _stack_sets([ph.labelled[1] for ph in phases])
+    wl_all, _ = _stack_sets([ph.labelled[2] for ph in phases])
+    lab = IndexBlocks([len(ph.labelled[0]) for ph in phases], t.batch_size,
+                      [generator(ph.seed_labelled, device) for ph in phases], block)
+    unl = None
+    if t.unlabelled is not None:
+        xu_all, u_off = _stack_sets([ph.unlabelled[0] for ph in phases])
+        wu_all, _ = _stack_sets([ph.unlabelled[1] for ph in phases])
+        unl = IndexBlocks([len(ph.unlabelled[0]) for ph in phases], t.batch_size,
+                          [generator(ph.seed_unlabelled, device) for ph in phases], block)
+
+    def draw(kind):
+        il = lab.next() + l_off  # (K, rows) rows of the concatenated sets
+        batch = {"xl": xl_all[il], "yl": yl_all[il], "wl": None if wl_all is None else wl_all[il]}
+        if kind == "both":
+            iu = unl.next() + u_off
+            batch.update(xu=xu_all[iu], wu=None if wu_all is None else wu_all[iu])
+        return batch
+
+    bundle = _Bundle(t.modules)
+
+    def vmapped(fn, it):
+        def one(p, b, h, bufs):
+            return functional_call(bundle, (p, bufs), (b, h), {"fn": fn, "it": it})
+
+        return torch.vmap(one, in_dims=(0, 0, 0, 0), randomness=randomness)
+
+    val = t.validation
+    if val is not None:
+        scored, prefix = _scored(t)
+        shared_val = all(ph.x_val is t.x_val and ph.y_val is t.y_val for ph in phases)
+        x_val = t.x_val if shared_val else torch.stack([ph.x_val for ph in phases])
+        y_val = t.y_val if shared_val else torch.stack([ph.y_val for ph in phases])
+        keep = [k for k in (*params, *buffers) if k.split(".", 1)[0] in val.keep]
+    best_acc, best_it, since, checks = [-1.0] * K, [-1] * K, [0] * K, 0
+    best: dict[str, torch.Tensor] | None = None
+    active = [True] * K
+    out: list[PhaseResult | Exception | None] = [None] * K
+    lasts: list[dict] = [{} for _ in range(K)]
+    means = RunningMeans()
+    bar = progress_bar(range(t.iterations), desc=f"{t.name} x{K}", leave=False, disable=not progress, mininterval=1.0)
+    watch = Watch(t.iterations, f"{t.watch or t.name} (fused x{K})")
+    batch, it = None, -1
+    try:
+        for it in bar:
+            for d in drops:
+                d.before(it)
+            for step in t.steps:
+                fn = vmapped(step.loss, it)
+                for r in range(step.times):
+                    if step.draw != "reuse" or r > 0:
+                        batch = draw("both" if step.draw == "reuse" else step.draw)
+                    for m in step.train:
+                        t.modules[m].train()
+                    for m in step.eval:
+                        t.modules[m].eval()
+                    with speed.autocast():
+                        loss, terms = fn(step_params[step.name], batch, hp, buffers)  # (K,), {term: (K,)}
+                    opt = opts[step.optimizer]
+                    opt.zero_grad(set_to_none=True)
+                    loss.sum().backward()  # runs are independent: each slice gets its own run's gradient
+                    opt.step()
+                    means.add(**terms)
+            if t.validates_at(it, t.iterations):
+                checks += 1
+                per_run = [means.per_run(k) for k in range(K)]
+                means = RunningMeans()
+                accs = _accuracies(scored, prefix, params, buffers, x_val, y_val, shared_val) if val else None
+                improved = []
+                for k in range(K):
+                    if not active[k]:
+                        continue
+                    last, bad = per_run[k]
+                    if bad:
+                        out[k] = FloatingPointError(f"{phases[k].name} iteration {it}: non-finite {', '.join(bad)} "
+                                                    f"({last}); lower the learning rates")
+                        active[k] = False
+                        continue
+                    lasts[k] = last
+                    if val is None:
+                        continue
+                    if val.last_key:
+                        last[val.last_key] = accs[k]
+                    if accs[k] > best_acc[k]:
+                        best_acc[k], best_it[k], since[k] = accs[k], it, 0
+                        improved.append(k)
+                    else:
+                        since[k] += 1
+                if improved:
+                    src = {**params, **buffers}
+                    if best is None:
+                        best = {k: src[k].detach().clone() for k in keep}
+                    else:
+                        idx = torch.tensor(improved, device=device)
+                        for k in keep:
+                            best[k][idx] = src[k].detach()[idx]
+                for k in range(K):
+                    if active[k] and val is not None and val.patience is not None and since[k] >= val.patience:
+                        out[k] = _result(lasts[k], it + 1, checks, best_acc[k], best_it[k], opts, K)
+                        active[k] = False
+                if not any(active):
+                    break
+            watch.tick(it)
+    finally:
+        t.static.clear()
+        t.static.update(saved_static)
+    final = {**params, **buffers}
+    if best is not None:
+        final = {**final, **best}
+    for k, ph in enumerate(phases):
+        if out[k] is None:
+            out[k] = _result(lasts[k], it + 1, checks, best_acc[k], best_it[k], opts, K)
+        with torch.no_grad():
+            for name, mod in ph.modules.items():
+                for key, p in mod.named_parameters():
+                    p.copy_(final[f"{name}.{key}"][k])
+                for key, b in mod.named_buffers():
+                    b.copy_(final[f"{name}.{key}"][k])
+        for m in ph.modules.values():
+            m.eval()
+    return out
+
+
+def _result(last, iterations, checks, best_acc, best_it, opts, K) -> PhaseResult:
+    return PhaseResult(last=dict(last), iterations=iterations, val_checks=checks, best_acc=best_acc,
+                       best_iteration=best_it, lr={k: o.param_groups[0]["lr"] for k, o in opts.items()}, fused=K)
+
+
+@torch.no_grad()
+def _accuracies(module, prefix, params, buffers, x_val, y_val, shared) -> list[float]:
+    """Validation accuracy of every run's ``module`` (eval mode), as :func:`alkit.train.accuracy` computes it."""
+    state = {k[len(prefix):]: v.detach() for k, v in {**params, **buffers}.items() if k.startswith(prefix)}
+    modes = [m.training for m in module.modules()]
+    module.eval()
+    n = x_val.shape[0] if shared else x_val.shape[1]
+    chunk = inference_chunk(x_val)
+    correct = None
+    fn = torch.vmap(lambda s, x: functional_call(module, s, (x,)), in_dims=(0, None if shared else 0))
+    for i in range(0, n, chunk):
+        xb = x_val[i : i + chunk] if shared else x_val[:, i : i + chunk]
+        yb = y_val[i : i + chunk] if shared else y_val[:, i : i + chunk]
+        hits = (fn(state, xb).argmax(-1) == yb).sum(-1)  # (K,)
+        correct = hits if correct is None else correct + hits
+    for m, was in zip(module.modules(), modes):
+        m.train(was)
+    return [c / max(n, 1) for c in correct.tolist()]
