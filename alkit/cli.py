@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
                             "default 0: CPU runs")
     p_run.add_argument("--cpus-per-run", type=float, default=1.0, metavar="C",
                        help="with --executor ray: CPUs per run (default 1)")
+    p_run.add_argument("--fuse", choices=("auto", "on", "off"), default="auto",
+                       help="train the runs of one learner and shape (across parameter files) as one stacked model, "
+                            "cycle by cycle in lockstep (auto: on when the runs go to a CUDA GPU; off: every run "
+                            "alone). Fused records equal unfused ones in distribution, not bit for bit (README)")
+    p_run.add_argument("--fuse-max", type=int, default=27, metavar="K",
+                       help="runs per fused group at most (default 27)")
     p_run.add_argument("--force", action="store_true", help="recompute finished runs")
     p_run.add_argument("--quiet", action="store_true", help="no progress bars")
     p_run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_data(experiments)
         summary = run_tasks(tasks, jobs=args.jobs, devices=devices or None, threads=args.threads,
                             time_limit=args.time_limit, force=args.force, imports=args.imports,
-                            progress=not args.quiet, ray=ray)
+                            progress=not args.quiet, ray=ray, fuse=args.fuse, fuse_max=args.fuse_max)
     except user_errors as exc:  # a problem with the input: its message, no traceback
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
         print("\n".join([f"error: {message}", *getattr(exc, "__notes__", [])]), file=sys.stderr)

@@ -64,12 +64,12 @@ _IMPORTED: set[str] = set()
 
 
 def _ray_run(payload: dict, device: str | None, threads: int | None, imports: list[str], messages) -> None:
-    """One run in a Ray worker: the local workers' :func:`alkit.jobs._execute`, reporting to ``messages``."""
+    """One run (or fused group) in a Ray worker: the local workers' :func:`alkit.jobs.run_payload`, reporting to ``messages``."""
     import torch
 
     from . import learners, strategies  # noqa: F401  (registries)
     from .cli import import_module
-    from .jobs import _execute
+    from .jobs import run_payload
 
     if threads:
         torch.set_num_threads(threads)
@@ -77,7 +77,7 @@ def _ray_run(payload: dict, device: str | None, threads: int | None, imports: li
         if module not in _IMPORTED:
             import_module(module)
             _IMPORTED.add(module)
-    _execute(payload, device, _CACHE, lambda kind, tid, value: messages.put((kind, tid, value)))
+    run_payload(payload, device, _CACHE, lambda kind, tid, value: messages.put((kind, tid, value)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,13 +134,18 @@ class RayPool:
         what = f"{options.gpus_per_run:g} GPU" if options.gpus_per_run else f"{options.cpus_per_run:g} CPU"
         self.devices = [f"Ray ({what} per run)"] * slots
         self.inbox: list[tuple] = [("ready", i, None) for i in range(slots)]
-        self.refs: dict = {}  # Ray task -> run id
+        self.refs: dict = {}  # Ray task -> its run ids (one, or a fused group's)
 
     def submit(self, worker: int, payload: dict) -> None:
-        exp = payload["exp"]  # a relative results root would be relative to each Ray worker's folder
-        payload = dict(payload, exp=replace(exp, results_root=str(Path(exp.results_root).resolve())))
+        def absolute(exp):  # a relative results root would be relative to each Ray worker's folder
+            return replace(exp, results_root=str(Path(exp.results_root).resolve()))
+
+        if "members" in payload:  # a fused group (alkit.jobs): one Ray task trains all its runs
+            payload = dict(payload, members=[(absolute(e), arm, seed) for e, arm, seed in payload["members"]])
+        else:
+            payload = dict(payload, exp=absolute(payload["exp"]))
         ref = self.remote.remote(payload, self.device, self.threads, self.imports, self.messages)
-        self.refs[ref] = payload["id"]
+        self.refs[ref] = payload.get("ids", [payload["id"]])
 
     def get(self, timeout: float):
         from ray.util.queue import Empty
@@ -153,11 +158,13 @@ class RayPool:
             pass
         ready, _ = self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0) if self.refs else ([], [])
         for ref in ready:  # ended: its "done" / "failed" is in the queue, unless Ray lost the worker
-            tid = self.refs.pop(ref)
+            tids = self.refs.pop(ref)
             try:
                 self.ray.get(ref)
-            except Exception as exc:  # noqa: BLE001  (reported as the run's failure; other runs go on)
-                return ("failed", tid, f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            except Exception as exc:  # noqa: BLE001  (reported as the runs' failure; other runs go on)
+                why = f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                self.inbox += [("failed", tid, why) for tid in tids[1:]]
+                return ("failed", tids[0], why)
         return None
 
     def dead(self) -> list[int]:

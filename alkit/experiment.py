@@ -140,22 +140,44 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
     :data:`~alkit.loop.RESUMABLE_DIFFERENCES`); ``run_kwargs`` go to :func:`alkit.loop.run`
     (``deadline``, ``cycle_estimate``, ``on_cycle``).
     """
-    from .loop import _load_data, resolve_device
-
     cfg = exp.config(arm, seed)
     if device is not None:
         cfg.device = device
-    dev = resolve_device(cfg.device)
-    key = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, str(dev))
-    cache = data_cache if data_cache is not None else {}
-    if key not in cache:
-        cache[key] = _load_data(cfg, dev)
+    data = _cached_data(cfg, data_cache if data_cache is not None else {})
     try:
-        return run(cfg, exp.run_dir(arm, seed), data=cache[key], force=force, progress=progress,
+        return run(cfg, exp.run_dir(arm, seed), data=data, force=force, progress=progress,
                    meta={"experiment": exp.name, "arm": arm, "profile": exp.profile}, **run_kwargs)
     except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run
         exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed} (finished runs and cycles are kept)")
         raise
+
+
+def _cached_data(cfg, cache: dict):
+    """The data of ``cfg`` on its device, loaded once per distinct dataset setting in ``cache``."""
+    from .loop import _load_data, resolve_device
+
+    dev = resolve_device(cfg.device)
+    key = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, str(dev))
+    if key not in cache:
+        cache[key] = _load_data(cfg, dev)
+    return cache[key]
+
+
+def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None = None, *, device: str | None = None,
+              force: bool = False, progress: bool = False, **group_kwargs) -> list[list[dict] | Exception]:
+    """Run the (experiment, arm, seed) ``runs`` of one fusion group in lockstep (:func:`alkit.loop.run_group`):
+    each in its own run folder, exactly as :func:`run_one` lays it out; returns each run's records or exception."""
+    from .loop import run_group as loop_group
+
+    cache = data_cache if data_cache is not None else {}
+    configs, datas = [], []
+    for exp, arm, seed in runs:
+        cfg = exp.config(arm, seed)
+        if device is not None:
+            cfg.device = device
+        datas.append(_cached_data(cfg, cache))
+        configs.append((cfg, exp.run_dir(arm, seed), {"experiment": exp.name, "arm": arm, "profile": exp.profile}))
+    return loop_group(configs, data=datas, force=force, progress=progress, **group_kwargs)
 
 
 def experiment_records(exp: Experiment, log=print) -> list[dict]:

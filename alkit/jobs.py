@@ -240,6 +240,46 @@ class _Estimates:
     def of(self, task: Task) -> float | None:
         return self.seconds.get((task.exp.name, task.arm))
 
+    def of_unit(self, tasks: list[Task], unit: list[int]) -> float | None:
+        """A fused group's cycle takes as long as its slowest member's (None: no member measured yet)."""
+        known = [e for e in (self.of(tasks[i]) for i in unit) if e is not None]
+        return max(known) if known else None
+
+
+#: ``--fuse`` values; runs per fused group at most (``--fuse-max``): 27 = the largest K the issue benchmarks
+FUSE_MODES = ("auto", "on", "off")
+FUSE_MAX = 27
+
+
+def fusion_units(tasks: list[Task], todo: list[int], fuse_max: int = FUSE_MAX) -> list[list[int]]:
+    """The runs ``todo`` grouped by :func:`alkit.loop.fusion_key` (learner family, parameters but the per-run
+    weights, data settings, device) into groups of at most ``fuse_max``, across parameter files; in the
+    order of each group's first run (so the GPU trains the files' first arms first). Runs that cannot fuse
+    are groups of one."""
+    from .loop import fusion_key
+
+    groups: dict[str, list[int]] = {}
+    units: list[list[int]] = []
+    for i in todo:
+        t = tasks[i]
+        key = fusion_key(t.exp.config(t.arm, t.seed))
+        if key is None:
+            units.append([i])
+            continue
+        if key not in groups or len(groups[key]) >= fuse_max:
+            groups[key] = []
+            units.append(groups[key])
+        groups[key].append(i)
+    return units
+
+
+def _on_cuda(tasks: list[Task], devices: list[str | None]) -> bool:
+    """Whether the runs go to a CUDA device (``--fuse auto``): the devices given, else every run's config."""
+    import torch
+
+    names = [d for d in devices if d is not None] or [t.exp.config(t.arm, t.seed).device for t in tasks]
+    return bool(names) and all(n.startswith("cuda") or (n == "auto" and torch.cuda.is_available()) for n in names)
+
 
 # ---------------------------------------------------------------------------------------------
 # Workers: a function a worker runs per task, and two pools that call it (in process / spawned)
@@ -265,6 +305,36 @@ def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
              + "\n" + traceback.format_exc(limit=-3))
 
 
+def _execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
+    """Run one fusion group in lockstep (:func:`alkit.experiment.run_group`); reports per run as :func:`_execute`."""
+    from .experiment import run_group
+
+    ids, members = payload["ids"], payload["members"]
+    try:
+        outs = run_group(members, cache, device=device, force=payload["force"], deadline=payload["deadline"],
+                         cycle_estimate=payload["estimate"], time_limit=payload["time_limit"],
+                         on_abandon=lambda e: [send("abandoned", tid, {"seconds": e.seconds, "why": str(e)})
+                                               for tid in ids],
+                         on_cycle=lambda k, r: send("cycle", ids[k], {"cycle": r["cycle"], "test_acc": r["test_acc"],
+                                                                      "stopped": bool(r.get("stopped")),
+                                                                      "seconds": sum(r["seconds"].values())}))
+    except Exception as exc:  # noqa: BLE001  (the whole group: reported per run)
+        outs = [exc] * len(ids)
+    for tid, recs in zip(ids, outs):
+        if isinstance(recs, Exception):
+            notes = "\n".join(getattr(recs, "__notes__", []))
+            send("failed", tid, f"{type(recs).__name__}: {recs}" + (f" ({notes})" if notes else "") + "\n"
+                 + "".join(traceback.format_exception(recs, limit=-3)))
+        else:
+            send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
+                               "test_acc": recs[-1]["test_acc"] if recs else None})
+
+
+def run_payload(payload: dict, device: str | None, cache: dict, send) -> None:
+    """What a worker (a local process, this process, a Ray task) does with a payload: one run or one fused group."""
+    (_execute_group if "members" in payload else _execute)(payload, device, cache, send)
+
+
 def _worker_main(device: str | None, threads: int | None, imports: list[str], tasks, messages, index: int) -> None:
     """Entry point of a spawned worker: set threads, import registrations, run tasks until ``None``."""
     import torch
@@ -279,7 +349,7 @@ def _worker_main(device: str | None, threads: int | None, imports: list[str], ta
     cache: dict = {}
     messages.put(("ready", index, None))
     while (payload := tasks.get()) is not None:
-        _execute(payload, device, cache, lambda kind, tid, value: messages.put((kind, tid, value)))
+        run_payload(payload, device, cache, lambda kind, tid, value: messages.put((kind, tid, value)))
         messages.put(("ready", index, None))
 
 
@@ -296,7 +366,7 @@ class _InlinePool:
         self.inbox: list[tuple] = [("ready", 0, None)]
 
     def submit(self, worker: int, payload: dict) -> None:
-        _execute(payload, self.devices[0], self.cache, lambda kind, tid, value: self.inbox.append((kind, tid, value)))
+        run_payload(payload, self.devices[0], self.cache, lambda kind, tid, value: self.inbox.append((kind, tid, value)))
         self.inbox.append(("ready", worker, None))
 
     def get(self, timeout: float):
@@ -352,19 +422,29 @@ class _ProcessPool:
 def run_tasks(
     tasks: list[Task], *, jobs: int = 1, devices: list[str] | None = None, threads: int | None = None,
     time_limit: float | None = None, force: bool = False, imports: list[str] = (), progress: bool = True, log=print,
-    ray=None,
+    ray=None, fuse: str = "off", fuse_max: int = FUSE_MAX,
 ) -> Summary:
     """Run ``tasks`` on ``jobs`` workers per device within ``time_limit`` seconds; see the module docstring.
 
     ``ray`` (a :class:`alkit.cluster.RayOptions`): each run a Ray task instead (:mod:`alkit.cluster`);
-    ``devices`` then holds at most one device, for every run.
+    ``devices`` then holds at most one device, for every run. ``fuse`` ("auto": on when the runs go to a
+    CUDA device, "on", "off"): the unit of work becomes a group of up to ``fuse_max`` runs that train as
+    one stacked model (:func:`fusion_units`); off, every run trains alone, as before.
     """
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if fuse not in FUSE_MODES:
+        raise ConfigError(f"--fuse: {fuse!r} is not allowed; allowed: {', '.join(FUSE_MODES)}")
+    if isinstance(fuse_max, bool) or not isinstance(fuse_max, int) or fuse_max < 1:
+        raise ConfigError(f"--fuse-max: {fuse_max!r} is not allowed; allowed: an integer >= 1")
     if time_limit is not None and time_limit <= 0:
         raise ConfigError(f"--time-limit must be > 0 seconds, got {time_limit}")
     devices = check_devices(devices, cluster=ray is not None) if devices else [None]
+    fused = fuse == "on" or (fuse == "auto" and _on_cuda(tasks, devices))
     pending = sum((force or not t.finished) and t.same_as is None for t in tasks)
+    if fused:
+        pending = len(fusion_units(tasks, [i for i, t in enumerate(tasks) if (force or not t.finished)
+                                           and t.same_as is None], fuse_max))
     if ray is not None:
         if jobs != 1 or len(devices) != 1:
             raise ConfigError("--jobs / --devices: not with --executor ray; allowed: --gpus-per-run / --cpus-per-run "
@@ -394,12 +474,13 @@ def run_tasks(
             if tasks[t.same_as].finished:
                 copy_run(tasks[t.same_as], t)
     todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
+    units = fusion_units(tasks, todo, fuse_max) if fused else [[i] for i in todo]
     estimates = _Estimates(tasks)
     view = _Progress(tasks, enabled=progress, log=log)
     running: dict[int, int] = {}  # task id -> worker
     idle: list[int] = []
     try:
-        while todo or running:
+        while units or running:
             msg = pool.get(timeout=5.0)
             if msg is None:
                 for w in pool.dead():
@@ -438,18 +519,27 @@ def run_tasks(
                 summary.failed.append(f"{tasks[key].label}: {value.splitlines()[0]}")
                 view.end(key, "failed")
                 log(f"{tasks[key].label} failed:\n{value}")
-            while idle and todo:  # hand out runs whose next cycle fits the time box
-                nxt = next((i for i in todo if deadline is None or cycle_fits(estimates.of(tasks[i]), deadline, time_limit)),
-                           None)
+            while idle and units:  # hand out runs (or fused groups) whose next cycle fits the time box
+                nxt = next((u for u in units if deadline is None or cycle_fits(estimates.of_unit(tasks, u), deadline,
+                                                                                time_limit)), None)
                 if nxt is None:
-                    todo = []  # nothing fits any more (estimates only grow)
+                    units = []  # nothing fits any more (estimates only grow)
                     break
-                todo.remove(nxt)
+                units.remove(nxt)
                 worker = idle.pop(0)
-                running[nxt] = worker
-                view.start(nxt, pool.devices[worker])
-                pool.submit(worker, {"id": nxt, "exp": tasks[nxt].exp, "arm": tasks[nxt].arm, "seed": tasks[nxt].seed,
-                                     "force": force, "deadline": deadline, "time_limit": time_limit, "estimate": estimates.of(tasks[nxt])})
+                for i in nxt:
+                    running[i] = worker
+                    view.start(i, pool.devices[worker] if len(nxt) == 1 else
+                               f"{pool.devices[worker] or 'its configured device'}, fused x{len(nxt)}")
+                common = {"force": force, "deadline": deadline, "time_limit": time_limit,
+                          "estimate": estimates.of_unit(tasks, nxt)}
+                if len(nxt) == 1:
+                    i = nxt[0]
+                    pool.submit(worker, {"id": i, "exp": tasks[i].exp, "arm": tasks[i].arm, "seed": tasks[i].seed,
+                                         **common})
+                else:
+                    pool.submit(worker, {"id": nxt[0], "ids": list(nxt), **common,
+                                         "members": [(tasks[i].exp, tasks[i].arm, tasks[i].seed) for i in nxt]})
     finally:
         pool.close()
         view.close()

@@ -146,37 +146,27 @@ def _check_resumable(saved: dict, cfg_dict: dict, out_dir: Path) -> None:
         )
 
 
-def run(
-    cfg: RunConfig,
-    out_dir: str | Path | None = None,
-    *,
-    data=None,
-    force: bool = False,
-    progress: bool = True,
-    meta: dict | None = None,
-    deadline: float | None = None,
-    cycle_estimate: float | None = None,
-    time_limit: float | None = None,
-    on_cycle: Callable[[dict], None] | None = None,
-    on_abandon: Callable[[timebox.CycleAbandoned], None] | None = None,
-) -> list[dict]:
-    """Run (or resume, or just load) one active-learning run; returns its per-cycle records.
+@dataclass
+class _Run:
+    """A run opened for training: its config, folder, data on its device, pool and finished records."""
 
-    ``out_dir`` None keeps everything in memory. With a folder: a finished run
-    is loaded, not recomputed (unless ``force``); an unfinished one resumes
-    after its last recorded cycle. ``data`` may pass a preloaded
-    :class:`~alkit.data.Data` (it must match the config's dataset settings).
-    ``meta`` (e.g. experiment and arm names) is stored in ``config.json``.
+    cfg: RunConfig
+    out_dir: Path | None
+    device: torch.device
+    data: object
+    pool: Pool
+    records: list[dict]
+    previous: object = None  # the previous cycle's learner (warm starts)
+    label: str = ""
 
-    Time box: with ``deadline`` (a :func:`clock` time), no cycle starts that
-    :func:`cycle_fits` says will not end by then; the records so far are returned
-    (fewer than ``cycles + 1``: the run is unfinished and the same call resumes it).
-    ``cycle_estimate`` (seconds) stands in for the run's own cycle times until it
-    has one; with neither, a cycle starts only while half of ``time_limit`` is left. A cycle that its own
-    pace says cannot end by ``deadline`` is given up (:mod:`alkit.timebox`): nothing of it is written,
-    ``on_abandon(error)`` is called, and the records so far are returned. ``on_cycle(record)`` is called
-    after each cycle is written.
-    """
+    @property
+    def finished(self) -> bool:
+        return len(self.records) == self.cfg.cycles + 1 or bool(self.records and self.records[-1].get("stopped"))
+
+
+def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Run | list[dict]":
+    """Check, resume or start a run: its records when it is finished, else a :class:`_Run` at its next cycle
+    (``config.json`` written, finished cycles replayed into the pool)."""
     validate(cfg)
     device = resolve_device(cfg.device)
     cfg_dict = to_dict(cfg)
@@ -222,6 +212,56 @@ def run(
     previous = None
     if records and _warm_start(cfg):
         previous = torch.load(out_dir / "learner.pt", weights_only=False)
+    label = "/".join(str(x) for x in ((meta or {}).get("experiment"), (meta or {}).get("arm", cfg.strategy)) if x)
+    return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}")
+
+
+def _commit(state: _Run, rec: dict, learner) -> None:
+    """Append a finished cycle's record (and the learner a warm start needs) to the run and its folder."""
+    state.records.append(rec)
+    state.previous = learner
+    if state.out_dir is not None:
+        if _warm_start(state.cfg):
+            torch.save(learner, state.out_dir / "learner.pt")
+        results.write_records(state.out_dir / results.RECORDS_FILE, state.records)
+
+
+def run(
+    cfg: RunConfig,
+    out_dir: str | Path | None = None,
+    *,
+    data=None,
+    force: bool = False,
+    progress: bool = True,
+    meta: dict | None = None,
+    deadline: float | None = None,
+    cycle_estimate: float | None = None,
+    time_limit: float | None = None,
+    on_cycle: Callable[[dict], None] | None = None,
+    on_abandon: Callable[[timebox.CycleAbandoned], None] | None = None,
+) -> list[dict]:
+    """Run (or resume, or just load) one active-learning run; returns its per-cycle records.
+
+    ``out_dir`` None keeps everything in memory. With a folder: a finished run
+    is loaded, not recomputed (unless ``force``); an unfinished one resumes
+    after its last recorded cycle. ``data`` may pass a preloaded
+    :class:`~alkit.data.Data` (it must match the config's dataset settings).
+    ``meta`` (e.g. experiment and arm names) is stored in ``config.json``.
+
+    Time box: with ``deadline`` (a :func:`clock` time), no cycle starts that
+    :func:`cycle_fits` says will not end by then; the records so far are returned
+    (fewer than ``cycles + 1``: the run is unfinished and the same call resumes it).
+    ``cycle_estimate`` (seconds) stands in for the run's own cycle times until it
+    has one; with neither, a cycle starts only while half of ``time_limit`` is left. A cycle that its own
+    pace says cannot end by ``deadline`` is given up (:mod:`alkit.timebox`): nothing of it is written,
+    ``on_abandon(error)`` is called, and the records so far are returned. ``on_cycle(record)`` is called
+    after each cycle is written.
+    """
+    state = _open(cfg, out_dir, data, force, meta)
+    if isinstance(state, list):  # finished: its records
+        return state
+    records, previous, out_dir, data, pool, device = state.records, state.previous, state.out_dir, state.data, \
+        state.pool, state.device
     desc = f"{(meta or {}).get('arm', cfg.strategy)}/seed{cfg.seed}"
     bar = progress_bar(range(len(records), cfg.cycles + 1), desc=desc, unit="cycle", disable=not progress)
     for cycle in bar:
@@ -234,11 +274,7 @@ def run(
             if on_abandon is not None:
                 on_abandon(exc)
             break
-        records.append(rec)
-        if out_dir is not None:
-            if _warm_start(cfg):
-                torch.save(previous, out_dir / "learner.pt")
-            results.write_records(out_dir / results.RECORDS_FILE, records)
+        _commit(state, rec, previous)
         bar.set_postfix(n=rec["n_labelled"], test=f"{rec['test_acc']:.3f}")
         if on_cycle is not None:
             on_cycle(rec)
@@ -246,6 +282,114 @@ def run(
             break
     return records
 
+
+
+def run_group(
+    runs: list[tuple[RunConfig, Path | None, dict | None]],
+    *,
+    data: list | None = None,
+    force: bool = False,
+    progress: bool = False,
+    deadline: float | None = None,
+    cycle_estimate: float | None = None,
+    time_limit: float | None = None,
+    on_cycle: Callable[[int, dict], None] | None = None,
+    on_abandon: Callable[[timebox.CycleAbandoned], None] | None = None,
+    randomness: str = "different",
+) -> list[list[dict] | Exception]:
+    """Run ``runs`` (``(config, folder, meta)`` each, one learner family and shape) in lockstep: their next
+    cycles' trainings as one stacked model (:func:`alkit.engine.drive_fused`), then each run evaluates,
+    selects and writes its own record, as :func:`run` does. A run leaves the group when it finishes or its
+    stopping rule ends it; a run that fails alone (a config that cannot start, non-finite losses) leaves
+    it with its exception, the others go on. Returns each run's records, or its exception.
+
+    Time box as :func:`run`: a round of cycles starts only if the slowest member's cycle fits, and a
+    round given up mid-way writes nothing for any member. Noise: each round's dropout and sampling noise
+    comes from one seed derived from the members and their cycles (:mod:`alkit.engine.fused`), so a
+    group resumed after a kill trains every cycle exactly as the uninterrupted group does; a record says
+    ``fused_k`` (runs trained together) and ``fused_group`` (who).
+    """
+    from .engine import drive_fused
+
+    states: list = []
+    for k, (cfg, out_dir, meta) in enumerate(runs):
+        try:
+            states.append(_open(cfg, out_dir, None if data is None else data[k], force, meta))
+        except Exception as exc:  # noqa: BLE001  (reported for this run; the others go on)
+            states.append(exc)
+    out: list = [s if isinstance(s, (list, Exception)) else None for s in states]
+    active = [k for k, s in enumerate(states) if isinstance(s, _Run)]
+    while active:
+        estimate = max((cycle_seconds(states[k].records) or cycle_estimate or 0.0) for k in active) or None
+        if deadline is not None and not cycle_fits(estimate, deadline, time_limit):
+            break
+        members = []
+        for k in active:
+            st = states[k]
+            cycle = len(st.records)
+            lab, unl = st.pool.labelled_indices(), st.pool.unlabelled_indices()
+            learner, train = new_learner(st.cfg, st.data, lab, unl, st.device, st.previous)
+            members.append((k, cycle, lab, unl, learner, train))
+        labels = [f"{states[k].label}@{cycle}" for k, cycle, *_ in members]
+        t = time.perf_counter()
+        try:
+            with timebox.cycle_deadline(deadline):
+                fits = drive_fused([learner.fit_phases(train, fit_seed(states[k].cfg, cycle))
+                                    for k, cycle, _, _, learner, train in members],
+                                   progress, randomness, noise_seed=derive_seed("fused", *labels))
+        except timebox.CycleAbandoned as exc:
+            if on_abandon is not None:
+                on_abandon(exc)
+            break
+        train_seconds = time.perf_counter() - t
+        group = ",".join(labels)
+        for (k, cycle, lab, unl, learner, train), metrics in zip(members, fits):
+            st = states[k]
+            learner.previous = None
+            try:
+                if isinstance(metrics, Exception):
+                    raise metrics
+                seconds = {"train": train_seconds}
+                rec = evaluate(st.cfg, st.data, learner, lab, unl, cycle, metrics, seconds)
+                rec["fused_group"] = group
+                rec = _after_fit(st.cfg, st.data, st.pool, cycle, st.device, learner, train, lab, unl, rec, seconds,
+                                 st.out_dir)
+                _commit(st, rec, learner)
+            except Exception as exc:  # noqa: BLE001
+                exc.add_note(f"while running {st.label} cycle {cycle} in a fused group of {len(members)}")
+                out[k] = exc
+                active.remove(k)
+                continue
+            if on_cycle is not None:
+                on_cycle(k, rec)
+            if st.finished:
+                active.remove(k)
+    for k, st in enumerate(states):
+        if out[k] is None:
+            out[k] = st.records
+    return out
+
+
+#: learner parameters that may differ between the runs of one fused group (a weight or flag of the loss,
+#: :attr:`alkit.engine.Phase.hp`); every other parameter must be equal
+PER_RUN_PARAMS = ("adversary_weight", "beta", "detach_y_in_adversary")
+#: learners whose runs fuse with another's: ``m2_disc`` is ``m2_vaal`` with the adversarial weight 0
+FUSION_FAMILY = {"m2_vaal": "m2_disc"}
+
+
+def fusion_key(cfg: RunConfig) -> str | None:
+    """Runs with one key can train as one stacked model (:func:`run_group`): the learner family, its
+    resolved parameters but :data:`PER_RUN_PARAMS`, the data settings (pool, validation set) and the
+    device. None: the learner cannot fuse (a plug-in that overrides ``fit``). The engine checks the
+    actual shapes again at every cycle (a labelled set smaller than a batch trains apart)."""
+    cls = LEARNERS[cfg.learner]
+    if not cls.fusable():
+        return None
+    params = to_dict(from_dict(cls.Params, cfg.learner_params, where=f"learner_params[{cfg.learner}]")) \
+        if cls.Params else {}
+    shared = {k: v for k, v in params.items() if k not in PER_RUN_PARAMS}
+    data = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, cfg.device)
+    return results.dumps([FUSION_FAMILY.get(cfg.learner, cfg.learner), shared, data], sort_keys=True)
 
 
 #: a cycle is started only if its estimate times this still ends before the deadline
@@ -282,23 +426,41 @@ def fit_and_evaluate(cfg: RunConfig, data, lab: np.ndarray, unl: np.ndarray, cyc
     The record holds the cycle's accuracies, test confusion, labelled class counts and the learner's
     metrics. Shared by the simulated loop and the oracle session (:mod:`alkit.oracle`).
     """
+    learner, train = new_learner(cfg, data, lab, unl, device, previous)
+    t = time.perf_counter()
+    metrics = learner.fit(train, seed=fit_seed(cfg, cycle), progress=progress)
+    learner.previous = None
+    seconds = {"train": time.perf_counter() - t}
+    rec = evaluate(cfg, data, learner, lab, unl, cycle, metrics, seconds)
+    return rec, learner, train, seconds
+
+
+def fit_seed(cfg: RunConfig, cycle: int) -> int:
+    """The seed of cycle ``cycle``'s training (model init, minibatch order, noise)."""
+    return derive_seed(cfg.seed, cycle, "fit")
+
+
+def new_learner(cfg: RunConfig, data, lab: np.ndarray, unl: np.ndarray, device, previous=None):
+    """A fresh learner of ``cfg`` and its :class:`TrainData` (labelled pool points ``lab``, unlabelled ``unl``)."""
     lab_t = torch.as_tensor(lab.copy(), device=device)
     unl_t = torch.as_tensor(unl.copy(), device=device)
     train = TrainData(
         x_labelled=data.x_pool[lab_t], y_labelled=data.y_pool[lab_t], x_unlabelled=data.x_pool[unl_t],
         x_val=data.x_val, y_val=data.y_val, num_classes=data.num_classes,
     )
-    seconds = {}
-    t = time.perf_counter()
     learner = make_learner(cfg.learner, cfg.learner_params, data.num_classes, device)
     learner.previous = previous if _warm_start(cfg) else None
-    metrics = learner.fit(train, seed=derive_seed(cfg.seed, cycle, "fit"), progress=progress)
-    learner.previous = None
-    seconds["train"] = time.perf_counter() - t
+    return learner, train
 
+
+def evaluate(cfg: RunConfig, data, learner, lab: np.ndarray, unl: np.ndarray, cycle: int, metrics: dict,
+             seconds: dict) -> dict:
+    """The cycle record of a fitted learner: validation and test accuracy, test confusion, labelled class
+    counts, the learner's ``metrics``; adds ``seconds["evaluate"]``."""
     t = time.perf_counter()
     from .train import confusion_matrix
 
+    lab_t = torch.as_tensor(lab.copy(), device=data.x_pool.device)
     test_pred = learner.predict_proba(data.x_test).argmax(1)
     val_pred = learner.predict_proba(data.x_val).argmax(1)
     rec = {
@@ -312,7 +474,7 @@ def fit_and_evaluate(cfg: RunConfig, data, lab: np.ndarray, unl: np.ndarray, cyc
     rec["iterations_per_cycle"] = learner.params.iterations_per_cycle(len(lab), len(unl))
     rec.update({k: v for k, v in metrics.items() if k not in rec})
     seconds["evaluate"] = time.perf_counter() - t
-    return rec, learner, train, seconds
+    return rec
 
 
 def propose(cfg: RunConfig, data, learner, train, lab: np.ndarray, unl: np.ndarray, cycle: int, device):
@@ -337,6 +499,13 @@ def propose(cfg: RunConfig, data, learner, train, lab: np.ndarray, unl: np.ndarr
 def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progress: bool, out_dir: Path | None):
     lab, unl = pool.labelled_indices(), pool.unlabelled_indices()
     rec, learner, train, seconds = fit_and_evaluate(cfg, data, lab, unl, cycle, device, previous, progress)
+    return _after_fit(cfg, data, pool, cycle, device, learner, train, lab, unl, rec, seconds, out_dir), learner
+
+
+def _after_fit(cfg: RunConfig, data, pool: Pool, cycle: int, device, learner, train, lab, unl, rec: dict,
+               seconds: dict, out_dir: Path | None) -> dict:
+    """The rest of a cycle once its learner is fitted and evaluated: the stopping rule, selection (labels
+    revealed only after it), diagnostics, the learner and latent files; labels the selection in ``pool``."""
     stop_reason = None
     if cfg.stop_disc_acc is not None and rec.get("disc_acc_heldout") is not None:
         if rec["disc_acc_heldout"] <= cfg.stop_disc_acc:
@@ -369,7 +538,7 @@ def _cycle(cfg: RunConfig, data, pool: Pool, cycle: int, device, previous, progr
         _save_latent(cfg, data, learner, cycle, lab, rec["selected"], out_dir)
         seconds["latent"] = time.perf_counter() - t
     rec["seconds"] = seconds
-    return rec, learner
+    return rec
 
 
 def _save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray, selected, out_dir: Path) -> None:

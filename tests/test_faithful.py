@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import alkit.learners.m2 as m2_module
+import alkit.engine.single as engine_single
 from alkit.learners import LEARNERS, TrainData, make_learner
 from alkit.learners.schedule import ScheduleParams
 from alkit.models import Classifier
@@ -164,7 +164,7 @@ def test_m2_selection_reads_one_model_state(name, monkeypatch):
         calls["n"] += 1
         return 1.0 / calls["n"]
 
-    monkeypatch.setattr(m2_module, "accuracy", falling_accuracy)
+    monkeypatch.setattr(engine_single, "accuracy", falling_accuracy)  # the engine validates every learner
     data = fingerprinted()
     learner = make_learner(name, {**LEARNERS[name].test_params, "iterations": 6, "val_every": 2}, 3, "cpu")
     metrics = learner.fit(data, seed=3)

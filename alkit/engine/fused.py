@@ -150,11 +150,12 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
 
     bundle = _Bundle(t.modules)
 
-    def vmapped(fn, it):
+    def vmapped(fn, it, batch):
         def one(p, b, h, bufs):
             return functional_call(bundle, (p, bufs), (b, h), {"fn": fn, "it": it})
 
-        return torch.vmap(one, in_dims=(0, 0, 0, 0), randomness=randomness)
+        dims = {k: (None if v is None else 0) for k, v in batch.items()}  # absent weights stay None
+        return torch.vmap(one, in_dims=(0, dims, 0, 0), randomness=randomness)
 
     val = t.validation
     if val is not None:
@@ -177,7 +178,6 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
             for d in drops:
                 d.before(it)
             for step in t.steps:
-                fn = vmapped(step.loss, it)
                 for r in range(step.times):
                     if step.draw != "reuse" or r > 0:
                         batch = draw("both" if step.draw == "reuse" else step.draw)
@@ -186,7 +186,7 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
                     for m in step.eval:
                         t.modules[m].eval()
                     with speed.autocast():
-                        loss, terms = fn(step_params[step.name], batch, hp, buffers)  # (K,), {term: (K,)}
+                        loss, terms = vmapped(step.loss, it, batch)(step_params[step.name], batch, hp, buffers)  # (K,), {term: (K,)}
                     opt = opts[step.optimizer]
                     opt.zero_grad(set_to_none=True)
                     loss.sum().backward()  # runs are independent: each slice gets its own run's gradient
