@@ -99,7 +99,12 @@ def write_records(path: str | Path, records: Iterable[dict]) -> None:
 
 
 class RecordsError(ValueError):
-    """A ``records.jsonl`` that cannot be read as it is; the message names the file, the line and the fix."""
+    """A ``records.jsonl`` that cannot be read as it is; the message names the file, the line and the fix.
+    ``last``: the bad line is the file's last (:func:`repair_records` can drop it)."""
+
+    def __init__(self, message: str, last: bool = False):
+        super().__init__(message)
+        self.last = last
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -126,7 +131,7 @@ def read_records(path: str | Path) -> list[dict]:
             if n == last:
                 raise RecordsError(f"{path}: line {n} (the last) is incomplete or corrupt ({exc}); the {len(out)} "
                                    "records before it are intact; fix: alkit run <the parameter file> --repair drops "
-                                   "that line (its cycle is trained again)") from None
+                                   "that line (its cycle is trained again)", last=True) from None
             raise RecordsError(f"{path}: line {n} of {last} is corrupt ({exc}), and records follow it; not "
                                "repairable by dropping a last line: restore the file, or delete the run folder "
                                "(or alkit run --force) to train the run again") from None
@@ -142,13 +147,13 @@ def repair_records(path: str | Path) -> int | None:
     try:
         read_records(path)
         return None
-    except RecordsError:
-        pass
+    except RecordsError as exc:
+        if not exc.last:
+            raise  # an earlier line: dropping the last one would not help
     lines = path.read_bytes().split(b"\n")
     last = max(i for i, line in enumerate(lines) if line.strip())
     kept = b"".join(line + b"\n" for line in lines[:last] if line.strip())
     atomic_write_bytes(path, kept)
-    read_records(path)  # raises if an earlier line is corrupt too
     return last + 1
 
 
