@@ -141,7 +141,7 @@ def check_simulated_data(cfg: RunConfig, data) -> None:
     if needed > len(data.y_pool):
         raise BudgetError(
             f"dataset: {cfg.dataset!r}: initial {cfg.initial.n} + {cfg.cycles} cycles x budget {cfg.budget} = "
-            f"{needed} labels, but the pool has only {len(data.y_pool)} images; allowed: a smaller budget, "
+            f"{needed} labels, but the pool has only {len(data.y_pool)} points; allowed: a smaller budget, "
             "fewer cycles or a smaller initial set"
         )
 

@@ -164,7 +164,7 @@ BAD_FILES = {
     "05-pool-negative": (lambda d: experiment(base={**BASE, "pool_size": -5}),
                          ["base.pool_size: -5 is out of range; allowed: an integer >= 1"]),
     "06-own-budget": (lambda d: experiment(base={**OWN, "dataset": str(_folder(d / "imgs", False)), "budget": 100}),
-                      ["arm 'random'", "initial 20 + 1 cycles x budget 100 = 120 labels", "only 24 images"]),
+                      ["arm 'random'", "initial 20 + 1 cycles x budget 100 = 120 labels", "only 24 points"]),
     "07-own-unlabelled-npz": (lambda d: experiment(base={**OWN, "dataset": str(_npz(
         d / "m.npz", train_labels=np.where(np.arange(120) < 5, -1, np.arange(120) % 2)))}),
         ["has 5 pool images without a label", "oracle session"]),
