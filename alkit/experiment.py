@@ -173,10 +173,14 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
     if key not in cache:
         cache[key] = _load_data(cfg, dev)
     check_simulated_data(cfg, cache[key])  # before the lock, which makes the run's folders
+    meta = {"experiment": exp.name, "arm": arm, "profile": exp.profile}
     try:
+        if not force and is_finished(exp, [(arm, seed)]) and (exp.run_dir(arm, seed) / "config.json").exists():
+            # finished: only read (nothing writes a finished run but --force), so no lock and no lock file
+            return run(cfg, exp.run_dir(arm, seed), data=cache[key], progress=progress, meta=meta, **run_kwargs)
         with run_lock(exp.run_dir(arm, seed), wait=wait, on_wait=on_wait):
-            return run(cfg, exp.run_dir(arm, seed), data=cache[key], force=force, progress=progress,
-                       meta={"experiment": exp.name, "arm": arm, "profile": exp.profile}, **run_kwargs)
+            return run(cfg, exp.run_dir(arm, seed), data=cache[key], force=force, progress=progress, meta=meta,
+                       **run_kwargs)
     except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run
         exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed} (finished runs and cycles are kept)")
         raise

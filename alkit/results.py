@@ -134,7 +134,7 @@ def read_records(path: str | Path) -> list[dict]:
                                    "that line (its cycle is trained again)", last=True) from None
             raise RecordsError(f"{path}: line {n} of {last} is corrupt ({exc}), and records follow it; not "
                                "repairable by dropping a last line: restore the file, or delete the run folder "
-                               "(or alkit run --force) to train the run again") from None
+                               "to train the run again") from None
         out.append(rec)
     return out
 
