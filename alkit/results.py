@@ -158,7 +158,11 @@ def repair_records(path: str | Path) -> int | None:
 
 
 class RunLocked(RuntimeError):
-    """The run folder is being trained by another process (its lock is held)."""
+    """The run folder is being trained by another process (its lock is held); ``holder`` says which."""
+
+    def __init__(self, message: str, holder: str = "another process"):
+        super().__init__(message)
+        self.holder = holder
 
 
 def lock_path(run_dir: str | Path) -> Path:
@@ -189,7 +193,7 @@ def run_lock(run_dir: str | Path, wait: bool = False, on_wait: Callable[[str], N
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             if not wait:
                 raise RunLocked(f"{run_dir}: being trained by another process ({holder}); skipped (run it again "
-                                "once that one ends, or pass --wait to wait for it)") from None
+                                "once that one ends, or pass --wait to wait for it)", holder) from None
             if on_wait is not None:
                 on_wait(holder)
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -271,7 +271,7 @@ def test_a_locked_run_is_skipped_and_said_so_and_wait_waits_for_it(tmp_path, fmn
         assert out.returncode == 0, out.stderr[-2000:]
         assert "runs: 1/2 finished (0 before this call), 1 unfinished, 0 failed, 1 skipped (another process trains them)" \
             in out.stdout, out.stdout
-        assert f"skipped: 02_vaal_vs_random/random/seed0: another process (pid {os.getpid()} on" in out.stdout
+        assert f"skipped: 02_vaal_vs_random/random/seed0: another process trains it (pid {os.getpid()} on" in out.stdout
         assert "cycles: 2 trained" in out.stdout and "--wait" in out.stdout
         assert not (exp.run_dir("random", 0) / "records.jsonl").exists()
         waiting = subprocess.Popen([sys.executable, "-m", "alkit", "run", *args, "--wait"], cwd=ROOT, text=True,
