@@ -279,7 +279,7 @@ def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
         send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
                            "test_acc": recs[-1]["test_acc"] if recs else None})
     except RunLocked as exc:  # another process trains it: skipped, not failed
-        send("locked", tid, str(exc).split(": being trained", 1)[-1].removeprefix(" by "))
+        send("locked", tid, f"another process trains it ({exc.holder})")
     except Exception as exc:  # noqa: BLE001  (reported by the main process; other runs go on)
         notes = "\n".join(getattr(exc, "__notes__", []))
         send("failed", tid, f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
