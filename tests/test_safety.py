@@ -516,7 +516,12 @@ def test_two_node_ray_cluster_gives_the_local_records_and_resumes_after_a_node_d
     ray_tmp = Path("/tmp") / f"alkit-ray-{os.getpid()}"  # short: Ray's socket paths must stay under 108 bytes
     ray_tmp.mkdir()
     gcs, *node_ports = _free_ports(9)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": f"127.0.0.1:{gcs}"}
+    # a busy CI machine (load 15 on 2 cores here) can take longer than Ray's default 10 s to register a raylet
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": f"127.0.0.1:{gcs}",
+           "RAY_raylet_start_wait_time_s": "120",
+           # hermetic: no ~/.ray/auth_token of another cluster on this machine (Ray reads it and fails to connect)
+           "HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "disabled"}
+    (tmp_path / "home").mkdir()
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", str(80 * 1024**2),
               "--disable-usage-stats"]
 
