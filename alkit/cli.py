@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--fuse-max", type=int, default=27, metavar="K",
                        help="runs per fused group at most (default 27)")
     p_run.add_argument("--force", action="store_true", help="recompute finished runs")
+    p_run.add_argument("--wait", action="store_true",
+                       help="a run another alkit process is training: wait for it (then load or resume it); "
+                            "default: skip it and say so")
+    p_run.add_argument("--repair", action="store_true",
+                       help="repair damaged run folders first: drop an incomplete last line of records.jsonl, "
+                            "rewrite a deleted config.json from the parameter file")
     p_run.add_argument("--quiet", action="store_true", help="no progress bars")
     p_run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                        help="import a module or a .py file first, e.g. one that registers your own strategy "
@@ -84,13 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     from .strategies.base import UnknownStrategyError
     from .strategies.norm import PoolTooLargeError
 
+    from .results import RecordsError
+
     user_errors = (ConfigError, BudgetError, UnknownStrategyError, CapabilityError, DataError, PoolTooLargeError,
-                   FileNotFoundError, ModuleNotFoundError)
+                   FileNotFoundError, ModuleNotFoundError, RecordsError)
     try:
         for module in args.imports:
             import_module(module)
         if args.device and args.devices:
             raise ConfigError("give either --device or --devices, not both")
+        _check_numbers(args)
         from .jobs import check_config_devices, check_devices, plan, run_tasks
 
         ray = _ray_options(args)
@@ -104,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         experiments = [e for e in experiments if not e.oracle]
         if not experiments:
             return 0
+        if not args.force:
+            _check_run_folders(experiments, args.arms, args.seeds, repair=args.repair)
         tasks = plan(experiments, arms=args.arms, seeds=args.seeds, force=args.force)
         if not devices:
             check_config_devices(tasks, cluster=cluster)
@@ -112,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_data(experiments)
         summary = run_tasks(tasks, jobs=args.jobs, devices=devices or None, threads=args.threads,
                             time_limit=args.time_limit, force=args.force, imports=args.imports,
-                            progress=not args.quiet, ray=ray, fuse=args.fuse, fuse_max=args.fuse_max)
+                            progress=not args.quiet, ray=ray, wait=args.wait, fuse=args.fuse,
+                            fuse_max=args.fuse_max)
     except user_errors as exc:  # a problem with the input: its message, no traceback
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
         print("\n".join([f"error: {message}", *getattr(exc, "__notes__", [])]), file=sys.stderr)
@@ -139,6 +151,37 @@ def _ray_options(args):
     return RayOptions(address=args.ray_address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
 
 
+def _check_numbers(args) -> None:
+    """Numeric options in range before anything else (``--jobs`` is checked where it is used)."""
+    import math
+
+    from .config import ConfigError
+
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: {args.threads}; allowed: an integer >= 1 (torch CPU threads per run), or leave "
+                          "it out (CPU cores / workers)")
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ConfigError(f"--time-limit: {args.time_limit}; allowed: a finite number of seconds > 0")
+    for flag, value in (("--gpus-per-run", args.gpus_per_run), ("--cpus-per-run", args.cpus_per_run)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{flag}: {value}; allowed: a finite number")
+
+
+def _check_run_folders(experiments, arms, seeds, repair: bool) -> None:
+    """Every selected run folder readable as it is (or repaired first, with ``--repair``), before any training."""
+    from .experiment import check_run_folder, repair_run
+
+    for exp in experiments:
+        for arm in [a for a in exp.arms if arms is None or a in arms]:
+            for seed in [s for s in exp.seeds if seeds is None or s in seeds]:
+                if not exp.run_dir(arm, seed).exists():
+                    continue
+                if repair:
+                    for line in repair_run(exp, arm, seed):
+                        print(line, file=sys.stderr)
+                check_run_folder(exp, arm, seed)
+
+
 def _check_cpu_runs(tasks, devices) -> None:
     """With Ray and no GPU per run, a run configured for cuda would find none."""
     from .config import ConfigError
@@ -153,20 +196,32 @@ def _check_cpu_runs(tasks, devices) -> None:
 
 def _check_data(experiments) -> None:
     """Find and verify the data of every run before any training (a missing or corrupt file: DataError);
-    your own ``.npz`` or image folder is loaded and checked the same way (:mod:`alkit.own_data`)."""
-    from .data import locate_files
-    from .own_data import is_own_dataset, load_own
+    your own ``.npz`` or image folder is loaded as each arm configures it (:mod:`alkit.own_data`) and
+    checked for what a simulated run needs (:func:`alkit.loop.check_simulated_data`: every pool image
+    labelled, a pool large enough for the budget)."""
+    import torch
 
-    seen = set()
+    from .data import locate_files
+    from .loop import _load_data, check_simulated_data
+    from .pool import BudgetError
+    from .own_data import is_own_dataset
+
+    seen, loaded = set(), {}
     for exp in experiments:
         for arm in exp.arms:
             cfg = exp.config(arm, exp.seeds[0])
-            if (cfg.dataset, cfg.data_dir) not in seen:
+            if is_own_dataset(cfg.dataset):
+                key = (cfg.dataset, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size)
+                try:
+                    if key not in loaded:
+                        loaded[key] = _load_data(cfg, torch.device("cpu"))
+                    check_simulated_data(cfg, loaded[key])
+                except BudgetError as exc:  # a budget is an arm's: say which, on the same line
+                    exc.args = (f"{exp.name}: arm {arm!r}: {exc.args[0]}", *exc.args[1:])
+                    raise
+            elif (cfg.dataset, cfg.data_dir) not in seen:
                 seen.add((cfg.dataset, cfg.data_dir))
-                if is_own_dataset(cfg.dataset):
-                    load_own(cfg.dataset, split_seed=cfg.split_seed)
-                else:
-                    locate_files(cfg.dataset, data_dir=cfg.data_dir)
+                locate_files(cfg.dataset, data_dir=cfg.data_dir)
 
 
 def import_module(module: str) -> None:

@@ -122,7 +122,11 @@ class RayPool:
             if options.gpus_per_run:
                 fit.append(have.get("GPU", 0) / options.gpus_per_run)
             self.concurrency = max(1, min(slots, int(min(fit))))
-            self.messages = Queue()
+            # the message queue is an actor: on the driver's node, so that losing another node loses only its runs
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+            self.messages = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         except BaseException:
             self.close()
             raise

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, from_dict, load_yaml
+from .config import ConfigError, check_keys, from_dict, load_yaml, safe_component
 from .loop import RunConfig, run, validate
 from .results import load_results
 
@@ -47,12 +47,26 @@ class Experiment:
         if self.oracle not in (None, "simulated", "human"):
             raise ConfigError(f"experiment {self.name!r}: oracle: {self.oracle!r} is not allowed; "
                               "allowed: simulated (the dataset's labels), human (you, in notebook 06's grid), or none")
+        # each becomes a folder below the results root: one that is not a plain name could leave it
+        safe_component(self.name, "name")
+        safe_component(self.profile, "profile")
         if not self.arms:
             raise ConfigError(f"experiment {self.name!r} has no arms")
+        for arm in self.arms:
+            safe_component(arm, "arms")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"experiment {self.name!r}: seeds must be a non-empty list of distinct ints")
+        # a bad key or value is named where it is written (base, or the arm), before the merged configs
+        check_keys(RunConfig, self.base, "base")
+        for arm, values in self.arms.items():
+            check_keys(RunConfig, values, f"arms.{arm}")
         for arm in self.arms:  # build every config now: a bad key fails before any training
-            validate(self.config(arm, self.seeds[0]))
+            try:
+                validate(self.config(arm, self.seeds[0]))
+            except ConfigError as exc:  # a learner's or strategy's parameter: say which arm it reaches
+                if str(exc).startswith(("learner_params", "strategy_params")):
+                    raise ConfigError(f"arm {arm!r}: {exc}") from None
+                raise
 
     def config(self, arm: str, seed: int) -> RunConfig:
         if arm not in self.arms:
@@ -124,7 +138,9 @@ def run_experiment(
     for arm, seed in overall:  # one bar over the runs; each run shows its cycles (and iterations) below it
         overall.set_postfix_str(f"{arm}/seed{seed}")
         t = time.perf_counter()
-        recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress)
+        recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress, wait=True,
+                       on_wait=lambda holder, a=arm, s=seed: log and log(
+                           f"{exp.name}/{a}/seed{s}: waiting for another process that trains it ({holder})"))
         if log:
             log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
                 f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
@@ -132,21 +148,34 @@ def run_experiment(
 
 
 def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None, *, device: str | None = None,
-            force: bool = False, progress: bool = False, **run_kwargs) -> list[dict]:
+            force: bool = False, progress: bool = False, wait: bool = False, on_wait=None, **run_kwargs) -> list[dict]:
     """Run (resume, or load) one (arm, seed) of ``exp`` into its run folder; returns its records.
 
     ``data_cache`` (a dict) shares loaded data between the runs of one process; ``device``
     overrides the config's (the config stored with the run keeps its own, see
     :data:`~alkit.loop.RESUMABLE_DIFFERENCES`); ``run_kwargs`` go to :func:`alkit.loop.run`
     (``deadline``, ``cycle_estimate``, ``on_cycle``).
+
+    The run's lock (:func:`alkit.results.run_lock`) is held from reading its folder to the last record
+    written: a run another process is training raises :class:`~alkit.results.RunLocked` (``wait=False``)
+    or is waited for (``wait=True``: ``on_wait(holder)`` first), then found finished or resumed.
     """
+    from .loop import check_simulated_data
+    from .results import run_lock
+
     cfg = exp.config(arm, seed)
     if device is not None:
         cfg.device = device
     data = _cached_data(cfg, data_cache if data_cache is not None else {})
+    check_simulated_data(cfg, data)  # before the lock, which makes the run's folders
+    meta = {"experiment": exp.name, "arm": arm, "profile": exp.profile}
     try:
-        return run(cfg, exp.run_dir(arm, seed), data=data, force=force, progress=progress,
-                   meta={"experiment": exp.name, "arm": arm, "profile": exp.profile}, **run_kwargs)
+        if not force and is_finished(exp, [(arm, seed)]) and (exp.run_dir(arm, seed) / "config.json").exists():
+            # finished: only read (nothing writes a finished run but --force), so no lock and no lock file
+            return run(cfg, exp.run_dir(arm, seed), data=data, progress=progress, meta=meta, **run_kwargs)
+        with run_lock(exp.run_dir(arm, seed), wait=wait, on_wait=on_wait):
+            return run(cfg, exp.run_dir(arm, seed), data=data, force=force, progress=progress, meta=meta,
+                       **run_kwargs)
     except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run
         exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed} (finished runs and cycles are kept)")
         raise
@@ -164,20 +193,35 @@ def _cached_data(cfg, cache: dict):
 
 
 def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None = None, *, device: str | None = None,
-              force: bool = False, progress: bool = False, **group_kwargs) -> list[list[dict] | Exception]:
+              force: bool = False, progress: bool = False, wait: bool = False, on_wait=None,
+              **group_kwargs) -> list[list[dict] | Exception]:
     """Run the (experiment, arm, seed) ``runs`` of one fusion group in lockstep (:func:`alkit.loop.run_group`):
-    each in its own run folder, exactly as :func:`run_one` lays it out; returns each run's records or exception."""
+    each in its own run folder, exactly as :func:`run_one` lays it out; returns each run's records or exception.
+    The locks of all the group's runs are held while it trains (:func:`alkit.results.run_locks`: all or none)."""
+    from .loop import check_simulated_data
     from .loop import run_group as loop_group
+    from .results import run_locks
 
     cache = data_cache if data_cache is not None else {}
-    configs, datas = [], []
-    for exp, arm, seed in runs:
-        cfg = exp.config(arm, seed)
-        if device is not None:
-            cfg.device = device
-        datas.append(_cached_data(cfg, cache))
+    configs, datas, out, where = [], [], [None] * len(runs), []
+    for k, (exp, arm, seed) in enumerate(runs):
+        try:
+            cfg = exp.config(arm, seed)
+            if device is not None:
+                cfg.device = device
+            data = _cached_data(cfg, cache)
+            check_simulated_data(cfg, data)
+        except Exception as exc:  # noqa: BLE001  (this run cannot start; the others go on)
+            exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed}")
+            out[k] = exc
+            continue
+        datas.append(data)
+        where.append(k)
         configs.append((cfg, exp.run_dir(arm, seed), {"experiment": exp.name, "arm": arm, "profile": exp.profile}))
-    return loop_group(configs, data=datas, force=force, progress=progress, **group_kwargs)
+    with run_locks([c[1] for c in configs], wait=wait, on_wait=on_wait):
+        for k, recs in zip(where, loop_group(configs, data=datas, force=force, progress=progress, **group_kwargs)):
+            out[k] = recs
+    return out
 
 
 def experiment_records(exp: Experiment, log=print) -> list[dict]:
@@ -189,6 +233,10 @@ def experiment_records(exp: Experiment, log=print) -> list[dict]:
     """
     rows = load_results(exp.folder)
     keep = [r for r in rows if r.get("arm") in exp.arms and r.get("seed") in exp.seeds]
+    missing = sorted({r["run"] for r in keep if r.get("config_missing")})
+    if missing and log:
+        log(f"{exp.folder}: {len(missing)} run(s) without config.json, kept by their folder names: {', '.join(missing)} "
+            "(alkit run <the parameter file> --repair rewrites it)")
     others = sorted({(str(r.get("arm")), r.get("seed")) for r in rows} - {(str(r.get("arm")), r.get("seed")) for r in keep},
                     key=str)
     if others and log:
@@ -264,3 +312,50 @@ def incomplete_lines(exp: Experiment, rows: list[dict]) -> list[str]:
         out.append(f"{head}: no cycle on disk" if not r["cycles"] else
                    f"{head}: cycles {cycle_span(r['cycles'])} of {cycle_span(list(range(r['expected'])))}")
     return out
+
+
+def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
+    """``alkit run --repair`` for one run folder; returns one line per repair made (none: nothing to repair).
+
+    Drops an incomplete or corrupt last line of ``records.jsonl`` (that cycle is trained again), and
+    rewrites a deleted ``config.json`` from the parameter file when the records are this config's runs
+    (same strategy, learner, seed and label counts); its ``repaired`` field says so, and its git commit
+    and environment are those of the repair, not of the training.
+    """
+    from .loop import resolve_device, write_run_config
+    from .results import CONFIG_FILE, RECORDS_FILE, read_records, repair_records
+
+    run_dir, out = exp.run_dir(arm, seed), []
+    line = repair_records(run_dir / RECORDS_FILE)
+    if line is not None:
+        out.append(f"repaired {run_dir / RECORDS_FILE}: dropped its incomplete last line {line}")
+    recs = read_records(run_dir / RECORDS_FILE)
+    if recs and not (run_dir / CONFIG_FILE).exists():
+        cfg = exp.config(arm, seed)
+        expected_n = [cfg.initial.n + i * cfg.budget for i in range(len(recs))]
+        wrong = [k for k, v in (("strategy", cfg.strategy), ("learner", cfg.learner), ("seed", cfg.seed))
+                 if any(r.get(k) != v for r in recs)]
+        if wrong or [r.get("n_labelled") for r in recs] != expected_n:
+            raise ConfigError(f"{run_dir}: its records are not runs of this parameter file's config "
+                              f"({', '.join(wrong) or 'n_labelled'} differ); not repaired: delete the folder or pass "
+                              "--force to train it again")
+        write_run_config(run_dir / CONFIG_FILE, cfg, resolve_device(cfg.device), {
+            "experiment": exp.name, "arm": arm, "profile": exp.profile,
+            "repaired": "config.json rewritten from the parameter file by alkit run --repair; git_commit, "
+                        "environment and started are the repair's, not the training's"})
+        out.append(f"repaired {run_dir / CONFIG_FILE}: rewritten from the parameter file ({len(recs)} records kept)")
+    return out
+
+
+def check_run_folder(exp: Experiment, arm: str, seed: int) -> None:
+    """A run folder alkit cannot resume as it is: one :class:`ConfigError` / :class:`~alkit.results.RecordsError`
+    with the fix, before any training (a corrupt records line; records without their ``config.json``)."""
+    from .results import CONFIG_FILE, RECORDS_FILE, read_records
+
+    run_dir = exp.run_dir(arm, seed)
+    recs = read_records(run_dir / RECORDS_FILE)
+    if recs and not (run_dir / CONFIG_FILE).exists():
+        raise ConfigError(f"{run_dir}: holds {len(recs)} records but no {CONFIG_FILE}; allowed: alkit run <the "
+                          "parameter file> --repair rewrites it from the parameter file (if the records are its runs), "
+                          "or --force trains the run again")
+

@@ -73,6 +73,7 @@ class Summary:
     finished: int = 0  # runs complete now (those before included)
     failed: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)  # cycles given up mid-way: they could not end in the time box
+    locked: list[str] = field(default_factory=list)  # runs skipped: another process holds their lock (trains them)
     cycles_done: int = 0  # cycles trained by this call
     cycles_left: int = 0
     seconds_left: float | None = None  # estimated, at this call's concurrency; None: some run has no estimate
@@ -82,7 +83,8 @@ class Summary:
     def lines(self) -> list[str]:
         unfinished = self.runs - self.finished - len(self.failed)
         out = [f"runs: {self.finished}/{self.runs} finished ({self.finished_before} before this call), "
-               f"{unfinished} unfinished, {len(self.failed)} failed",
+               f"{unfinished} unfinished, {len(self.failed)} failed"
+               + (f", {len(self.locked)} skipped (another process trains them)" if self.locked else ""),
                f"cycles: {self.cycles_done} trained in {self.seconds:.0f} s, {self.cycles_left} left"]
         if self.cycles_left:
             est = "unknown (no cycle of some arm measured yet)" if self.seconds_left is None else \
@@ -90,6 +92,9 @@ class Summary:
             out.append(f"estimated time left: {est}; run the same command again to continue")
         if self.abandoned:
             out.append(f"cycles given up before the time limit (kept nothing, freed the device): {len(self.abandoned)}")
+        out += [f"skipped: {f}" for f in self.locked]
+        if self.locked:
+            out.append("skipped runs: run the same command again once the other process ends, or add --wait")
         out += [f"failed: {f}" for f in self.failed]
         return out
 
@@ -171,6 +176,16 @@ def _check_same_config(exp: Experiment, arm: str, seed: int, cfg) -> None:
 def copy_run(src: Task, dst: Task) -> None:
     """Copy ``src``'s finished run folder to ``dst``'s (atomically: a temp folder renamed into place)."""
     a, b = src.exp.run_dir(src.arm, src.seed), dst.exp.run_dir(dst.arm, dst.seed)
+    with results.run_lock(b, wait=True):  # another alkit run may copy or train the same folder
+        _copy_locked(a, b, dst)
+
+
+def _copy_locked(a, b, dst: Task) -> None:
+    if read_records(b / RECORDS_FILE):  # the other process got there first
+        dst.done = len(read_records(b / RECORDS_FILE))
+        dst.stopped = bool(read_records(b / RECORDS_FILE)[-1].get("stopped"))
+        return
+    src_recs = read_records(a / RECORDS_FILE)
     tmp = b.with_name(f".{b.name}.copy")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(a, tmp, ignore=shutil.ignore_patterns(".*.tmp"))
@@ -180,7 +195,7 @@ def copy_run(src: Task, dst: Task) -> None:
     if b.exists():  # an empty or stale folder (no records: plan() shares only runs that have none)
         shutil.rmtree(b)
     os.replace(tmp, b)
-    dst.done, dst.stopped = src.done, src.stopped
+    dst.done, dst.stopped = len(src_recs), bool(src_recs and src_recs[-1].get("stopped"))
 
 
 def check_devices(names: list[str], key: str = "--devices", cluster: bool = False) -> list[str]:
@@ -288,10 +303,14 @@ def _on_cuda(tasks: list[Task], devices: list[str | None]) -> bool:
 
 def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
     """Run one task; ``send(kind, task_id, value)`` reports each cycle and the end (done or failed)."""
+    from .results import RunLocked
+
     tid = payload["id"]
     try:
         recs = run_one(payload["exp"], payload["arm"], payload["seed"], cache, device=device,
                        force=payload["force"], deadline=payload["deadline"], cycle_estimate=payload["estimate"],
+                       wait=payload.get("wait", False),
+                       on_wait=lambda holder: send("waiting", tid, holder),
                        time_limit=payload["time_limit"],
                        on_abandon=lambda e: send("abandoned", tid, {"seconds": e.seconds, "why": str(e)}),
                        on_cycle=lambda r: send("cycle", tid, {"cycle": r["cycle"], "test_acc": r["test_acc"],
@@ -299,6 +318,8 @@ def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
                                                               "seconds": sum(r["seconds"].values())}))
         send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
                            "test_acc": recs[-1]["test_acc"] if recs else None})
+    except RunLocked as exc:  # another process trains it: skipped, not failed
+        send("locked", tid, f"another process trains it ({exc.holder})")
     except Exception as exc:  # noqa: BLE001  (reported by the main process; other runs go on)
         notes = "\n".join(getattr(exc, "__notes__", []))
         send("failed", tid, f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
@@ -308,16 +329,23 @@ def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
 def _execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
     """Run one fusion group in lockstep (:func:`alkit.experiment.run_group`); reports per run as :func:`_execute`."""
     from .experiment import run_group
+    from .results import RunLocked
 
     ids, members = payload["ids"], payload["members"]
     try:
         outs = run_group(members, cache, device=device, force=payload["force"], deadline=payload["deadline"],
+                         wait=payload.get("wait", False),
+                         on_wait=lambda holder: [send("waiting", tid, holder) for tid in ids],
                          cycle_estimate=payload["estimate"], time_limit=payload["time_limit"],
                          on_abandon=lambda e: [send("abandoned", tid, {"seconds": e.seconds, "why": str(e)})
                                                for tid in ids],
                          on_cycle=lambda k, r: send("cycle", ids[k], {"cycle": r["cycle"], "test_acc": r["test_acc"],
                                                                       "stopped": bool(r.get("stopped")),
                                                                       "seconds": sum(r["seconds"].values())}))
+    except RunLocked as exc:  # another process trains one of them: the group is skipped, not failed
+        for tid in ids:
+            send("locked", tid, f"another process trains a run of its fused group ({exc.holder})")
+        return
     except Exception as exc:  # noqa: BLE001  (the whole group: reported per run)
         outs = [exc] * len(ids)
     for tid, recs in zip(ids, outs):
@@ -422,14 +450,15 @@ class _ProcessPool:
 def run_tasks(
     tasks: list[Task], *, jobs: int = 1, devices: list[str] | None = None, threads: int | None = None,
     time_limit: float | None = None, force: bool = False, imports: list[str] = (), progress: bool = True, log=print,
-    ray=None, fuse: str = "off", fuse_max: int = FUSE_MAX,
+    ray=None, wait: bool = False, fuse: str = "off", fuse_max: int = FUSE_MAX,
 ) -> Summary:
     """Run ``tasks`` on ``jobs`` workers per device within ``time_limit`` seconds; see the module docstring.
 
     ``ray`` (a :class:`alkit.cluster.RayOptions`): each run a Ray task instead (:mod:`alkit.cluster`);
-    ``devices`` then holds at most one device, for every run. ``fuse`` ("auto": on when the runs go to a
-    CUDA device, "on", "off"): the unit of work becomes a group of up to ``fuse_max`` runs that train as
-    one stacked model (:func:`fusion_units`); off, every run trains alone, as before.
+    ``devices`` then holds at most one device, for every run. A run another process trains (its lock is
+    held) is skipped and listed (``wait``: waited for, then loaded or resumed). ``fuse`` ("auto": on when
+    the runs go to a CUDA device, "on", "off"): the unit of work becomes a group of up to ``fuse_max`` runs
+    that train as one stacked model (:func:`fusion_units`); off, every run trains alone, as before.
     """
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
@@ -514,6 +543,12 @@ def run_tasks(
                 for j in shared.get(key, []) if t.finished else []:
                     copy_run(t, tasks[j])
                     view.line(f"copied   {t.label} -> {tasks[j].label} (same config)")
+            elif kind == "locked":
+                running.pop(key, None)
+                summary.locked.append(f"{tasks[key].label}: {value}")
+                view.end(key, "skipped (locked)")
+            elif kind == "waiting":
+                view.line(f"waiting  {tasks[key].label}: another process trains it ({value})")
             elif kind == "failed":
                 running.pop(key, None)
                 summary.failed.append(f"{tasks[key].label}: {value.splitlines()[0]}")
@@ -531,7 +566,7 @@ def run_tasks(
                     running[i] = worker
                     view.start(i, pool.devices[worker] if len(nxt) == 1 else
                                f"{pool.devices[worker] or 'its configured device'}, fused x{len(nxt)}")
-                common = {"force": force, "deadline": deadline, "time_limit": time_limit,
+                common = {"force": force, "wait": wait, "deadline": deadline, "time_limit": time_limit,
                           "estimate": estimates.of_unit(tasks, nxt)}
                 if len(nxt) == 1:
                     i = nxt[0]

@@ -78,6 +78,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}  # the pool is this minus the validation split
+TEST_SIZE = {"fashion_mnist": 10_000, "mnist": 10_000}
 
 
 def validate(cfg: RunConfig) -> None:
@@ -99,6 +100,18 @@ def validate(cfg: RunConfig) -> None:
             f"{cfg.candidates if cfg.candidates is not None else f'None (the whole pool of {pool_size})'}; "
             f"set candidates: {limit} or lower (a seeded subsample each cycle), or raise strategy_params.max_pool"
         )
+    if cfg.dataset in TRAIN_SIZE:
+        n_train = TRAIN_SIZE[cfg.dataset]
+        if cfg.val_size >= n_train:
+            raise ConfigError(f"val_size: {cfg.val_size} leaves no pool of {cfg.dataset}'s {n_train:,} training "
+                              f"images; allowed: 0 .. {n_train - 1}")
+        if cfg.pool_size is not None and cfg.pool_size > n_train - cfg.val_size:
+            raise ConfigError(f"pool_size: {cfg.pool_size} is larger than the {n_train - cfg.val_size:,} images "
+                              f"left for the pool after val_size {cfg.val_size}; allowed: 1 .. {n_train - cfg.val_size}, "
+                              "or null (all of them)")
+        if cfg.test_size is not None and cfg.test_size > TEST_SIZE[cfg.dataset]:
+            raise ConfigError(f"test_size: {cfg.test_size} is larger than {cfg.dataset}'s "
+                              f"{TEST_SIZE[cfg.dataset]:,} test images; allowed: 1 .. {TEST_SIZE[cfg.dataset]}, or null")
     needed = cfg.initial.n + cfg.cycles * cfg.budget
     if cfg.dataset in TRAIN_SIZE and needed > pool_size:
         raise BudgetError(
@@ -111,6 +124,26 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"strategy {cfg.strategy!r} needs {sorted(missing)}, which learner {cfg.learner!r} lacks; "
             f"learners that fit: {', '.join(good)}"
+        )
+
+
+def check_simulated_data(cfg: RunConfig, data) -> None:
+    """What a simulated run needs of its loaded data, checked before anything is written (``alkit run``
+    checks it for every run before any training): a label for every pool image, and a pool large enough
+    for the initial set and every cycle's budget. A :class:`BudgetError` naming the dataset and the numbers."""
+    unknown = int((data.y_pool < 0).sum())
+    if unknown:
+        raise BudgetError(
+            f"dataset: {cfg.dataset!r} has {unknown} pool images without a label; a simulated run reveals the "
+            "labels of what it selects, so every pool image needs one. Label them yourself with the oracle "
+            "session (notebooks/06_label_your_own.ipynb, alkit.oracle.LabelSession)"
+        )
+    needed = cfg.initial.n + cfg.cycles * cfg.budget
+    if needed > len(data.y_pool):
+        raise BudgetError(
+            f"dataset: {cfg.dataset!r}: initial {cfg.initial.n} + {cfg.cycles} cycles x budget {cfg.budget} = "
+            f"{needed} labels, but the pool has only {len(data.y_pool)} points; allowed: a smaller budget, "
+            "fewer cycles or a smaller initial set"
         )
 
 
@@ -177,6 +210,9 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
         if force:
             for p in (cfg_path, rec_path):
                 p.unlink(missing_ok=True)
+        if not cfg_path.exists() and results.read_records(rec_path):  # never overwrite records of an unknown config
+            raise ConfigError(f"{out_dir}: holds records but no {results.CONFIG_FILE}; allowed: alkit run <the "
+                              "parameter file> --repair (alkit.experiment.repair_run) rewrites it, or force=True")
         if cfg_path.exists():
             _check_resumable(results.read_json(cfg_path)["config"], cfg_dict, out_dir)
             records = results.read_records(rec_path)
@@ -184,13 +220,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
                 return records
     if data is None:  # before any file is written: missing, corrupt or unusable data leaves nothing behind
         data = _load_data(cfg, device)
-    unknown = int((data.y_pool < 0).sum())
-    if unknown:
-        raise BudgetError(
-            f"dataset: {cfg.dataset!r} has {unknown} pool images without a label; a simulated run reveals the "
-            "labels of what it selects, so every pool image needs one. Label them yourself with the oracle "
-            "session (notebooks/06_label_your_own.ipynb, alkit.oracle.LabelSession)"
-        )
+    check_simulated_data(cfg, data)
     data = data.to(device) if data.x_pool.device != device else data
     y_pool = data.y_pool.cpu().numpy()
     pool = Pool(len(y_pool), initial_labelled(y_pool, cfg.initial, derive_seed(cfg.seed, "initial"), data.num_classes))
@@ -202,6 +232,20 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
         )
     if out_dir is not None:
         write_run_config(cfg_path, cfg, device, meta)
+    try:
+        return _run_cycles(cfg, data, pool, records, device, out_dir, progress, meta, deadline, cycle_estimate,
+                           time_limit, on_cycle, on_abandon)
+    except BaseException:
+        # a run that fails before its first record leaves no config.json: it would hold the folder for this
+        # config and refuse the corrected one ("holds a run with a different config") until --force
+        if out_dir is not None and not records and not results.read_records(out_dir / results.RECORDS_FILE):
+            cfg_path.unlink(missing_ok=True)
+        raise
+
+
+def _run_cycles(cfg, data, pool, records, device, out_dir, progress, meta, deadline, cycle_estimate, time_limit,
+                on_cycle, on_abandon) -> list[dict]:
+    """:func:`run`'s cycles after its config is written: replay the finished ones, train the rest."""
 
     for r in records:  # replay finished cycles
         if r["n_labelled"] != pool.n_labelled:

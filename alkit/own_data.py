@@ -64,8 +64,13 @@ def to_images(images, what: str = "images") -> torch.Tensor:
     if x.dtype == np.uint8:
         t = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
     elif np.issubdtype(x.dtype, np.floating):
-        if np.nanmin(x) < 0 or np.nanmax(x) > 1 or np.isnan(x).any():
-            raise DataError(f"{what}: float pixels must lie in [0, 1], found {np.nanmin(x):.3g} .. {np.nanmax(x):.3g}")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise DataError(f"{what}: {int(bad.sum())} pixel(s) are NaN or infinite (the first at index {where}); "
+                            "allowed: finite floats in [0, 1], or uint8 0-255")
+        if x.min() < 0 or x.max() > 1:
+            raise DataError(f"{what}: float pixels must lie in [0, 1], found {x.min():.3g} .. {x.max():.3g}")
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     else:
         raise DataError(f"{what}: pixel type {x.dtype} is not uint8 (0-255) or float in [0, 1]")
@@ -162,6 +167,11 @@ def _validation_pick(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 def load_npz(path: str | Path, class_names=None) -> Data:
     """A MedMNIST-layout ``.npz``: train -> pool, val -> validation, test -> test (see the module docstring)."""
     path = Path(path)
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04":  # an .npz is a zip archive; np.load would take anything else for a pickle
+        raise DataError(f"{path}: not an .npz file: it starts with {head!r}, not a zip archive's b'PK\\x03\\x04'; "
+                        "allowed: a file written by numpy.savez / savez_compressed in MedMNIST's layout")
     try:
         f = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
@@ -172,9 +182,17 @@ def load_npz(path: str | Path, class_names=None) -> Data:
         if missing:
             raise DataError(f"{path}: missing {', '.join(missing)} (MedMNIST layout: {', '.join(need)}; found "
                             f"{', '.join(f.files) or 'nothing'})")
-        arrays = {k: f[k] for k in need}
-        if class_names is None and "class_names" in f.files:
-            class_names = [str(c) for c in f["class_names"]]
+        arrays = {}
+        for k in need + (["class_names"] if class_names is None and "class_names" in f.files else []):
+            try:
+                arrays[k] = f[k]
+            except ValueError:  # numpy refuses object arrays without allow_pickle (they would run code to load)
+                raise DataError(f"{path}: {k} is stored as Python objects (dtype object), which alkit does not "
+                                f"unpickle; allowed: a numeric array ({'integer labels' if 'labels' in k else 'uint8 or float images' if 'images' in k else 'strings, dtype <U'})") from None
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise DataError(f"{path}: {k} cannot be read ({exc}); the file may be truncated") from None
+        if "class_names" in arrays:
+            class_names = [str(c) for c in arrays.pop("class_names")]
     return from_arrays(arrays["train_images"], arrays["train_labels"], val_images=arrays["val_images"],
                        val_labels=arrays["val_labels"], test_images=arrays["test_images"],
                        test_labels=arrays["test_labels"], class_names=class_names, name=path.stem)
@@ -243,13 +261,21 @@ def load_folder(path: str | Path, *, val_fraction: float = 0.2, seed: int = 0) -
 
 def subset(data: Data, *, seed: int = 0, val_size: int | None = None, pool_size: int | None = None,
            test_size: int | None = None) -> Data:
-    """Seeded uniform subsets of the pool, validation and test (``None`` or a size >= the split's keeps it all)."""
+    """Seeded uniform subsets of the pool, validation and test (``None`` keeps a split whole).
+
+    A ``pool_size`` or ``test_size`` larger than the split is a :class:`DataError`, as for the built-in
+    datasets (a run would otherwise train on fewer images than its config says); a ``val_size`` at least
+    the validation split keeps it whole (the default 5,000 is the built-in datasets' split).
+    """
     import dataclasses
 
     parts = {}
     for part, size, stream in (("pool", pool_size, 1), ("val", val_size, 4), ("test", test_size, 2)):
         x, y = getattr(data, f"x_{part}"), getattr(data, f"y_{part}")
         ids = getattr(data, f"{part}_ids")
+        if part != "val" and size is not None and size > len(x):
+            raise DataError(f"{part}_size: {size} is larger than the {len(x)} {part} images of {data.name}; "
+                            f"allowed: 1 .. {len(x)}, or null (all of them)")
         if size is not None and size < len(x):
             keep = _subset(len(x), size, f"{part}_size", [seed, stream])
             x, y, ids = x[torch.as_tensor(keep)], y[torch.as_tensor(keep)], ids[keep]

@@ -7,13 +7,16 @@ moment leaves either the old file or the new one, never half a line.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -95,19 +98,120 @@ def write_records(path: str | Path, records: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(dumps(r, sort_keys=True) + "\n" for r in records))
 
 
+class RecordsError(ValueError):
+    """A ``records.jsonl`` that cannot be read as it is; the message names the file, the line and the fix.
+    ``last``: the bad line is the file's last (:func:`repair_records` can drop it)."""
+
+    def __init__(self, message: str, last: bool = False):
+        super().__init__(message)
+        self.last = last
+
+
 def read_records(path: str | Path) -> list[dict]:
+    """The records of a ``records.jsonl`` (none when it does not exist).
+
+    A line that is not a JSON object is a :class:`RecordsError`. alkit writes the file atomically, so
+    a cut-off last line means something else damaged it (a copy interrupted, a full disk on another
+    tool's side): the message says that ``alkit run ... --repair`` (:func:`repair_records`) drops it.
+    """
     path = Path(path)
     if not path.exists():
         return []
     out = []
-    with path.open() as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: corrupt record line: {exc}") from exc
+    lines = path.read_bytes().split(b"\n")
+    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError(f"a {type(rec).__name__}, not a record")
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if n == last:
+                raise RecordsError(f"{path}: line {n} (the last) is incomplete or corrupt ({exc}); the {len(out)} "
+                                   "records before it are intact; fix: alkit run <the parameter file> --repair drops "
+                                   "that line (its cycle is trained again)", last=True) from None
+            raise RecordsError(f"{path}: line {n} of {last} is corrupt ({exc}), and records follow it; not "
+                               "repairable by dropping a last line: restore the file, or delete the run folder "
+                               "to train the run again") from None
+        out.append(rec)
     return out
+
+
+def repair_records(path: str | Path) -> int | None:
+    """Drop an incomplete or corrupt *last* line of ``path`` (atomically); returns its line number, None if intact.
+
+    A corrupt line followed by good ones is left alone (:func:`read_records` raises for it)."""
+    path = Path(path)
+    try:
+        read_records(path)
+        return None
+    except RecordsError as exc:
+        if not exc.last:
+            raise  # an earlier line: dropping the last one would not help
+    lines = path.read_bytes().split(b"\n")
+    last = max(i for i, line in enumerate(lines) if line.strip())
+    kept = b"".join(line + b"\n" for line in lines[:last] if line.strip())
+    atomic_write_bytes(path, kept)
+    return last + 1
+
+
+class RunLocked(RuntimeError):
+    """The run folder is being trained by another process (its lock is held); ``holder`` says which."""
+
+    def __init__(self, message: str, holder: str = "another process"):
+        super().__init__(message)
+        self.holder = holder
+
+
+def lock_path(run_dir: str | Path) -> Path:
+    """The lock file of a run folder: ``.<seedN>.lock`` beside it (not inside: a shared run is copied into
+    place by replacing its folder, which must not take the lock away)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path, wait: bool = False, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while the block trains it: one writer per run, across processes and machines.
+
+    An advisory ``flock`` on :func:`lock_path` (Linux: also over NFS). The kernel releases it when the
+    process ends, however it ends, so a killed run never leaves a stale lock. Held by another process:
+    :class:`RunLocked` naming the holder (``wait=False``), or ``on_wait(holder)`` and a blocking wait.
+    A group of runs trained together takes the locks of all of them with :func:`run_locks`.
+    """
+    import fcntl
+
+    path = lock_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            if not wait:
+                raise RunLocked(f"{run_dir}: being trained by another process ({holder}); skipped (run it again "
+                                "once that one ends, or pass --wait to wait for it)", holder) from None
+            if on_wait is not None:
+                on_wait(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would race with a process opening it)
+
+
+@contextlib.contextmanager
+def run_locks(run_dirs: Iterable[str | Path], wait: bool = False, on_wait=None) -> Iterator[None]:
+    """The locks of several runs (a group trained together), taken in a fixed order so two groups cannot
+    deadlock; all or none: a run locked elsewhere raises :class:`RunLocked` and releases those taken."""
+    with contextlib.ExitStack() as stack:
+        for d in sorted({str(Path(d)) for d in run_dirs}):
+            stack.enter_context(run_lock(d, wait=wait, on_wait=on_wait))
+        yield
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -183,9 +287,13 @@ def load_results(folder: str | Path) -> list[dict]:
     for rec_path in sorted(folder.rglob(RECORDS_FILE)):
         run_dir = rec_path.parent
         cfg_path = run_dir / CONFIG_FILE
-        meta = read_json(cfg_path) if cfg_path.exists() else {}
+        # without its config.json (deleted by hand) a run keeps its place: <experiment>/<arm>/seed<N> by its folders
+        meta = read_json(cfg_path) if cfg_path.exists() else {
+            "arm": run_dir.parent.name, "experiment": run_dir.parent.parent.name, "config_missing": True}
         for r in read_records(rec_path):
             row = {"run": str(run_dir.relative_to(folder)), "arm": meta.get("arm"), "experiment": meta.get("experiment")}
+            if meta.get("config_missing"):
+                row["config_missing"] = True
             row.update(r)
             rows.append(row)
     return rows

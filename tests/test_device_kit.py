@@ -141,6 +141,9 @@ def test_dry_run_as_on_the_gpu_then_unpack(tmp_path, fmnist_dir):
         assert p.stat().st_size <= 16 * MIB and re.fullmatch(r"[A-Za-z0-9._-]+", p.name)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     produced = {p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file()}
+    locks = {p for p in produced if Path(p).name.startswith(".") and p.endswith(".lock")}
+    assert len(locks) == 2  # each trained run's lock (alkit.results.run_lock) stays here, not packed
+    produced -= locks
     assert {f["path"] for f in manifest["files"]} == produced
     assert "runs: 2/2 finished" in (out_dir / "run.log").read_text()
 

@@ -96,7 +96,7 @@ def test_a_time_limit_shorter_than_any_cycle_trains_nothing_and_exits_0(tmp_path
     (["--devices", "cuda:0"], ["--devices", "'cuda:0'", "no CUDA GPU", "allowed on this machine: cpu, auto"]),
     (["--devices", "tpu"], ["--devices", "unknown device 'tpu'"]),
     (["--jobs", "0"], ["--jobs must be >= 1, got 0"]),
-    (["--time-limit", "-5"], ["--time-limit must be > 0"]),
+    (["--time-limit", "-5"], ["--time-limit: -5.0; allowed: a finite number of seconds > 0"]),
     (["--arms", "nope"], ["--arms", "'nope'", "random, vaal"]),
 ], ids=["cuda-on-cpu", "unknown-device", "jobs-0", "negative-time", "unknown-arm"])
 def test_bad_run_options_are_one_error_line_before_anything_is_written(tmp_path, args, words):

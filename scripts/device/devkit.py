@@ -261,8 +261,8 @@ def hash_tree(root: Path) -> dict[str, str]:
     out = {}
     if root.is_dir():
         for p in _files_under(root):
-            if p.is_file() and not p.is_symlink():
-                out[p.relative_to(root).as_posix()] = sha256_file(p)
+            if p.is_file() and not p.is_symlink() and not (p.name.startswith(".") and p.name.endswith(".lock")):
+                out[p.relative_to(root).as_posix()] = sha256_file(p)  # run locks (alkit.results.run_lock) stay
     return out
 
 
