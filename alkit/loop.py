@@ -232,20 +232,6 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
         )
     if out_dir is not None:
         write_run_config(cfg_path, cfg, device, meta)
-    try:
-        return _run_cycles(cfg, data, pool, records, device, out_dir, progress, meta, deadline, cycle_estimate,
-                           time_limit, on_cycle, on_abandon)
-    except BaseException:
-        # a run that fails before its first record leaves no config.json: it would hold the folder for this
-        # config and refuse the corrected one ("holds a run with a different config") until --force
-        if out_dir is not None and not records and not results.read_records(out_dir / results.RECORDS_FILE):
-            cfg_path.unlink(missing_ok=True)
-        raise
-
-
-def _run_cycles(cfg, data, pool, records, device, out_dir, progress, meta, deadline, cycle_estimate, time_limit,
-                on_cycle, on_abandon) -> list[dict]:
-    """:func:`run`'s cycles after its config is written: replay the finished ones, train the rest."""
 
     for r in records:  # replay finished cycles
         if r["n_labelled"] != pool.n_labelled:
@@ -258,6 +244,14 @@ def _run_cycles(cfg, data, pool, records, device, out_dir, progress, meta, deadl
         previous = torch.load(out_dir / "learner.pt", weights_only=False)
     label = "/".join(str(x) for x in ((meta or {}).get("experiment"), (meta or {}).get("arm", cfg.strategy)) if x)
     return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}")
+
+
+def _unstarted_leaves_no_config(state: _Run) -> None:
+    """After a failure: a run with no record leaves no ``config.json``, which would hold the folder for this
+    config and refuse the corrected one ("holds a run with a different config") until --force."""
+    if state.out_dir is not None and not state.records and \
+            not results.read_records(state.out_dir / results.RECORDS_FILE):
+        (state.out_dir / results.CONFIG_FILE).unlink(missing_ok=True)
 
 
 def _commit(state: _Run, rec: dict, learner) -> None:
@@ -308,24 +302,27 @@ def run(
         state.pool, state.device
     desc = f"{(meta or {}).get('arm', cfg.strategy)}/seed{cfg.seed}"
     bar = progress_bar(range(len(records), cfg.cycles + 1), desc=desc, unit="cycle", disable=not progress)
-    for cycle in bar:
-        if deadline is not None and not cycle_fits(cycle_seconds(records) or cycle_estimate, deadline, time_limit):
-            break
-        try:
-            with timebox.cycle_deadline(deadline):
-                rec, previous = _cycle(cfg, data, pool, cycle, device, previous, progress, out_dir)
-        except timebox.CycleAbandoned as exc:
-            if on_abandon is not None:
-                on_abandon(exc)
-            break
-        _commit(state, rec, previous)
-        bar.set_postfix(n=rec["n_labelled"], test=f"{rec['test_acc']:.3f}")
-        if on_cycle is not None:
-            on_cycle(rec)
-        if rec.get("stopped"):
-            break
+    try:
+        for cycle in bar:
+            if deadline is not None and not cycle_fits(cycle_seconds(records) or cycle_estimate, deadline, time_limit):
+                break
+            try:
+                with timebox.cycle_deadline(deadline):
+                    rec, previous = _cycle(cfg, data, pool, cycle, device, previous, progress, out_dir)
+            except timebox.CycleAbandoned as exc:
+                if on_abandon is not None:
+                    on_abandon(exc)
+                break
+            _commit(state, rec, previous)
+            bar.set_postfix(n=rec["n_labelled"], test=f"{rec['test_acc']:.3f}")
+            if on_cycle is not None:
+                on_cycle(rec)
+            if rec.get("stopped"):
+                break
+    except BaseException:
+        _unstarted_leaves_no_config(state)
+        raise
     return records
-
 
 
 def run_group(
@@ -363,51 +360,57 @@ def run_group(
             states.append(exc)
     out: list = [s if isinstance(s, (list, Exception)) else None for s in states]
     active = [k for k, s in enumerate(states) if isinstance(s, _Run)]
-    while active:
-        estimate = max((cycle_seconds(states[k].records) or cycle_estimate or 0.0) for k in active) or None
-        if deadline is not None and not cycle_fits(estimate, deadline, time_limit):
-            break
-        members = []
-        for k in active:
-            st = states[k]
-            cycle = len(st.records)
-            lab, unl = st.pool.labelled_indices(), st.pool.unlabelled_indices()
-            learner, train = new_learner(st.cfg, st.data, lab, unl, st.device, st.previous)
-            members.append((k, cycle, lab, unl, learner, train))
-        labels = [f"{states[k].label}@{cycle}" for k, cycle, *_ in members]
-        t = time.perf_counter()
-        try:
-            with timebox.cycle_deadline(deadline):
-                fits = drive_fused([learner.fit_phases(train, fit_seed(states[k].cfg, cycle))
-                                    for k, cycle, _, _, learner, train in members],
-                                   progress, randomness, noise_seed=derive_seed("fused", *labels))
-        except timebox.CycleAbandoned as exc:
-            if on_abandon is not None:
-                on_abandon(exc)
-            break
-        train_seconds = time.perf_counter() - t
-        group = ",".join(labels)
-        for (k, cycle, lab, unl, learner, train), metrics in zip(members, fits):
-            st = states[k]
-            learner.previous = None
+    try:
+        while active:
+            estimate = max((cycle_seconds(states[k].records) or cycle_estimate or 0.0) for k in active) or None
+            if deadline is not None and not cycle_fits(estimate, deadline, time_limit):
+                break
+            members = []
+            for k in active:
+                st = states[k]
+                cycle = len(st.records)
+                lab, unl = st.pool.labelled_indices(), st.pool.unlabelled_indices()
+                learner, train = new_learner(st.cfg, st.data, lab, unl, st.device, st.previous)
+                members.append((k, cycle, lab, unl, learner, train))
+            labels = [f"{states[k].label}@{cycle}" for k, cycle, *_ in members]
+            t = time.perf_counter()
             try:
-                if isinstance(metrics, Exception):
-                    raise metrics
-                seconds = {"train": train_seconds}
-                rec = evaluate(st.cfg, st.data, learner, lab, unl, cycle, metrics, seconds)
-                rec["fused_group"] = group
-                rec = _after_fit(st.cfg, st.data, st.pool, cycle, st.device, learner, train, lab, unl, rec, seconds,
-                                 st.out_dir)
-                _commit(st, rec, learner)
-            except Exception as exc:  # noqa: BLE001
-                exc.add_note(f"while running {st.label} cycle {cycle} in a fused group of {len(members)}")
-                out[k] = exc
-                active.remove(k)
-                continue
-            if on_cycle is not None:
-                on_cycle(k, rec)
-            if st.finished:
-                active.remove(k)
+                with timebox.cycle_deadline(deadline):
+                    fits = drive_fused([learner.fit_phases(train, fit_seed(states[k].cfg, cycle))
+                                        for k, cycle, _, _, learner, train in members],
+                                       progress, randomness, noise_seed=derive_seed("fused", *labels))
+            except timebox.CycleAbandoned as exc:
+                if on_abandon is not None:
+                    on_abandon(exc)
+                break
+            train_seconds = time.perf_counter() - t
+            group = ",".join(labels)
+            for (k, cycle, lab, unl, learner, train), metrics in zip(members, fits):
+                st = states[k]
+                learner.previous = None
+                try:
+                    if isinstance(metrics, Exception):
+                        raise metrics
+                    seconds = {"train": train_seconds}
+                    rec = evaluate(st.cfg, st.data, learner, lab, unl, cycle, metrics, seconds)
+                    rec["fused_group"] = group
+                    rec = _after_fit(st.cfg, st.data, st.pool, cycle, st.device, learner, train, lab, unl, rec, seconds,
+                                     st.out_dir)
+                    _commit(st, rec, learner)
+                except Exception as exc:  # noqa: BLE001
+                    exc.add_note(f"while running {st.label} cycle {cycle} in a fused group of {len(members)}")
+                    out[k] = exc
+                    active.remove(k)
+                    _unstarted_leaves_no_config(st)
+                    continue
+                if on_cycle is not None:
+                    on_cycle(k, rec)
+                if st.finished:
+                    active.remove(k)
+    except BaseException:
+        for k in active:
+            _unstarted_leaves_no_config(states[k])
+        raise
     for k, st in enumerate(states):
         if out[k] is None:
             out[k] = st.records
