@@ -143,9 +143,9 @@ def latent_coverage(ctx: Context, positions, purity: float = 0.95) -> dict | Non
     (``ctx.latent()``; a seeded sample of 5,000 of them when there are more), with
     ``delta`` chosen for this cycle's latent by ProbCover's own rule -- the largest
     radius at which ``purity`` of the balls are pure under k-means pseudo-labels
-    with k = C (:func:`alkit.strategies.lowbudget.purity_delta`). The generator
-    streams are the ``probcover`` strategy's, so for a ``probcover`` run ``delta``
-    and the targets are exactly those it selected with. Every arm gets the same
+    with k = C (:func:`alkit.strategies.lowbudget.coverage_setup`, the strategy's
+    own code and generator streams, so for a ``probcover`` run ``delta`` and the
+    targets are exactly those it selected with). Every arm gets the same
     rule, so the numbers compare across methods within a cycle.
 
     Keys: ``delta``, ``purity``, ``targets`` (points counted), ``labelled`` (share
@@ -163,12 +163,7 @@ def latent_coverage(ctx: Context, positions, purity: float = 0.95) -> dict | Non
         return None
     p = lb.ProbCoverParams(purity=purity)
     n_lab = len(z_lab)
-    allz = torch.cat([z_lab.to(z.device, z.dtype), z]).float()  # (N, d), labelled first
-    n = len(allz)
-    tgt = np.arange(n) if n <= p.targets else np.sort(ctx.rng(lb._STREAM_PROBCOVER_TARGETS).choice(n, p.targets, replace=False))
-    z_t = allz[torch.as_tensor(tgt, device=allz.device)]
-    labels, _ = lb.kmeans(allz, min(ctx.num_classes, n), ctx.rng(lb._STREAM_PROBCOVER_KMEANS), iters=p.kmeans_iters)
-    delta = lb.purity_delta(lb.nearest_other_label(z_t, labels[tgt], allz, labels), purity)
+    allz, tgt, z_t, delta = lb.coverage_setup(z_lab, z, ctx.num_classes, ctx.rng, p)
     centre, target = lb.coverage_edges(allz, z_t, delta)
     pos = np.asarray(positions, dtype=np.int64).ravel() + n_lab
     before = np.zeros(len(tgt), dtype=bool)

@@ -41,6 +41,7 @@ _STREAM_TYPICLUST_KMEANS = 31
 _STREAM_PROBCOVER_KMEANS = 32
 _STREAM_PROBCOVER_TARGETS = 33
 _STREAM_PROBCOVER_FALLBACK = 34
+_STREAM_PROBCOVER_PURITY = 36
 _STREAM_BADGE = 35
 
 #: rows per block of the (rows, N) distance blocks below: 2**22 floats = 16 MiB
@@ -234,6 +235,7 @@ class ProbCoverParams:
     purity: float = 0.95  # alpha: share of pure balls the chosen delta keeps
     pseudo_classes: int | None = None  # k of the k-means pseudo-labels; None = the number of classes
     targets: int = 5000  # points whose coverage is counted (all of them when N is smaller)
+    purity_points: int = 2000  # of those, the balls whose purity chooses delta
     kmeans_iters: int = 20
 
     def __post_init__(self):
@@ -243,8 +245,9 @@ class ProbCoverParams:
             raise ValueError(f"purity must be in (0, 1], got {self.purity}")
         if self.pseudo_classes is not None and self.pseudo_classes < 2:
             raise ValueError(f"pseudo_classes must be >= 2 or null (the number of classes), got {self.pseudo_classes}")
-        if self.targets < 1 or self.kmeans_iters < 0:
-            raise ValueError(f"targets must be >= 1 and kmeans_iters >= 0, got {self.targets}, {self.kmeans_iters}")
+        if self.targets < 1 or self.purity_points < 1 or self.kmeans_iters < 0:
+            raise ValueError(f"targets and purity_points must be >= 1 and kmeans_iters >= 0, got "
+                             f"{self.targets}, {self.purity_points}, {self.kmeans_iters}")
 
 
 def nearest_other_label(z_t: torch.Tensor, lab_t: np.ndarray, z: torch.Tensor, lab: np.ndarray) -> torch.Tensor:
@@ -340,6 +343,28 @@ def max_coverage(centre: np.ndarray, target: np.ndarray, n_centres: int, n_targe
     return picks, covered
 
 
+def coverage_setup(z_lab: torch.Tensor, z: torch.Tensor, num_classes: int, ctx_rng, p: ProbCoverParams):
+    """ProbCover's inputs for one cycle: ``allz`` (N, d) labelled rows first, the target
+    indices ``tgt`` (M,) and rows ``z_t`` (M, d), and ``delta`` (see :func:`probcover_select`).
+
+    Shared by the strategy and :func:`alkit.diagnostics.latent_coverage`, so that the recorded
+    coverage of a ``probcover`` run is measured with the very delta and targets it selected with.
+    delta's purity is estimated on ``p.purity_points`` of the targets (a seeded sample when
+    there are more), each against all N points.
+    """
+    n = len(z_lab) + len(z)
+    allz = torch.cat([z_lab.to(z.device, z.dtype), z]).float()  # (N, d)
+    tgt = np.arange(n) if n <= p.targets else np.sort(ctx_rng(_STREAM_PROBCOVER_TARGETS).choice(n, p.targets, replace=False))
+    z_t = allz[torch.as_tensor(tgt, device=allz.device)]
+    if p.delta is not None:
+        return allz, tgt, z_t, float(p.delta)
+    labels, _ = kmeans(allz, min(p.pseudo_classes or num_classes, n), ctx_rng(_STREAM_PROBCOVER_KMEANS), iters=p.kmeans_iters)
+    pur = tgt if len(tgt) <= p.purity_points else np.sort(
+        ctx_rng(_STREAM_PROBCOVER_PURITY).choice(tgt, p.purity_points, replace=False))
+    z_p = allz[torch.as_tensor(pur, device=allz.device)]
+    return allz, tgt, z_t, purity_delta(nearest_other_label(z_p, labels[pur], allz, labels), p.purity)
+
+
 def probcover_select(z_lab: torch.Tensor, z: torch.Tensor, budget: int, num_classes: int, ctx_rng,
                      p: ProbCoverParams) -> tuple[np.ndarray, dict]:
     """ProbCover's selection: (budget,) candidate positions in pick order, and what it saw.
@@ -360,16 +385,7 @@ def probcover_select(z_lab: torch.Tensor, z: torch.Tensor, budget: int, num_clas
     covered by the labelled set / by labelled + picks), ``fallback`` (picks drawn at random).
     """
     n_lab, n = len(z_lab), len(z_lab) + len(z)
-    allz = torch.cat([z_lab.to(z.device, z.dtype), z]).float()  # (N, d)
-    rng_t = ctx_rng(_STREAM_PROBCOVER_TARGETS)
-    tgt = np.arange(n) if n <= p.targets else np.sort(rng_t.choice(n, p.targets, replace=False))
-    z_t = allz[torch.as_tensor(tgt, device=allz.device)]
-    if p.delta is not None:
-        delta = float(p.delta)
-    else:
-        labels, _ = kmeans(allz, min(p.pseudo_classes or num_classes, n), ctx_rng(_STREAM_PROBCOVER_KMEANS),
-                           iters=p.kmeans_iters)
-        delta = purity_delta(nearest_other_label(z_t, labels[tgt], allz, labels), p.purity)
+    allz, tgt, z_t, delta = coverage_setup(z_lab, z, num_classes, ctx_rng, p)
     centre, target = coverage_edges(allz, z_t, delta)
     covered = np.zeros(len(tgt), dtype=bool)
     covered[np.unique(target[centre < n_lab])] = True
@@ -391,9 +407,9 @@ def probcover(ctx: Context, budget: int) -> np.ndarray:
 
     delta each cycle: the largest radius whose balls are >= 95 % pure under k-means
     pseudo-labels with k = C clusters of the labelled + candidate latent codes (the
-    paper's criterion; closed form in :func:`purity_delta`). Coverage counted on all
-    points up to 5,000, on a seeded 5,000-point sample above (Monte Carlo
-    probability coverage). Targets within delta of a labelled point start covered;
+    paper's criterion; closed form in :func:`purity_delta`, the purity of up to 2,000
+    of the balls). Coverage counted on all points up to 5,000, on a seeded
+    5,000-point sample above (Monte Carlo probability coverage). Targets within delta of a labelled point start covered;
     then, ``budget`` times, the candidate whose ball covers the most uncovered
     targets. Full coverage before the budget is spent: the rest is a seeded random
     draw (:func:`probcover_select`). Latent: ``ctx.latent()``, raw Euclidean (see
@@ -495,5 +511,5 @@ def badge(ctx: Context, budget: int) -> np.ndarray:
 __all__ = [
     "kmeans", "typicality", "typiclust_select", "typiclust", "TypiClustParams",
     "nearest_other_label", "purity_delta", "coverage_edges", "max_coverage", "probcover_select", "probcover",
-    "ProbCoverParams", "penultimate_features", "badge_select", "badge",
+    "ProbCoverParams", "coverage_setup", "penultimate_features", "badge_select", "badge",
 ]
