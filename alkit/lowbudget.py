@@ -97,6 +97,11 @@ def compare_family(rows: Iterable[dict], arms: Sequence[str] = NEW_ARMS, against
     return out
 
 
+def _num(x: float) -> float:
+    """Rounding noise (a difference of equal sums, 1e-15) read as the zero it is."""
+    return 0.0 if abs(x) < 1e-9 else x
+
+
 def describe_family(family: list[dict], scale: float = 100, unit: str = "points", what: str = "AUBC after the first acquisition") -> list[str]:
     """Markdown lines, one per comparison of :func:`compare_family`, with the rule that decided the verdict."""
     if not family:
@@ -104,8 +109,8 @@ def describe_family(family: list[dict], scale: float = 100, unit: str = "points"
     lines = []
     for d in family:
         head = f"{d['a']} \u2212 {d['b']}"
-        per_seed = ", ".join(f"{analysis._signed(scale * v)}" for v in d["diffs"])
-        amount = f"{analysis._signed(scale * d['mean'])} {unit}" if d["mean"] is not None else "no common seed"
+        per_seed = ", ".join(f"{analysis._signed(_num(scale * v))}" for v in d["diffs"])
+        amount = f"{analysis._signed(_num(scale * d['mean']))} {unit}" if d["mean"] is not None else "no common seed"
         if not d["testable"]:
             lines.append(f"- {head}: {amount} (per seed: {per_seed or 'none'}) \u2014 {d['verdict']} "
                          f"(a direction needs at least {MIN_SEEDS} seeds).")
@@ -140,7 +145,7 @@ def difference_table(rows: Iterable[dict], arms: Sequence[str] = NEW_ARMS + ("al
     labels = sorted({d["n_labelled"] for d in diffs if d["arm"] in arms})
     if not labels:
         return f"No cycles of {', '.join(arms)} and {baseline} at the same seed yet."
-    head = ["arm", *[f"{n:,} labels" for n in labels], "AUBC per seed (%)", "AUBC mean (%)"]
+    head = ["arm", *[f"{n:,} labels" for n in labels], "AUBC per seed, all cycles (%)", "AUBC mean (%)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     per = analysis.per_seed([r for r in rows if r.get("arm") in (*arms, baseline)])
     for arm in [*arms, baseline]:
@@ -149,8 +154,8 @@ def difference_table(rows: Iterable[dict], arms: Sequence[str] = NEW_ARMS + ("al
             ds = sorted((d for d in diffs if d["arm"] == arm and d["n_labelled"] == n), key=lambda d: analysis._seed_order(d["seed"]))
             cells.append("0 (baseline)" if arm == baseline else
                          "\u2013" if not ds else
-                         f"{analysis._signed(scale * np.mean([d['diff'] for d in ds]))} "
-                         f"({', '.join(analysis._signed(scale * d['diff']) for d in ds)})")
+                         f"{analysis._signed(_num(scale * np.mean([d['diff'] for d in ds])))} "
+                         f"({', '.join(analysis._signed(_num(scale * d['diff'])) for d in ds)})")
         seeds = per.get(arm, {})
         cells.append(", ".join(f"s{s}: {scale * v:.2f}" for s, v in seeds.items()) or "\u2013")
         cells.append(f"{scale * np.mean(list(seeds.values())):.2f}" if seeds else "\u2013")

@@ -436,7 +436,7 @@ def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequen
                                      line=dict(color=c, width=3), name=arm, legendgroup=str(arm), showlegend=col == 1,
                                      hovertemplate=f"{arm}<br>%{{x}} labels<br>mean %{{y:.3f}}<extra></extra>"), row=1, col=col)
     fig.add_hline(y=math.log(num_classes), line_dash="dot", line_color="#666", row=1, col=2,
-                  annotation_text=f"balanced: ln {num_classes}", annotation_position="bottom left", annotation_font_size=11)
+                  annotation_text=f"balanced: ln {num_classes}", annotation_position="bottom right", annotation_font_size=11)
     fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT)), **LAYOUT)
     fig.update_xaxes(title_text="labelled images")
     return fig

@@ -73,7 +73,7 @@ def test_a_raw_p_below_alpha_can_lose_its_direction_after_holm():
 def test_difference_table_has_each_seed_and_the_aubc():
     rows = runs({"typiclust": 0.02}, seeds=[0, 1], noise={"typiclust": [-0.01, 0.01]})
     md = lo.difference_table(rows, arms=("typiclust",))
-    assert "| arm | 50 labels | 75 labels | 100 labels | AUBC per seed (%) | AUBC mean (%) |" in md
+    assert "| arm | 50 labels | 75 labels | 100 labels | AUBC per seed, all cycles (%) | AUBC mean (%) |" in md
     assert "+2.00 (+1.00, +3.00)" in md  # mean over seeds, then each seed
     assert "0 (baseline)" in md
     # AUBC of typiclust seed 0: trapezoid of 60.0, 62.0, 63.0 over 50..100, divided by 50
@@ -129,3 +129,10 @@ def test_selection_seconds_table():
             rec("badge", 0, 1, 75, 0.5, seconds={"train": 1.0})]
     md = lo.selection_seconds(rows, ["badge", "typiclust"])
     assert "| badge | 0.300 | 2 |" in md and "typiclust" not in md
+
+
+def test_rounding_noise_reads_as_zero():
+    fam = [{"a": "badge", "b": "random", "diffs": [0.05, 5.55e-17], "mean": 0.025, "testable": False, "n": 2,
+            "verdict": "not testable with 2 seeds"}]
+    text = lo.describe_family(fam)[0]
+    assert "+0.00)" in text and "e\u2212" not in text and "e-" not in text
