@@ -90,17 +90,18 @@ def kmeans(z: torch.Tensor, k: int, rng: np.random.Generator, iters: int = 20, i
     sub = z if n <= init_sample else z[torch.as_tensor(np.sort(rng.choice(n, init_sample, replace=False)), device=z.device)]
     first = int(rng.integers(len(sub)))
     idx = [first]
-    d2 = _sq_dist(sub, sub[first : first + 1]).ravel().double()  # (S,)
-    for _ in range(1, k):
-        total = float(d2.sum())
-        if total <= 0:  # fewer distinct points than clusters: any unchosen row
-            free = np.setdiff1d(np.arange(len(sub)), idx)
-            j = int(rng.choice(free))
-        else:
-            p = (d2 / total).cpu().numpy()
-            j = int(rng.choice(len(sub), p=p / p.sum()))
-        idx.append(j)
-        torch.minimum(d2, _sq_dist(sub, sub[j : j + 1]).ravel().double(), out=d2)
+    with _greedy_threads(z.device):  # k small sequential steps: thread barriers would dominate on shared cores
+        d2 = _sq_dist(sub, sub[first : first + 1]).ravel().double()  # (S,)
+        for _ in range(1, k):
+            total = float(d2.sum())
+            if total <= 0:  # fewer distinct points than clusters: any unchosen row
+                free = np.setdiff1d(np.arange(len(sub)), idx)
+                j = int(rng.choice(free))
+            else:
+                p = (d2 / total).cpu().numpy()
+                j = int(rng.choice(len(sub), p=p / p.sum()))
+            idx.append(j)
+            torch.minimum(d2, _sq_dist(sub, sub[j : j + 1]).ravel().double(), out=d2)
     centres = sub[torch.as_tensor(idx, device=z.device)].clone()  # (k, d)
     labels = _assign(z, centres)
     for _ in range(iters):
@@ -183,6 +184,13 @@ def typiclust_select(z_lab: torch.Tensor, z: torch.Tensor, budget: int, rng: np.
         ok = np.flatnonzero(sizes > 0)
     order = ok[np.lexsort((ok, -sizes[ok], lab_counts[ok]))]  # last key primary: fewest labelled first
     cand_cluster = labels[n_lab:].copy()  # (U,); -1 once picked
+    with _greedy_threads(z.device):  # one small cluster per pick: thread barriers would dominate on shared cores
+        picks = _typiclust_picks(z, cand_cluster, order, sizes, lab_counts, k, budget, p)
+    return np.asarray(picks, dtype=np.int64)
+
+
+def _typiclust_picks(z, cand_cluster, order, sizes, lab_counts, k, budget, p) -> list[int]:
+    """Step 3 of :func:`typiclust_select`; ``cand_cluster`` (U,) is marked -1 as points are picked."""
     picks: list[int] = []
     i = misses = 0
     while len(picks) < budget:
@@ -201,7 +209,7 @@ def typiclust_select(z_lab: torch.Tensor, z: torch.Tensor, budget: int, rng: np.
         j = int(members[int(t.argmax())])
         picks.append(j)
         cand_cluster[j] = -1
-    return np.asarray(picks, dtype=np.int64)
+    return picks
 
 
 @register("typiclust", batch=True, params=TypiClustParams, needs=("embed",))
