@@ -202,3 +202,9 @@ def test_penultimate_features_by_method_and_by_hook():
 def test_bad_strategy_params_are_refused(cls, bad):
     with pytest.raises(ValueError):
         cls(**bad)
+
+
+def test_kmeans_fitted_on_a_subsample_still_labels_every_point():
+    z, truth = blobs([100, 150, 80], [[0, 0], [5, 0], [0, 5]], spread=0.3)
+    labels, _ = lb.kmeans(z, 3, np.random.default_rng(1), sample=60)
+    assert labels.shape == (330,) and same_partition(labels, truth)

@@ -70,24 +70,25 @@ def _assign(z: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def kmeans(z: torch.Tensor, k: int, rng: np.random.Generator, iters: int = 20, init_sample: int = 10_000
+def kmeans(z: torch.Tensor, k: int, rng: np.random.Generator, iters: int = 20, sample: int = 20_000
            ) -> tuple[np.ndarray, torch.Tensor]:
     """Lloyd's k-means with k-means++ seeding; returns labels (N,) int64 and centres (k, d).
 
-    Seeding: k-means++ (D^2 sampling, Arthur & Vassilvitskii 2007) on a seeded
-    subsample of ``init_sample`` rows (all rows when N is smaller), so seeding
-    costs O(k * init_sample * d), not O(k * N * d). Then at most ``iters`` Lloyd
-    steps over all rows, stopping when no assignment changes; a centre that
-    loses all its points keeps its place. The official TypiClust code calls
-    scikit-learn (``KMeans`` up to 50 clusters, ``MiniBatchKMeans`` above); this
-    is the same objective, seeded by the run's generator and fast enough for
-    55,000 points and 500 clusters on 2 CPU cores (``benchmarks/bench_selection.py``).
+    The centres are fitted on a seeded subsample of ``sample`` rows (all rows when
+    N is smaller, as in every smoke run): k-means++ seeding (D^2 sampling, Arthur &
+    Vassilvitskii 2007), then at most ``iters`` Lloyd steps, stopping when no
+    assignment changes (a centre that loses all its points keeps its place); finally
+    every row is assigned to its nearest centre. The official TypiClust code calls
+    scikit-learn (``KMeans`` up to 50 clusters, ``MiniBatchKMeans`` with batches of
+    5,000 above, which also fits its centres on part of the data at a time); this is
+    the same objective, seeded by the run's generator, and fits 55,000 points into
+    500 clusters in about a second on 2 CPU cores (``benchmarks/bench_selection.py``).
     """
     n = len(z)
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= k <= N, got k={k}, N={n}")
     z = z.float()
-    sub = z if n <= init_sample else z[torch.as_tensor(np.sort(rng.choice(n, init_sample, replace=False)), device=z.device)]
+    sub = z if n <= sample else z[torch.as_tensor(np.sort(rng.choice(n, sample, replace=False)), device=z.device)]
     first = int(rng.integers(len(sub)))
     idx = [first]
     with _greedy_threads(z.device):  # k small sequential steps: thread barriers would dominate on shared cores
@@ -103,16 +104,18 @@ def kmeans(z: torch.Tensor, k: int, rng: np.random.Generator, iters: int = 20, i
             idx.append(j)
             torch.minimum(d2, _sq_dist(sub, sub[j : j + 1]).ravel().double(), out=d2)
     centres = sub[torch.as_tensor(idx, device=z.device)].clone()  # (k, d)
-    labels = _assign(z, centres)
+    labels = _assign(sub, centres)
     for _ in range(iters):
-        sums = torch.zeros_like(centres).index_add_(0, labels, z)
+        sums = torch.zeros_like(centres).index_add_(0, labels, sub)
         counts = torch.bincount(labels, minlength=k).to(z.dtype)
         keep = counts > 0
         centres[keep] = sums[keep] / counts[keep, None]
-        new = _assign(z, centres)
+        new = _assign(sub, centres)
         if torch.equal(new, labels):
             break
         labels = new
+    if sub is not z:
+        labels = _assign(z, centres)
     return labels.cpu().numpy().astype(np.int64), centres
 
 
@@ -224,8 +227,8 @@ def typiclust(ctx: Context, budget: int) -> np.ndarray:
     ``m2`` learner), raw Euclidean -- the official code L2-normalises its
     self-supervised (SimCLR) features, which are trained on the sphere; M2's
     Gaussian latent is not, and Algorithms 1 and 2 use it unnormalised.
-    k-means: :func:`kmeans` (k-means++ seeding on up to 10,000 rows, <= 20 Lloyd
-    steps), seeded by the run.
+    k-means: :func:`kmeans` (k-means++ seeding and <= 20 Lloyd steps on up to
+    20,000 rows, then every row assigned), seeded by the run.
     """
     p = ctx.params or TypiClustParams()
     return typiclust_select(ctx.labelled_latent(), ctx.latent(), budget, ctx.rng(_STREAM_TYPICLUST_KMEANS), p)
