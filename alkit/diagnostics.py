@@ -135,4 +135,43 @@ def selection_diagnostics(ctx: Context, positions, y_selected) -> dict:
     return out
 
 
-__all__ = ["selection_diagnostics", "class_entropy", "mean_pairwise_distance"]
+def latent_coverage(ctx: Context, positions, purity: float = 0.95) -> dict | None:
+    """How much of the latent space the labelled set covers, before and after this batch; a flat JSON-able dict.
+
+    Coverage is ProbCover's (Yehuda et al., NeurIPS 2022): the share of points within
+    ``delta`` of a labelled point, over the labelled points and the candidates
+    (``ctx.latent()``; a seeded sample of 5,000 of them when there are more), with
+    ``delta`` chosen for this cycle's latent by ProbCover's own rule -- the largest
+    radius at which ``purity`` of the balls are pure under k-means pseudo-labels
+    with k = C (:func:`alkit.strategies.lowbudget.coverage_setup`, the strategy's
+    own code and generator streams, so for a ``probcover`` run ``delta`` and the
+    targets are exactly those it selected with). Every arm gets the same
+    rule, so the numbers compare across methods within a cycle.
+
+    Keys: ``delta``, ``purity``, ``targets`` (points counted), ``labelled`` (share
+    covered by the labelled set the model was trained on), ``after_selection``
+    (share covered once ``positions`` are labelled too). None when the learner has
+    no ``embed``.
+    """
+    from .strategies import lowbudget as lb
+
+    if not _has_embed(ctx.learner):
+        return None
+    try:
+        z, z_lab = ctx.latent(), ctx.labelled_latent()
+    except (CapabilityError, NotImplementedError):
+        return None
+    p = lb.ProbCoverParams(purity=purity)
+    n_lab = len(z_lab)
+    allz, tgt, z_t, delta = lb.coverage_setup(z_lab, z, ctx.num_classes, ctx.rng, p)
+    centre, target = lb.coverage_edges(allz, z_t, delta)
+    pos = np.asarray(positions, dtype=np.int64).ravel() + n_lab
+    before = np.zeros(len(tgt), dtype=bool)
+    before[np.unique(target[centre < n_lab])] = True
+    after = before.copy()
+    after[np.unique(target[np.isin(centre, pos)])] = True
+    return {"delta": delta, "purity": purity, "targets": int(len(tgt)), "labelled": float(before.mean()),
+            "after_selection": float(after.mean())}
+
+
+__all__ = ["selection_diagnostics", "class_entropy", "mean_pairwise_distance", "latent_coverage"]

@@ -55,6 +55,9 @@ class RunConfig:
     stop_disc_acc: float | None = None  # stop acquiring once held-out discriminator accuracy <= this
     latent_sample: int = 0  # save latent codes of this many pool points (+ labelled, selected) each cycle
     save_learner: bool = False  # pickle each cycle's fitted learner to learners/cycleNN.pt (for figures)
+    # record ProbCover's latent coverage at the delta whose balls are this pure (diagnostics.latent_coverage);
+    # None = not recorded (a default of None keeps configs written before this key resumable)
+    coverage_purity: float | None = None
 
     def __post_init__(self):
         if self.budget < 1 or self.cycles < 0:
@@ -118,6 +121,14 @@ def validate(cfg: RunConfig) -> None:
             f"initial {cfg.initial.n} + {cfg.cycles} cycles x budget {cfg.budget} = {needed} labels, "
             f"but the pool has only {pool_size} points"
         )
+    if cfg.coverage_purity is not None:
+        if isinstance(cfg.coverage_purity, bool) or not 0 < cfg.coverage_purity <= 1:
+            raise ConfigError(f"coverage_purity: {cfg.coverage_purity!r}; allowed: a share in (0, 1], or null (not recorded)")
+        if "embed" not in cls.capabilities():
+            raise ConfigError(
+                f"coverage_purity: {cfg.coverage_purity!r} needs a latent ('embed'), which learner {cfg.learner!r} lacks; "
+                f"learners with one: {', '.join(sorted(n for n, c in LEARNERS.items() if 'embed' in c.capabilities()))}"
+            )
     missing = set(spec.needs) - cls.capabilities()
     if missing:
         good = sorted(n for n, c in LEARNERS.items() if set(spec.needs) <= c.capabilities())
@@ -574,6 +585,10 @@ def _after_fit(cfg: RunConfig, data, pool: Pool, cycle: int, device, learner, tr
         t = time.perf_counter()
         rec["diagnostics"] = _diagnostics(ctx, selected, y_sel)
         rec.update(_prediction_spread(ctx))
+        if cfg.coverage_purity is not None:
+            from .diagnostics import latent_coverage
+
+            rec["coverage"] = latent_coverage(ctx, np.searchsorted(ctx.unlabelled_indices, selected), cfg.coverage_purity)
         seconds["diagnostics"] = time.perf_counter() - t
         pool.label(selected)
     if cfg.save_learner and out_dir is not None:

@@ -402,3 +402,41 @@ def seed_bars(values: Mapping[str, Mapping], *, title: str, ytitle: str, subtitl
     fig.update_layout(title=_title(title, _join(subtitle, "bars: mean over seeds; dots: one seed each")),
                       yaxis_title=ytitle, **LAYOUT)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# issue 29: the low-budget strategies of notebook 05 (typiclust, probcover, badge) and their "why" figure
+
+ARM_COLORS.update({"typiclust": "#a55194", "probcover": "#31a354", "badge": "#843c39"})
+ARM_ORDER = ARM_ORDER + ("typiclust", "probcover", "badge")  # after the study's algorithms, as in the parameter files
+
+
+def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequence[str], title: str, subtitle: str = "",
+                     num_classes: int = 10) -> go.Figure:
+    """Two panels per label count: the latent coverage of each method's labelled set (%) and its class entropy.
+
+    ``coverage``: rows of :func:`alkit.lowbudget.coverage_rows` (share of pool points within
+    delta of a labelled point, in the latent the batch was chosen in); ``balance``: rows of
+    :func:`alkit.lowbudget.balance_rows`. Each seed thin, the mean over seeds thick; the right
+    panel has a dotted line at ln C, a perfectly balanced labelled set.
+    """
+    if not coverage and not balance:
+        return _empty(title, subtitle)
+    arms = [a for a in ordered(order) if any(r["arm"] == a for r in coverage + balance)]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09,
+                        subplot_titles=["latent coverage of the labelled set (%)", "class entropy of the labelled set (nats)"])
+    for i, arm in enumerate(arms):
+        c = arm_color(arm, i)
+        for col, (data, key, scale) in enumerate(((coverage, "coverage", 100.0), (balance, "class_entropy", 1.0)), start=1):
+            mine = [r for r in data if r["arm"] == arm]
+            for t in _seed_traces(mine, arm, key, "n_labelled", scale, c):
+                fig.add_trace(t, row=1, col=col)
+            mean = analysis.curve(mine, y=key)
+            fig.add_trace(go.Scatter(x=[m["n_labelled"] for m in mean], y=[scale * m["mean"] for m in mean], mode="lines+markers",
+                                     line=dict(color=c, width=3), name=arm, legendgroup=str(arm), showlegend=col == 1,
+                                     hovertemplate=f"{arm}<br>%{{x}} labels<br>mean %{{y:.3f}}<extra></extra>"), row=1, col=col)
+    fig.add_hline(y=math.log(num_classes), line_dash="dot", line_color="#666", row=1, col=2,
+                  annotation_text=f"balanced: ln {num_classes}", annotation_position="bottom right", annotation_font_size=11)
+    fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT)), **LAYOUT)
+    fig.update_xaxes(title_text="labelled images")
+    return fig
