@@ -170,7 +170,12 @@ class M2Learner(GenerativeLearner):
         self.model = M2(data.num_classes, p.latent_dim, p.width, p.hidden, p.classifier_size, p.dropout,
                         in_channels=data.x_labelled.shape[1]).to(self.device)
         if self.has_disc:
-            self.disc = Discriminator(p.latent_dim + data.num_classes, p.disc_hidden).to(self.device)
+            # its own seed, outside the global stream: M2's dropout masks are then those of plain ``m2``,
+            # so ``m2_disc`` trains M2 step for step as ``m2`` does and ``m2_random`` is its random control
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 3)
+                self.disc = Discriminator(p.latent_dim + data.num_classes, p.disc_hidden)
+            self.disc = self.disc.to(self.device)
         warm = False
         if p.warm_start:
             warm = all([warm_load(m, self.previous, a) for m, a in zip(self._modules(), ("model", "disc"))])
