@@ -178,7 +178,64 @@ def _signflip_p(d: np.ndarray, exact_up_to: int = 20, draws: int = 100_000) -> f
     return float((1 + np.sum(np.abs(signs @ d) >= obs - tol)) / (1 + draws))
 
 
-def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b") -> dict:
+#: fewer seeds than this give no direction ("higher", "lower"): with 2 seeds the t-test has 1 degree of
+#: freedom and the sign-flip test cannot go below 0.5
+MIN_SEEDS_FOR_DIRECTION = 3
+
+
+def minimum_detectable_effect(std: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """Smallest true mean difference a two-sided paired t-test over ``n`` seeds finds with ``power``.
+
+    ``(t_{1 - alpha/2, n-1} + t_{power, n-1}) * std / sqrt(n)`` (the usual normal-approximation formula
+    with t quantiles), ``std`` the measured spread (ddof 1) of the per-seed differences, in their units.
+    None for fewer than 2 seeds or no spread measured.
+    """
+    from scipy import stats
+
+    if std is None or n < 2 or not math.isfinite(std):
+        return None
+    df = n - 1
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * std / math.sqrt(n))
+
+
+def holm(pvalues: Iterable[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values (same order; None entries are not tests and stay None).
+
+    Sorted ascending, the k-th smallest of m gets ``max over j <= k of min(1, (m - j + 1) p_(j))``;
+    rejecting where the adjusted p < alpha keeps the chance of any false rejection in the family <= alpha.
+    """
+    ps = list(pvalues)
+    idx = sorted((i for i, p in enumerate(ps) if p is not None), key=lambda i: ps[i])
+    m, out, running = len(idx), [None] * len(ps), 0.0
+    for k, i in enumerate(idx):
+        running = max(running, min(1.0, (m - k) * ps[i]))
+        out[i] = running
+    return out
+
+
+def correct_family(results: list[dict], alpha: float | None = None) -> list[dict]:
+    """A notebook's family of :func:`compare_seeds` results, Holm-corrected together.
+
+    Each result gets ``p_raw`` (its own p), ``p_holm`` (adjusted over the ``family_size`` testable
+    comparisons; None where not testable), its verdict re-read from ``p_holm`` and ``mde`` at Holm's
+    strictest level ``alpha / family_size`` (the smallest effect the family could be sure to find).
+    """
+    ps = [r["p"] if r.get("testable") else None for r in results]
+    adjusted = holm(ps)
+    m = sum(p is not None for p in ps)
+    out = []
+    for r, pa in zip(results, adjusted):
+        level = r["alpha"] if alpha is None else alpha
+        r = dict(r, p_raw=r.get("p"), p_holm=pa, family_size=m)
+        if pa is not None:
+            r["verdict"] = ("within noise" if not pa < level else f"{r['a']} higher" if r["mean"] > 0 else f"{r['b']} higher")
+            r["mde"] = minimum_detectable_effect(r["std"], r["n"], level / m) if r["std"] else r.get("mde")
+        out.append(r)
+    return out
+
+
+def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b",
+                     min_seeds: int = MIN_SEEDS_FOR_DIRECTION) -> dict:
     """Is the mean of per-seed differences ``diffs`` (n,) (a - b, one per seed) told apart from zero?
 
     Returns ``n, mean, std`` (ddof 1), ``se = std / sqrt(n)``, ``df = n - 1``,
@@ -188,12 +245,15 @@ def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b") -> 
     exact for n <= 20), ``min_p_signflip = 2 / 2**n`` (its smallest reachable
     value), ``testable`` and ``verdict``, all plain Python values.
 
-    Verdict: fewer than 2 seeds -> ``"not testable with n seed(s)"`` (every
-    statistic but ``n``, ``mean`` and ``min_p_signflip`` is None). Otherwise
+    Verdict: fewer than ``min_seeds`` (3) seeds -> ``"not testable with n seed(s)"``: no
+    direction is read from 2 seeds (1 degree of freedom); ``mean`` and, with 2 seeds, ``std``
+    and ``se`` (the spread) are given, every other statistic is None. Otherwise
     ``"{a} higher"`` / ``"{b} higher"`` when ``p < alpha``, else ``"within
     noise"``. When all differences are equal (std 0): nonzero -> ``t = ±inf``,
     ``p = 0`` and a direction (every seed moved the same way by the same
-    amount); all zero -> ``t = 0``, ``p = 1``, within noise.
+    amount); all zero -> ``t = 0``, ``p = 1``, within noise. ``mde``: the
+    :func:`minimum_detectable_effect` at ``alpha`` and 80 % power for this
+    number of seeds and measured spread.
 
     Assumptions: the t-test treats the per-seed summaries as independent and
     roughly normal; with 3-5 seeds nothing can check that, so ``p_signflip``
@@ -208,11 +268,14 @@ def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b") -> 
     d = np.asarray(diffs, dtype=float).ravel()
     n = int(d.size)
     out = {"n": n, "mean": float(d.mean()) if n else None, "std": None, "se": None, "df": None, "t": None, "p": None,
-           "ci_low": None, "ci_high": None, "p_signflip": None, "min_p_signflip": min(1.0, 2.0 / 2.0 ** n)}
-    if n < 2:
+           "ci_low": None, "ci_high": None, "p_signflip": None, "min_p_signflip": min(1.0, 2.0 / 2.0 ** n), "mde": None}
+    if n < min_seeds:
+        if n >= 2:  # the effect with its spread, but no test: a 1-degree-of-freedom t-test decides nothing
+            out.update(std=float(d.std(ddof=1)), se=float(d.std(ddof=1) / np.sqrt(n)))
         return {**out, "testable": False, "verdict": f"not testable with {n} seed{'' if n == 1 else 's'}"}
     mean, std = float(d.mean()), float(d.std(ddof=1))
     se, df = std / np.sqrt(n), n - 1
+    out["mde"] = minimum_detectable_effect(std, n, alpha)
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
     if std <= 1e-12 * abs(mean):  # the same difference in every seed (up to rounding)
         t, p = (0.0, 1.0) if mean == 0.0 else (float(np.copysign(np.inf, mean)), 0.0)
@@ -290,11 +353,22 @@ def describe_comparison(d: dict, scale: float = 100, unit: str = "points") -> st
     if d.get("labels_dropped") and d.get("labels") and isinstance(d["labels"][0], numbers.Real):
         amount += f" over {_labels_text(d['labels'])} only (the label counts every compared seed has)"
     if not d["testable"]:
+        if d["n"] >= 2 and d.get("std") is not None:
+            each = ", ".join(_signed(scale * v) for v in d.get("diffs") or [])
+            spread = f" (per seed {each}; sd {scale * d['std']:.2f})" if each else f" (sd {scale * d['std']:.2f})"
+            return (f"{head}: {amount}{spread} \u2014 {d['verdict']}: a direction needs at least "
+                    f"{MIN_SEEDS_FOR_DIRECTION} seeds.")
         return f"{head}: {amount} \u2014 {d['verdict']}."
     level = f"{100 * (1 - d['alpha']):g}%"
-    return (f"{head}: {amount} ({level} CI {_signed(scale * d['ci_low'])} to "
-            f"{_signed(scale * d['ci_high'])}; paired t over {d['n']} seeds, p {_p_text(d['p'])}; "
-            f"sign-flip p {_p_text(d['p_signflip'])}) \u2014 {d['verdict']}.")
+    holm_text = (f", Holm-adjusted p {_p_text(d['p_holm'])} over {d['family_size']} comparisons"
+                 if d.get("p_holm") is not None else "")
+    text = (f"{head}: {amount} ({level} CI {_signed(scale * d['ci_low'])} to "
+            f"{_signed(scale * d['ci_high'])}; paired t over {d['n']} seeds, p {_p_text(d['p'])}{holm_text}; "
+            f"sign-flip p {_p_text(d['p_signflip'])}) \u2014 {d['verdict']}")
+    if d["verdict"] == "within noise" and d.get("mde") is not None:
+        text += (f": with {d['n']} seeds and this spread, differences below \u2248 {scale * d['mde']:.2g}"
+                 f"{' ' + unit if unit else ''} cannot be told from noise")
+    return text + "."
 
 
 def versus(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by: str = "arm") -> dict:
