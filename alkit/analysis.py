@@ -484,6 +484,56 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
     return "\n".join([head, rule, *body])
 
 
+def auc_noise(rows: Iterable[dict], key: str = "n_disc_heldout") -> dict:
+    """Standard error of a chance ROC AUC (0.5) on the smallest held-out set: ``n`` labelled and ``n``
+    unlabelled points give ``sqrt((2n + 1) / (12 n^2))`` (Hanley & McNeil 1982, the Mann-Whitney null).
+    ``n_min``, ``n_max``, ``se_at_chance``; empty when no record has ``key``."""
+    ns = [int(r[key]) for r in rows if r.get(key)]
+    if not ns:
+        return {}
+    n = min(ns)
+    return {"n_min": n, "n_max": max(ns), "se_at_chance": float(np.sqrt((2 * n + 1) / (12 * n * n)))}
+
+
+def stop_decisions(rows: Iterable[dict], threshold: float) -> list[dict]:
+    """Per (arm, seed) with a discriminator: the first cycle the stopping rule would stop at, by the held-out
+    ROC AUC (the rule) and by the held-out balanced accuracy (the second line), each None for never;
+    ``changed`` when the two differ, ``flat`` the cycles whose accuracy reads exactly 0.5 (every logit on
+    one side of 0) while the AUC does not."""
+    rows = [r for r in rows if r.get("disc_auc_heldout") is not None]
+    by_auc, by_acc = first_below(rows, "disc_auc_heldout", threshold), first_below(rows, "disc_acc_heldout", threshold)
+    flat = {k: [r["cycle"] for r in sorted(rs, key=lambda r: r["cycle"]) if r.get("disc_acc_heldout") == 0.5
+                and r["disc_auc_heldout"] != 0.5] for k, rs in group(rows, "arm", "seed").items()}
+    return [{"arm": k[0], "seed": k[1], "auc": by_auc[k], "acc": by_acc.get(k), "changed": by_auc[k] != by_acc.get(k),
+             "flat": flat.get(k, [])} for k in by_auc]
+
+
+def describe_stopping(rows: Iterable[dict], threshold: float) -> list[str]:
+    """Lines for notebook 03: where the stopping rule (held-out AUC <= ``threshold``) would stop each run,
+    where the accuracy signal would have, how many decisions the two disagree on, and the noise of the AUC."""
+    rows = list(rows)
+    out = []
+    decisions = stop_decisions(rows, threshold)
+    when = lambda c: "never" if c is None else f"cycle {c}"
+    for d in decisions:
+        line = (f"- Stopping rule (held-out ROC AUC \u2264 {threshold:g}) for {d['arm']}, seed {d['seed']}: {when(d['auc'])}; "
+                f"by held-out accuracy \u2264 {100 * threshold:g} % (second line): {when(d['acc'])}")
+        if d["flat"]:
+            line += (f" (accuracy exactly 50 % at cycle{'s' if len(d['flat']) > 1 else ''} "
+                     f"{', '.join(map(str, d['flat']))}: every logit on one side of 0, the AUC still ranks)")
+        out.append(line + ".")
+    if decisions:
+        k = sum(d["changed"] for d in decisions)
+        out.append(f"- AUC and accuracy disagree on {k} of {len(decisions)} stop decisions.")
+    noise = auc_noise(rows)
+    if noise:
+        out.append(f"- The held-out set behind this signal has {noise['n_min']}\u2013{noise['n_max']} labelled and as many unlabelled "
+                   f"points per cycle, so an AUC of 0.5 is measured to \u00b1 {noise['se_at_chance']:.2f} (one standard error): "
+                   + ("crossings of the stop line are within that noise." if noise["se_at_chance"] > abs(threshold - 0.5)
+                      else "the stop line lies outside that noise."))
+    return out
+
+
 def first_below(rows: Iterable[dict], key: str, threshold: float) -> dict[tuple, int | None]:
     """Per (arm, seed): the first cycle whose ``key`` is <= ``threshold`` (None if never).
 

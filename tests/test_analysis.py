@@ -515,3 +515,23 @@ def test_heldout_noise_is_the_binomial_standard_error_of_the_smallest_set():
     # smallest set: 8 labelled + 8 unlabelled = 16 points; sqrt(0.25 / 16) = 0.125
     assert heldout_noise(rows) == {"n_min": 8, "n_max": 50, "se_at_chance": 0.125}
     assert heldout_noise([{}]) == {}
+
+
+def test_stopping_by_auc_with_accuracy_as_the_second_line():
+    """Planted: seed 0's accuracy reads exactly 0.5 at cycle 0 (all logits one side) while its AUC is 0.64;
+    by AUC <= 0.55 it stops at cycle 1, by accuracy at cycle 0."""
+    from alkit import analysis
+
+    def r(seed, cycle, acc, auc):
+        return {"arm": "vaal", "seed": seed, "cycle": cycle, "disc_acc_heldout": acc, "disc_auc_heldout": auc,
+                "n_disc_heldout": 8}
+
+    rows = [r(0, 0, 0.5, 0.64), r(0, 1, 0.52, 0.53), r(1, 0, 0.7, 0.8), r(1, 1, 0.6, 0.56)]
+    d = analysis.stop_decisions(rows, 0.55)
+    assert [(x["seed"], x["auc"], x["acc"], x["changed"], x["flat"]) for x in d] == [(0, 1, 0, True, [0]), (1, None, None, False, [])]
+    lines = analysis.describe_stopping(rows, 0.55)
+    assert "seed 0: cycle 1; by held-out accuracy ≤ 55 % (second line): cycle 0" in lines[0] and "exactly 50 %" in lines[0]
+    assert lines[2] == "- AUC and accuracy disagree on 1 of 2 stop decisions."
+    # 8 + 8 points: sqrt(17 / 768) = 0.1488
+    assert analysis.auc_noise(rows)["se_at_chance"] == pytest.approx(0.148780, abs=1e-6)
+    assert "± 0.15" in lines[3] and "within that noise" in lines[3]
