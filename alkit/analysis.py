@@ -12,8 +12,14 @@ from typing import Iterable
 
 import numpy as np
 
-#: test accuracy (%) of the study's Fig./Table for VAAL on Fashion-MNIST, 1000 -> 8000 labels
-STUDY_VAAL = {1000: 84.91, 2000: 85.84, 3000: 86.58, 4000: 87.33, 5000: 88.66, 6000: 88.79, 7000: 89.94, 8000: 90.37}
+#: test accuracy (%) of the study's "Initial Set of Results On Fashion MNIST", 1000 -> 8000 labels, one run. The
+#: slide never names the arm: it follows "Proposed Model" (M2-VAAL) and "Components of our Architecture:
+#: Variational autoencoder with classifier ..." and precedes "Comparison to TA-VAAL, VAAL and Random Selection",
+#: so it is most likely the study's own model, M2-VAAL. Label it as :data:`STUDY_1000_NAME` says.
+STUDY_1000 = {1000: 84.91, 2000: 85.84, 3000: 86.58, 4000: 87.33, 5000: 88.66, 6000: 88.79, 7000: 89.94, 8000: 90.37}
+STUDY_1000_NAME = "the study's model, one run; most likely M2-VAAL \u2014 the slide does not say"
+#: the arms of ours set beside it: the study's model and VAAL
+STUDY_1000_ARMS = ("m2_vaal", "vaal")
 #: the study's three-class start ({2, 4, 7}, 500 labels, +64 per cycle): test accuracy (%) of its one run
 STUDY_THREE_CLASS = {500: 27.25, 564: 28.34, 628: 30.29, 692: 40.42, 756: 36.39, 820: 36.61, 884: 39.97, 948: 42.84,
                      1012: 48.52, 1076: 45.46, 1140: 52.14, 1204: 50.59, 1268: 50.82, 1332: 49.86, 1396: 52.44}
@@ -50,7 +56,7 @@ def curve(rows: Iterable[dict], y: str = "test_acc", x: str = "n_labelled", by: 
     return table
 
 
-def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm") -> list[dict]:
+def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm", min_cycle: int = 0) -> list[dict]:
     """Area under the budget curve per run, normalised by the label range (so it is a mean accuracy).
 
     Trapezoid rule of ``y`` over ``n_labelled`` for each (arm, seed) (see
@@ -59,8 +65,10 @@ def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm") -> list[dic
     run of every arm has are used (:func:`common_labels`), so a run still
     under way (partial results) does not give its arm an area over a shorter
     range than the others; runs the stopping rule ended are compared over the
-    cycles they have. :func:`grid_note` says when label counts were left out.
+    cycles they have. :func:`grid_note` says when label counts were left out. ``min_cycle=1`` keeps the
+    cycles after the first acquisition only (the notebooks' one AUBC, :data:`alkit.comparisons.AUBC_MIN_CYCLE`).
     """
+    rows = [r for r in rows if min_cycle <= 0 or r["cycle"] >= min_cycle]
     rows, _ = on_common_labels(rows, y=y, by=by)
     return [
         {by: b, "aubc": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
@@ -762,10 +770,18 @@ def partial_note(exp, rows: Iterable[dict]) -> str:
     return "\n".join(lines)
 
 
-def describe_best_aubc(aubc_rows: list[dict], rows: Iterable[dict], y: str = "test_acc") -> str:
-    """The "What we see" line on the areas under the budget curve of :func:`aubc`: the best arm, or the only one."""
+def describe_best_aubc(aubc_rows: list[dict], rows: Iterable[dict], y: str = "test_acc", min_cycle: int = 0,
+                       family_size: int = 0, alpha: float = 0.05) -> str:
+    """The "What we see" line on the areas under the budget curve of :func:`aubc`.
+
+    The arm with the largest mean is named "best" only when it beats the runner-up under a paired test
+    over seeds (:func:`compare_seeds` on the same AUBC), Bonferroni-corrected for the ``family_size``
+    other comparisons of the notebook plus this one (a data-chosen pair, so no less strict than Holm);
+    otherwise "no arm distinguishable from the others", with the two means and the runner-up test.
+    """
     if not aubc_rows:
         return "- No area under the budget curve yet: no arm has records."
+    rows = [r for r in rows if min_cycle <= 0 or r["cycle"] >= min_cycle]
     _, info = on_common_labels(list(rows), y=y)
     seeds = max(r["n"] for r in aubc_rows)
     where = f"{seeds} seed{'s' if seeds != 1 else ''} and {len(info['labels'])} label count{'s' if len(info['labels']) != 1 else ''}"
@@ -773,9 +789,22 @@ def describe_best_aubc(aubc_rows: list[dict], rows: Iterable[dict], y: str = "te
         (r,) = aubc_rows
         return (f"- Only **{r['arm']}** has records yet: over {where}, its area under the budget curve is "
                 f"{100 * r['aubc']:.2f} ± {100 * r['std']:.2f} %; nothing to compare it with.")
-    best = max(aubc_rows, key=lambda r: r["aubc"])
-    return (f"- Over {where}, the best area under the budget curve is "
-            f"**{best['arm']}** ({100 * best['aubc']:.2f} ± {100 * best['std']:.2f} %).")
+    ranked = sorted(aubc_rows, key=lambda r: -r["aubc"])
+    best, second = ranked[0], ranked[1]
+    d = compare_seeds(rows, best["arm"], second["arm"], y=y, min_cycle=min_cycle, alpha=alpha)
+    m = family_size + 1
+    if d["testable"]:
+        d = dict(d, p_holm=min(1.0, m * d["p"]), family_size=m)
+        d["verdict"] = f"{best['arm']} higher" if d["p_holm"] < alpha and d["mean"] > 0 else "within noise"
+        if d["verdict"] == "within noise" and d["std"]:
+            d["mde"] = minimum_detectable_effect(d["std"], d["n"], alpha / m)
+    means = (f"{best['arm']} {100 * best['aubc']:.2f} ± {100 * best['std']:.2f} %, runner-up {second['arm']} "
+             f"{100 * second['aubc']:.2f} ± {100 * second['std']:.2f} %")
+    if d["testable"] and d["verdict"] == f"{best['arm']} higher":
+        return (f"- Over {where}, the best area under the budget curve is **{best['arm']}**, ahead of the runner-up "
+                f"under the corrected test ({means}; {describe_comparison(d)})")
+    return (f"- Over {where}: no arm distinguishable from the others by area under the budget curve "
+            f"(largest means: {means}; best vs runner-up: {describe_comparison(d)})")
 
 
 def beside_study_markdown(table: list[dict], study: dict[int, float], arm: str, profile: str,
@@ -797,6 +826,39 @@ def beside_study_markdown(table: list[dict], study: dict[int, float], arm: str, 
     lo, hi = min(study), max(study)
     return (f"The `{profile}` profile measures {grid[0]}–{grid[-1]} labels, outside the study's "
             f"{lo:,}–{hi:,} grid: run the `paper` profile for the side-by-side table."), []
+
+
+def beside_study_arms_markdown(table: list[dict], study: dict[int, float], arms: Iterable[str], profile: str,
+                               name: str = STUDY_1000_NAME) -> tuple[str, list[dict]]:
+    """The study's table with several of our arms beside it (mean ± sd over seeds, seeds, difference), as Markdown.
+
+    One row per label count of the study within our range (nearest measured label count, as
+    :func:`beside_study`); arms without records are left out with a sentence. Where no arm meets the
+    study's grid, the sentence of :func:`beside_study_markdown` says why.
+    """
+    arms = [a for a in arms]
+    sides = {a: beside_study(table, study, arm=a) for a in arms}
+    have = [a for a in arms if sides[a]]
+    if not have:
+        return beside_study_markdown(table, study, arms[0], profile, name=name)[0], []
+    seeds = {(r["arm"], r["n_labelled"]): r["n"] for r in table}
+    rows, columns = [], [("n_labelled", "labels", ","), ("study", f"{name} (%)", ".2f")]
+    for i, s in enumerate(sides[have[0]]):
+        row = {"n_labelled": s["n_labelled"], "study": s["study"]}
+        for a in have:
+            o = next((x for x in sides[a] if x["n_labelled"] == s["n_labelled"]), None)
+            if o:
+                row.update({f"{a}_mean": o["ours_mean"], f"{a}_std": o["ours_std"], f"{a}_n": seeds.get((a, o["ours_n"])),
+                            f"{a}_diff": o["diff"]})
+        rows.append(row)
+    for a in have:
+        columns += [(f"{a}_mean", f"alkit {a} (%)", ".2f"), (f"{a}_std", "± sd", ".2f"), (f"{a}_n", "seeds", "d"),
+                    (f"{a}_diff", f"{a} \u2212 study", "+.2f")]
+    text = markdown_table(rows, columns)
+    missing = [a for a in arms if a not in have]
+    if missing:
+        text += "\n\nNo records yet at the study's label counts: " + ", ".join(f"`{a}`" for a in missing) + "."
+    return text, rows
 
 
 def _unseen_shares(cover: dict, arm: str) -> list[float]:

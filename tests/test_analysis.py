@@ -269,9 +269,9 @@ def curve_row(arm, n, mean, std):
 
 
 def test_beside_study_aligns_exact_budgets_in_percent():
-    table = [curve_row("vaal", n, 0.80 + n / 100000, 0.01) for n in sorted(analysis.STUDY_VAAL)]
-    table += [curve_row("random", n, 0.10, 0.5) for n in sorted(analysis.STUDY_VAAL)]  # other arm: must not be used
-    side = beside_study(table, analysis.STUDY_VAAL, arm="vaal")
+    table = [curve_row("vaal", n, 0.80 + n / 100000, 0.01) for n in sorted(analysis.STUDY_1000)]
+    table += [curve_row("random", n, 0.10, 0.5) for n in sorted(analysis.STUDY_1000)]  # other arm: must not be used
+    side = beside_study(table, analysis.STUDY_1000, arm="vaal")
     assert [s["n_labelled"] for s in side] == [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]
     assert all(s["ours_n"] == s["n_labelled"] for s in side)
     first, last = side[0], side[-1]
@@ -298,9 +298,9 @@ def test_beside_study_missing_budgets_use_the_nearest_and_out_of_range_are_dropp
 
 def test_beside_study_absent_arm_or_no_overlap_gives_empty():
     table = [curve_row("vaal", 100, 0.5, 0.0), curve_row("vaal", 500, 0.6, 0.0)]
-    assert beside_study(table, analysis.STUDY_VAAL, arm="random") == []
-    assert beside_study(table, analysis.STUDY_VAAL, arm="vaal") == []  # 100..500 lies below 1000..8000
-    assert beside_study([], analysis.STUDY_VAAL, arm="vaal") == []
+    assert beside_study(table, analysis.STUDY_1000, arm="random") == []
+    assert beside_study(table, analysis.STUDY_1000, arm="vaal") == []  # 100..500 lies below 1000..8000
+    assert beside_study([], analysis.STUDY_1000, arm="vaal") == []
 
 
 def test_beside_study_three_class_points_from_a_curve_table():
@@ -535,3 +535,42 @@ def test_stopping_by_auc_with_accuracy_as_the_second_line():
     # 8 + 8 points: sqrt(17 / 768) = 0.1488
     assert analysis.auc_noise(rows)["se_at_chance"] == pytest.approx(0.148780, abs=1e-6)
     assert "± 0.15" in lines[3] and "within that noise" in lines[3]
+
+
+def test_the_1000_to_8000_table_is_labelled_as_the_slide_and_both_arms_stand_beside_it():
+    from alkit import analysis
+
+    assert "most likely M2-VAAL" in analysis.STUDY_1000_NAME and "does not say" in analysis.STUDY_1000_NAME
+    assert analysis.STUDY_1000[1000] == 84.91 and analysis.STUDY_1000[8000] == 90.37
+    assert not hasattr(analysis, "STUDY_VAAL")  # the slide never says VAAL
+    table = [curve_row("m2_vaal", n, 0.80, 0.01) for n in (1000, 2000)] + [curve_row("vaal", n, 0.86, 0.02) for n in (1000, 2000)]
+    text, rows = analysis.beside_study_arms_markdown(table, analysis.STUDY_1000, ["m2_vaal", "vaal"], "paper")
+    assert [r["n_labelled"] for r in rows] == [1000, 2000]
+    assert rows[0]["m2_vaal_diff"] == pytest.approx(80.0 - 84.91) and rows[0]["vaal_diff"] == pytest.approx(86.0 - 84.91)
+    assert "alkit m2_vaal (%)" in text and "alkit vaal (%)" in text and "most likely M2-VAAL" in text
+    text, rows = analysis.beside_study_arms_markdown(table[:2], analysis.STUDY_1000, ["m2_vaal", "vaal"], "paper")
+    assert "No records yet at the study's label counts: `vaal`." in text
+    text, rows = analysis.beside_study_arms_markdown([curve_row("vaal", 100, 0.5, 0.0)], analysis.STUDY_1000, ["m2_vaal", "vaal"], "smoke")
+    assert rows == [] and "No `m2_vaal` records yet" in text
+
+
+def test_a_best_arm_is_named_only_when_it_beats_the_runner_up():
+    from alkit import analysis
+
+    def rows(gains, seeds=3):
+        out = []
+        for seed in range(seeds):
+            for cycle in range(3):
+                for arm, g in gains.items():
+                    out.append({"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 100 * (cycle + 1),
+                                "test_acc": 0.6 + 0.05 * cycle + 0.003 * seed * (arm == "b") + (g[seed] if cycle else 0.0)})
+        return out
+
+    clear = rows({"a": [0.10, 0.11, 0.12], "b": [0.0, 0.0, 0.0], "c": [0.0, 0.001, -0.001]})
+    text = analysis.describe_best_aubc(analysis.aubc(clear, min_cycle=1), clear, min_cycle=1, family_size=2)
+    assert "the best area under the budget curve is **a**, ahead of the runner-up" in text and "over 3 comparisons" in text
+    close = rows({"a": [0.02, -0.01, 0.015], "b": [0.0, 0.0, 0.0]})
+    text = analysis.describe_best_aubc(analysis.aubc(close, min_cycle=1), close, min_cycle=1)
+    assert "no arm distinguishable from the others" in text and "cannot be told from noise" in text
+    two = rows({"a": [0.10, 0.11], "b": [0.0, 0.0]}, seeds=2)
+    assert "not testable with 2 seeds" in analysis.describe_best_aubc(analysis.aubc(two), two)
