@@ -229,3 +229,22 @@ def test_holdout_split_and_heldout_scores():
     out = heldout_scores(torch.tensor([2.0, -1.0, 3.0]), torch.tensor([-2.0, 1.0, 0.0]))
     assert out["disc_acc_heldout"] == pytest.approx(2 / 3)
     assert out["disc_auc_heldout"] == pytest.approx(7 / 9)
+
+
+def test_m2_disc_snapshot_option_keeps_the_final_discriminator(small_data):
+    """disc_snapshot: best (default) restores the discriminator saved with M2's best validation; final keeps the
+    last iteration's on the same restored M2 (VAAL's sampler uses its final discriminator)."""
+    tp = {**LEARNERS["m2_disc"].test_params, "iterations": 6, "val_every": 2}
+    for seed in range(3, 12):  # a seed whose best validation comes before the last iteration
+        best = make_learner("m2_disc", tp, 3, "cpu")
+        m = best.fit(small_data, seed=seed)
+        if m["best_iteration"] < m["iterations"] - 1:
+            break
+    assert m["best_iteration"] < m["iterations"] - 1
+    final = make_learner("m2_disc", {**tp, "disc_snapshot": "final"}, 3, "cpu")
+    final.fit(small_data, seed=seed)
+    # the same restored M2, another discriminator
+    torch.testing.assert_close(best.predict_proba(small_data.x_val), final.predict_proba(small_data.x_val), rtol=0, atol=0)
+    assert not torch.equal(best.labelled_prob(small_data.x_unlabelled), final.labelled_prob(small_data.x_unlabelled))
+    with pytest.raises((ConfigError, ValueError), match="disc_snapshot='last': allowed best, final"):
+        make_learner("m2_disc", {"disc_snapshot": "last"}, 3, "cpu")

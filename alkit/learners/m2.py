@@ -35,6 +35,7 @@ and the held-out discriminator scores all read that one state.
 """
 from __future__ import annotations
 
+import copy
 import weakref
 from dataclasses import dataclass
 
@@ -81,7 +82,20 @@ class M2Params(ScheduleParams, GenerativeParams, SpeedParams):
 
 @dataclass
 class M2DiscParams(M2Params, DiscriminatorParams):
-    """M2 plus a discriminator on ``[mu, q(y|x)]`` trained alongside (labelled = 1, unlabelled = 0)."""
+    """M2 plus a discriminator on ``[mu, q(y|x)]`` trained alongside (labelled = 1, unlabelled = 0).
+
+    ``disc_snapshot``: ``"best"`` (default) samples and measures the stopping signal with the
+    discriminator saved with M2's best-validation state (one model state per selection); ``"final"``
+    keeps the discriminator of the last iteration, as VAAL's sampler uses its final one, on the
+    restored M2.
+    """
+
+    disc_snapshot: str = "best"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.disc_snapshot not in ("best", "final"):
+            raise ValueError(f"disc_snapshot={self.disc_snapshot!r}: allowed best, final")
 
 
 @dataclass
@@ -184,7 +198,11 @@ class M2Learner(GenerativeLearner):
         opt = self.speed.adam(self.model.parameters(), lr=p.lr)
         self._best = BestState()
         metrics = self._train_loop(data, held, opt, seed + 4, progress, on_check=self._validate(data))
+        final_disc = (copy.deepcopy(self.disc.state_dict())
+                      if self.has_disc and getattr(p, "disc_snapshot", "best") == "final" else None)
         self._best.restore(self._modules())
+        if final_disc is not None:
+            self.disc.load_state_dict(final_disc)
         self._memo = None
         self._set_eval(True)
         if self.has_disc:
