@@ -132,17 +132,19 @@ def held_fixed(exp, a: str, kind: str) -> str:
     return f"learner `{cfg.learner}`" if kind == "acquisition" else f"acquisition `{cfg.strategy}`"
 
 
-def family(rows: Iterable[dict], exp, y: str = "test_acc") -> list[dict]:
+def family(rows: Iterable[dict], exp, y: str = "test_acc", extra: Iterable[dict] = ()) -> list[dict]:
     """Every pair of :func:`pairs` compared on the per-seed AUBC over cycles >= :data:`AUBC_MIN_CYCLE`,
-    Holm-corrected as one family. Each result is :func:`alkit.analysis.compare_seeds`'s plus
-    ``kind``, ``held_fixed`` and the keys of :func:`alkit.analysis.correct_family`; pairs with an arm
-    that has no records yet (partial results) keep ``missing`` and are not tested."""
+    Holm-corrected as one family together with ``extra`` (other :func:`alkit.analysis.compare_seeds`
+    results the notebook tests, e.g. 04's batch diversity; each with its ``kind`` and ``held_fixed``).
+    Each result is :func:`alkit.analysis.compare_seeds`'s plus ``kind``, ``held_fixed`` and the keys of
+    :func:`alkit.analysis.correct_family`; pairs with an arm that has no records yet (partial results)
+    keep ``missing`` and are not tested."""
     rows = list(rows)
     out = []
     for a, b, kind in pairs(exp):
         d = analysis.compare_seeds(rows, a, b, y=y, min_cycle=AUBC_MIN_CYCLE)
         out.append(dict(d, kind=kind, held_fixed=held_fixed(exp, a, kind)))
-    return analysis.correct_family(out)
+    return analysis.correct_family(out + list(extra))
 
 
 def aubc_definition(min_cycle: int = AUBC_MIN_CYCLE) -> str:
@@ -159,16 +161,17 @@ def family_markdown(fam: list[dict], scale: float = 100, unit: str = "points") -
         return "No pair of this notebook has both arms yet."
     rows = []
     for d in fam:
-        each = " / ".join(analysis._signed(scale * v) for v in d.get("diffs") or [])
+        sc, un = (1.0, d["unit"]) if "unit" in d else (scale, unit)  # extra measures carry their own unit
+        each = " / ".join(analysis._signed(sc * v) for v in d.get("diffs") or [])
         rows.append({"pair": f"{d['a']} \u2212 {d['b']}", "kind": d["kind"], "fixed": d["held_fixed"],
-                     "mean": None if d.get("mean") is None else analysis._signed(scale * d["mean"]),
+                     "mean": None if d.get("mean") is None else f"{analysis._signed(sc * d['mean'])} {un}".strip(),
                      "each": each or None, "p": d.get("p_raw"), "p_holm": d.get("p_holm"),
                      "verdict": "no records yet" if d.get("missing") else d["verdict"],
-                     "mde": None if d.get("mde") is None else f"{scale * d['mde']:.2g}"})
+                     "mde": None if d.get("mde") is None else f"{sc * d['mde']:.2g} {un}".strip()})
     return analysis.markdown_table(rows, [
         ("pair", "pair", "s"), ("kind", "kind", "s"), ("fixed", "held fixed", "s"),
-        ("mean", f"difference ({unit})", "s"), ("each", "per seed", "s"), ("p", "raw p", ".3f"),
-        ("p_holm", "Holm p", ".3f"), ("verdict", "verdict", "s"), ("mde", f"detectable ({unit})", "s")])
+        ("mean", "difference", "s"), ("each", "per seed", "s"), ("p", "raw p", ".3f"),
+        ("p_holm", "Holm p", ".3f"), ("verdict", "verdict", "s"), ("mde", "smallest detectable", "s")])
 
 
 def describe_family(fam: list[dict], scale: float = 100, unit: str = "points") -> list[str]:
