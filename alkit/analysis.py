@@ -941,6 +941,74 @@ def confusions_by_cycle(rows: Iterable[dict], arms: Iterable[str]) -> dict[str, 
     return {a: dict(sorted(out[a].items())) for a in arms if a in out}
 
 
+def per_class_error(confusion) -> np.ndarray:
+    """(C,) test error per true class from a (C, C) confusion matrix (rows = true class); NaN for an empty row."""
+    m = np.asarray(confusion, float)
+    total = m.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - np.diag(m) / total, np.nan)
+
+
+def _spearman(a, b) -> float | None:
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+        return None  # a constant vector has no ranks to correlate
+    return float(stats.spearmanr(a[ok], b[ok]).statistic)
+
+
+def confusion_relation(rows: Iterable[dict], arms: Iterable[str], baseline: str = "random") -> list[dict]:
+    """The study's last claim, per (arm, seed, cycle): do the selected batches go where the model errs?
+
+    For the batch an arm selects at the end of a cycle: ``rho`` = Spearman correlation between its class
+    shares and the per-class test error (:func:`per_class_error` of the record's ``test_confusion``) of the
+    model that chose it; ``rho_random`` = the same model's error against the class shares of ``baseline``'s
+    batch of the same size at the same seed and cycle (random acquisition, same learner: at cycle 0 the
+    very same model). ``misclassified`` / ``misclassified_random``: the share of each batch its own
+    arm's model misclassifies (``diagnostics.misclassified_fraction``). Rows where a correlation is
+    undefined (a constant vector) keep None.
+    """
+    rows = list(rows)
+    base = {(r["seed"], r["cycle"]): r for r in rows if r.get("arm") == baseline and r.get("selected_class_counts")}
+    out = []
+    for r in rows:
+        if r.get("arm") not in arms or r.get("arm") == baseline or not r.get("selected_class_counts") \
+                or r.get("test_confusion") is None or (r["seed"], r["cycle"]) not in base:
+            continue
+        b = base[(r["seed"], r["cycle"])]
+        err = per_class_error(r["test_confusion"])
+        share = np.asarray(r["selected_class_counts"], float)
+        share_b = np.asarray(b["selected_class_counts"], float)
+        out.append({"arm": r["arm"], "seed": r["seed"], "cycle": r["cycle"], "n_labelled": r["n_labelled"],
+                    "rho": _spearman(share / share.sum(), err), "rho_random": _spearman(share_b / share_b.sum(), err),
+                    "misclassified": (r.get("diagnostics") or {}).get("misclassified_fraction"),
+                    "misclassified_random": (b.get("diagnostics") or {}).get("misclassified_fraction")})
+    for o in out:
+        o["rho_gain"] = None if o["rho"] is None or o["rho_random"] is None else o["rho"] - o["rho_random"]
+        o["misclassified_gain"] = (None if o["misclassified"] is None or o["misclassified_random"] is None
+                                   else o["misclassified"] - o["misclassified_random"])
+    return out
+
+
+def confusion_claim_tests(relation: list[dict], arms: Iterable[str], alpha: float = 0.05) -> list[dict]:
+    """Per arm, two paired tests over seeds (each seed's mean over its cycles first): ``rho_gain`` (rank
+    correlation with the per-class error, selected minus random batch) and ``misclassified_gain``
+    (misclassified share, selected minus random batch), each against 0. Rows as :func:`compare_seeds`'s
+    (``a`` the arm, ``b`` "random batch") with ``y``, ``kind`` and ``held_fixed``, for a notebook family."""
+    out = []
+    for arm in arms:
+        for y in ("rho_gain", "misclassified_gain"):
+            seeds = per_seed([r for r in relation if r["arm"] == arm], y=y, summary="mean").get(arm, {})
+            diffs = list(seeds.values())
+            d = paired_seed_test(diffs, alpha=alpha, a=arm, b="random batch")
+            out.append({"a": arm, "b": "random batch", "y": y, "alpha": alpha, "seeds": list(seeds), "diffs": diffs,
+                        "missing": [] if diffs else [arm], **d, "kind": f"confusion claim: {y}",
+                        "held_fixed": "learner and cycle", "unit": ""})
+    return out
+
+
 def chosen_cycles(cycles: Iterable[int], k: int = 3) -> list[int]:
     """``k`` cycles spread over ``cycles`` (first, last and evenly between), for a static grid."""
     cs = sorted(set(cycles))
@@ -974,6 +1042,29 @@ def entropy_gap(rows: Iterable[dict]) -> list[dict]:
     """
     return [dict(r, entropy_gap=r["pred_entropy_unlabelled"] - r["pred_entropy_labelled"]) for r in rows
             if r.get("pred_entropy_unlabelled") is not None and r.get("pred_entropy_labelled") is not None]
+
+
+#: the study's "Increased Model Capacity" slide: "~3M parameters", "Training with 1000 labeled samples: ~85%
+#: accuracy", "Training with 50 labeled samples: ~68% accuracy" (approximate, as the slide says)
+STUDY_CAPACITY_PARAMS = 3_000_000
+STUDY_CAPACITY_ANCHORS = {50: 68.0, 1000: 85.0}
+STUDY_CAPACITY_NAME = "the study's ~3M model: ~68 % at 50, ~85 % at 1,000 labels (its slide, approximate)"
+
+
+def describe_capacity(rows: Iterable[dict]) -> str:
+    """The study's "~3M parameters" read both ways from the records: q(y|x) alone (``classifier_params``)
+    and the whole M2 (``m2_params``), and which of the two it matches (the closer, within a factor 1.5)."""
+    rows = list(rows)
+    q = sorted({int(r["classifier_params"]) for r in rows if r.get("classifier_params")})
+    m2 = sorted({int(r["m2_params"]) for r in rows if r.get("m2_params")})
+    if len(q) != 1 or len(m2) != 1:
+        return "- Parameter counts: not recorded (or not one per run) yet."
+    (q,), (m2,) = q, m2
+    near = min((("q(y|x) alone", q), ("the whole M2", m2)), key=lambda kv: abs(math.log(kv[1] / STUDY_CAPACITY_PARAMS)))
+    match = (f"the study's ~3M matches {near[0]}" if abs(math.log(near[1] / STUDY_CAPACITY_PARAMS)) <= math.log(1.5)
+             else "neither is near the study's ~3M (this profile's classifier is another size)")
+    return (f"- Capacity: q(y|x) alone has {q / 1e6:.2f}M parameters, the whole M2 (encoder, decoder and q(y|x)) "
+            f"{m2 / 1e6:.2f}M; {match}.")
 
 
 def describe_task_model(rows: Iterable[dict], base: dict) -> str:

@@ -574,3 +574,42 @@ def test_a_best_arm_is_named_only_when_it_beats_the_runner_up():
     assert "no arm distinguishable from the others" in text and "cannot be told from noise" in text
     two = rows({"a": [0.10, 0.11], "b": [0.0, 0.0]}, seeds=2)
     assert "not testable with 2 seeds" in analysis.describe_best_aubc(analysis.aubc(two), two)
+
+
+def test_confusion_relation_planted():
+    """Planted: the model errs on classes 0-2 only; alg1's batch takes those classes, random's is uniform-ish."""
+    from alkit import analysis
+
+    conf = np.diag([5.0] * 10)
+    conf[0, 1] = conf[1, 2] = conf[2, 0] = 5.0  # classes 0, 1, 2: error 0.5; others 0
+    conf[3, 4] = 1.0  # class 3: error 1/6, so the errors have more than two ranks
+    def rec_(arm, seed, cycle, counts, mis):
+        return {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 10 * (cycle + 1), "test_confusion": conf.tolist(),
+                "selected_class_counts": counts, "diagnostics": {"misclassified_fraction": mis}}
+    rows = []
+    for seed in range(3):
+        rows.append(rec_("alg1", seed, 0, [3, 3, 3, 1, 0, 0, 0, 0, 0, 0], 0.6 + 0.01 * seed))
+        rows.append(rec_("random", seed, 0, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1 + seed], 0.2))
+    rel = analysis.confusion_relation(rows, ["alg1"])
+    assert len(rel) == 3 and all(r["rho"] > 0.8 for r in rel)
+    assert rel[0]["rho_random"] is None  # a uniform batch has no ranks
+    assert rel[1]["rho_random"] < 0.0  # the only extra image falls on a class the model gets right
+    assert rel[0]["misclassified_gain"] == pytest.approx(0.4)
+    tests = analysis.confusion_claim_tests(rel, ["alg1"])
+    mis = next(t for t in tests if t["y"] == "misclassified_gain")
+    assert mis["n"] == 3 and mis["verdict"] == "alg1 higher"  # 0.40, 0.41, 0.42: every seed
+    rho = next(t for t in tests if t["y"] == "rho_gain")
+    assert rho["n"] == 2 and rho["verdict"] == "not testable with 2 seeds"  # seed 0's random batch had no ranks
+    assert analysis.per_class_error(conf)[:4] == pytest.approx([0.5, 0.5, 0.5, 1 / 6])
+
+
+def test_capacity_is_read_both_ways():
+    from alkit import analysis
+
+    paper = [{"classifier_params": 2_740_000, "m2_params": 4_840_000}]
+    assert analysis.describe_capacity(paper) == ("- Capacity: q(y|x) alone has 2.74M parameters, the whole M2 (encoder, "
+                                                 "decoder and q(y|x)) 4.84M; the study's ~3M matches q(y|x) alone.")
+    smoke = [{"classifier_params": 421_834, "m2_params": 600_000}]
+    assert "neither is near the study's ~3M" in analysis.describe_capacity(smoke)
+    assert "not recorded" in analysis.describe_capacity([{}])
+    assert analysis.STUDY_CAPACITY_ANCHORS == {50: 68.0, 1000: 85.0}
