@@ -895,6 +895,35 @@ def unseen_share_line(cover: dict, arms: Iterable[str]) -> str:
     return text + (f" No records yet: {', '.join(missing)}." if missing and parts else "")
 
 
+def sweep_arm(arm: str, weight: float) -> str:
+    """The arm name of ``arm`` at adversary weight ``weight`` in an adversary-weight sweep (1 = the arm itself)."""
+    return arm if weight == 1 else f"{arm}_w{weight:g}"
+
+
+def adversary_sweep(rows: Iterable[dict], arms: Iterable[str], weights: Iterable[float], unseen: Iterable[int]) -> list[dict]:
+    """Per learner arm and adversary weight (arm names from :func:`sweep_arm`): the mean class entropy of the
+    selected batches and the share of selected images from the ``unseen`` classes, each a per-seed value
+    first (mean over batches; share over all batches), then mean ± sd over seeds; test AUBC over cycles >= 1.
+    Rows ``{arm, weight, seeds, entropy, entropy_sd, unseen, unseen_sd, aubc}``; weights without records are skipped."""
+    rows, unseen = list(rows), list(unseen)
+    diag = diagnostics_rows(rows)
+    cover = class_coverage(rows, unseen)
+    out = []
+    for arm in arms:
+        for w in weights:
+            name = sweep_arm(arm, w)
+            ent = list(per_seed(diag, y="class_entropy", summary="mean").get(name, {}).values())
+            share = [v["share"] for (a, _), v in cover.items() if a == name and not math.isnan(v["share"])]
+            area = list(per_seed(rows, min_cycle=1).get(name, {}).values())
+            if not ent:
+                continue
+            sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+            out.append({"arm": arm, "weight": w, "seeds": len(ent), "entropy": float(np.mean(ent)), "entropy_sd": sd(ent),
+                        "unseen": 100 * float(np.mean(share)) if share else None, "unseen_sd": 100 * sd(share) if share else None,
+                        "aubc": 100 * float(np.mean(area)) if area else None})
+    return out
+
+
 def differences(rows: Iterable[dict], baseline: str = "random", y: str = "test_acc", by: str = "arm") -> list[dict]:
     """``y`` of every arm minus ``baseline``'s at the same seed and cycle: rows ``{arm, seed, cycle, n_labelled, diff}``.
 

@@ -613,3 +613,23 @@ def test_capacity_is_read_both_ways():
     assert "neither is near the study's ~3M" in analysis.describe_capacity(smoke)
     assert "not recorded" in analysis.describe_capacity([{}])
     assert analysis.STUDY_CAPACITY_ANCHORS == {50: 68.0, 1000: 85.0}
+
+
+def test_adversary_sweep_table_planted():
+    from alkit import analysis
+
+    def r(arm, seed, cycle, counts):
+        return {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 60 + 20 * cycle, "test_acc": 0.3 + 0.1 * cycle,
+                "selected_class_counts": counts, "diagnostics": {"class_entropy": analysis_entropy(counts)}}
+
+    from alkit.diagnostics import class_entropy as analysis_entropy
+    rows = []
+    for seed in (0, 1):
+        rows += [r("vaal", seed, c, [0, 0, 10, 0, 10, 0, 0, 0, 0, 0]) for c in range(2)]  # only start classes
+        rows += [r("vaal_w0", seed, c, [2] * 10) for c in range(2)]  # balanced: 7 of 10 classes unseen
+    assert analysis.sweep_arm("vaal", 1) == "vaal" and analysis.sweep_arm("vaal", 10) == "vaal_w10"
+    t = analysis.adversary_sweep(rows, ["vaal"], [0, 1, 10], unseen=[0, 1, 3, 5, 6, 8, 9])
+    assert [(x["weight"], x["seeds"]) for x in t] == [(0, 2), (1, 2)]  # no records at weight 10
+    assert t[0]["entropy"] == pytest.approx(np.log(10)) and t[0]["unseen"] == pytest.approx(70.0)
+    assert t[1]["entropy"] == pytest.approx(np.log(2)) and t[1]["unseen"] == pytest.approx(0.0)
+    assert t[0]["aubc"] == pytest.approx(40.0)  # cycle 1 only: 0.4
