@@ -633,3 +633,14 @@ def test_adversary_sweep_table_planted():
     assert t[0]["entropy"] == pytest.approx(np.log(10)) and t[0]["unseen"] == pytest.approx(70.0)
     assert t[1]["entropy"] == pytest.approx(np.log(2)) and t[1]["unseen"] == pytest.approx(0.0)
     assert t[0]["aubc"] == pytest.approx(40.0)  # cycle 1 only: 0.4
+
+
+def test_validation_size_is_stated_beside_the_labels():
+    from alkit import analysis
+    from alkit.experiment import Experiment
+
+    exp = Experiment(name="05_latent_acquisition", profile="paper", seeds=[0], arms={"random": {}},
+                     base={"initial": {"kind": "stratified", "n": 50}, "budget": 50, "cycles": 2})
+    text = analysis.describe_validation(exp, [{"n_labelled": 50}, {"n_labelled": 150}])
+    assert "5,000 labelled validation images" in text and "50–150 labels" in text and "100.0× the smallest" in text
+    assert analysis.describe_validation(exp, []) == ""
