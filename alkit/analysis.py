@@ -1017,7 +1017,7 @@ def confusion_relation(rows: Iterable[dict], arms: Iterable[str], baseline: str 
     for o in out:
         o["rho_gain"] = None if o["rho"] is None or o["rho_random"] is None else o["rho"] - o["rho_random"]
         o["misclassified_gain"] = (None if o["misclassified"] is None or o["misclassified_random"] is None
-                                   else o["misclassified"] - o["misclassified_random"])
+                                   else round(o["misclassified"] - o["misclassified_random"], 9))  # float32 shares: no 1e-8 "gains"
     return out
 
 
@@ -1034,7 +1034,7 @@ def confusion_claim_tests(relation: list[dict], arms: Iterable[str], alpha: floa
             d = paired_seed_test(diffs, alpha=alpha, a=arm, b="random batch")
             out.append({"a": arm, "b": "random batch", "y": y, "alpha": alpha, "seeds": list(seeds), "diffs": diffs,
                         "missing": [] if diffs else [arm], **d, "kind": f"confusion claim: {y}",
-                        "held_fixed": "learner and cycle", "unit": ""})
+                        "held_fixed": "learner and cycle", "unit": "(\u03c1)" if y == "rho_gain" else "(share)"})
     return out
 
 

@@ -178,4 +178,4 @@ def describe_family(fam: list[dict], scale: float = 100, unit: str = "points") -
     """One prose line per pair (:func:`alkit.analysis.describe_comparison` of the corrected result), kind first."""
     return [f"- **{d['a']} vs {d['b']}** ({d['kind']}: {d['held_fixed']} held fixed): "
             + (f"not compared yet: no records of {' and '.join(d['missing'])}." if d.get("missing")
-               else analysis.describe_comparison(d, scale, unit)) for d in fam]
+               else analysis.describe_comparison(d, *((1.0, d["unit"]) if "unit" in d else (scale, unit)))) for d in fam]
