@@ -1017,7 +1017,7 @@ def confusion_relation(rows: Iterable[dict], arms: Iterable[str], baseline: str 
     for o in out:
         o["rho_gain"] = None if o["rho"] is None or o["rho_random"] is None else o["rho"] - o["rho_random"]
         o["misclassified_gain"] = (None if o["misclassified"] is None or o["misclassified_random"] is None
-                                   else round(o["misclassified"] - o["misclassified_random"], 9))  # float32 shares: no 1e-8 "gains"
+                                   else round(o["misclassified"] - o["misclassified_random"], 6))  # float32 shares: no 1e-8 "gains"
     return out
 
 
