@@ -12,8 +12,14 @@ from typing import Iterable
 
 import numpy as np
 
-#: test accuracy (%) of the study's Fig./Table for VAAL on Fashion-MNIST, 1000 -> 8000 labels
-STUDY_VAAL = {1000: 84.91, 2000: 85.84, 3000: 86.58, 4000: 87.33, 5000: 88.66, 6000: 88.79, 7000: 89.94, 8000: 90.37}
+#: test accuracy (%) of the study's "Initial Set of Results On Fashion MNIST", 1000 -> 8000 labels, one run. The
+#: slide never names the arm: it follows "Proposed Model" (M2-VAAL) and "Components of our Architecture:
+#: Variational autoencoder with classifier ..." and precedes "Comparison to TA-VAAL, VAAL and Random Selection",
+#: so it is most likely the study's own model, M2-VAAL. Label it as :data:`STUDY_1000_NAME` says.
+STUDY_1000 = {1000: 84.91, 2000: 85.84, 3000: 86.58, 4000: 87.33, 5000: 88.66, 6000: 88.79, 7000: 89.94, 8000: 90.37}
+STUDY_1000_NAME = "the study's model, one run; most likely M2-VAAL \u2014 the slide does not say"
+#: the arms of ours set beside it: the study's model and VAAL
+STUDY_1000_ARMS = ("m2_vaal", "vaal")
 #: the study's three-class start ({2, 4, 7}, 500 labels, +64 per cycle): test accuracy (%) of its one run
 STUDY_THREE_CLASS = {500: 27.25, 564: 28.34, 628: 30.29, 692: 40.42, 756: 36.39, 820: 36.61, 884: 39.97, 948: 42.84,
                      1012: 48.52, 1076: 45.46, 1140: 52.14, 1204: 50.59, 1268: 50.82, 1332: 49.86, 1396: 52.44}
@@ -50,7 +56,7 @@ def curve(rows: Iterable[dict], y: str = "test_acc", x: str = "n_labelled", by: 
     return table
 
 
-def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm") -> list[dict]:
+def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm", min_cycle: int = 0) -> list[dict]:
     """Area under the budget curve per run, normalised by the label range (so it is a mean accuracy).
 
     Trapezoid rule of ``y`` over ``n_labelled`` for each (arm, seed) (see
@@ -59,8 +65,10 @@ def aubc(rows: Iterable[dict], y: str = "test_acc", by: str = "arm") -> list[dic
     run of every arm has are used (:func:`common_labels`), so a run still
     under way (partial results) does not give its arm an area over a shorter
     range than the others; runs the stopping rule ended are compared over the
-    cycles they have. :func:`grid_note` says when label counts were left out.
+    cycles they have. :func:`grid_note` says when label counts were left out. ``min_cycle=1`` keeps the
+    cycles after the first acquisition only (the notebooks' one AUBC, :data:`alkit.comparisons.AUBC_MIN_CYCLE`).
     """
+    rows = [r for r in rows if min_cycle <= 0 or r["cycle"] >= min_cycle]
     rows, _ = on_common_labels(rows, y=y, by=by)
     return [
         {by: b, "aubc": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
@@ -178,7 +186,64 @@ def _signflip_p(d: np.ndarray, exact_up_to: int = 20, draws: int = 100_000) -> f
     return float((1 + np.sum(np.abs(signs @ d) >= obs - tol)) / (1 + draws))
 
 
-def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b") -> dict:
+#: fewer seeds than this give no direction ("higher", "lower"): with 2 seeds the t-test has 1 degree of
+#: freedom and the sign-flip test cannot go below 0.5
+MIN_SEEDS_FOR_DIRECTION = 3
+
+
+def minimum_detectable_effect(std: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """Smallest true mean difference a two-sided paired t-test over ``n`` seeds finds with ``power``.
+
+    ``(t_{1 - alpha/2, n-1} + t_{power, n-1}) * std / sqrt(n)`` (the usual normal-approximation formula
+    with t quantiles), ``std`` the measured spread (ddof 1) of the per-seed differences, in their units.
+    None for fewer than 2 seeds or no spread measured.
+    """
+    from scipy import stats
+
+    if std is None or n < 2 or not math.isfinite(std):
+        return None
+    df = n - 1
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * std / math.sqrt(n))
+
+
+def holm(pvalues: Iterable[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values (same order; None entries are not tests and stay None).
+
+    Sorted ascending, the k-th smallest of m gets ``max over j <= k of min(1, (m - j + 1) p_(j))``;
+    rejecting where the adjusted p < alpha keeps the chance of any false rejection in the family <= alpha.
+    """
+    ps = list(pvalues)
+    idx = sorted((i for i, p in enumerate(ps) if p is not None), key=lambda i: ps[i])
+    m, out, running = len(idx), [None] * len(ps), 0.0
+    for k, i in enumerate(idx):
+        running = max(running, min(1.0, (m - k) * ps[i]))
+        out[i] = running
+    return out
+
+
+def correct_family(results: list[dict], alpha: float | None = None) -> list[dict]:
+    """A notebook's family of :func:`compare_seeds` results, Holm-corrected together.
+
+    Each result gets ``p_raw`` (its own p), ``p_holm`` (adjusted over the ``family_size`` testable
+    comparisons; None where not testable), its verdict re-read from ``p_holm`` and ``mde`` at Holm's
+    strictest level ``alpha / family_size`` (the smallest effect the family could be sure to find).
+    """
+    ps = [r["p"] if r.get("testable") else None for r in results]
+    adjusted = holm(ps)
+    m = sum(p is not None for p in ps)
+    out = []
+    for r, pa in zip(results, adjusted):
+        level = r["alpha"] if alpha is None else alpha
+        r = dict(r, p_raw=r.get("p"), p_holm=pa, family_size=m)
+        if pa is not None:
+            r["verdict"] = ("within noise" if not pa < level else f"{r['a']} higher" if r["mean"] > 0 else f"{r['b']} higher")
+            r["mde"] = minimum_detectable_effect(r["std"], r["n"], level / m) if r["std"] else r.get("mde")
+        out.append(r)
+    return out
+
+
+def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b",
+                     min_seeds: int = MIN_SEEDS_FOR_DIRECTION) -> dict:
     """Is the mean of per-seed differences ``diffs`` (n,) (a - b, one per seed) told apart from zero?
 
     Returns ``n, mean, std`` (ddof 1), ``se = std / sqrt(n)``, ``df = n - 1``,
@@ -188,12 +253,15 @@ def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b") -> 
     exact for n <= 20), ``min_p_signflip = 2 / 2**n`` (its smallest reachable
     value), ``testable`` and ``verdict``, all plain Python values.
 
-    Verdict: fewer than 2 seeds -> ``"not testable with n seed(s)"`` (every
-    statistic but ``n``, ``mean`` and ``min_p_signflip`` is None). Otherwise
+    Verdict: fewer than ``min_seeds`` (3) seeds -> ``"not testable with n seed(s)"``: no
+    direction is read from 2 seeds (1 degree of freedom); ``mean`` and, with 2 seeds, ``std``
+    and ``se`` (the spread) are given, every other statistic is None. Otherwise
     ``"{a} higher"`` / ``"{b} higher"`` when ``p < alpha``, else ``"within
     noise"``. When all differences are equal (std 0): nonzero -> ``t = ±inf``,
     ``p = 0`` and a direction (every seed moved the same way by the same
-    amount); all zero -> ``t = 0``, ``p = 1``, within noise.
+    amount); all zero -> ``t = 0``, ``p = 1``, within noise. ``mde``: the
+    :func:`minimum_detectable_effect` at ``alpha`` and 80 % power for this
+    number of seeds and measured spread.
 
     Assumptions: the t-test treats the per-seed summaries as independent and
     roughly normal; with 3-5 seeds nothing can check that, so ``p_signflip``
@@ -208,11 +276,14 @@ def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b") -> 
     d = np.asarray(diffs, dtype=float).ravel()
     n = int(d.size)
     out = {"n": n, "mean": float(d.mean()) if n else None, "std": None, "se": None, "df": None, "t": None, "p": None,
-           "ci_low": None, "ci_high": None, "p_signflip": None, "min_p_signflip": min(1.0, 2.0 / 2.0 ** n)}
-    if n < 2:
+           "ci_low": None, "ci_high": None, "p_signflip": None, "min_p_signflip": min(1.0, 2.0 / 2.0 ** n), "mde": None}
+    if n < min_seeds:
+        if n >= 2:  # the effect with its spread, but no test: a 1-degree-of-freedom t-test decides nothing
+            out.update(std=float(d.std(ddof=1)), se=float(d.std(ddof=1) / np.sqrt(n)))
         return {**out, "testable": False, "verdict": f"not testable with {n} seed{'' if n == 1 else 's'}"}
     mean, std = float(d.mean()), float(d.std(ddof=1))
     se, df = std / np.sqrt(n), n - 1
+    out["mde"] = minimum_detectable_effect(std, n, alpha)
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
     if std <= 1e-12 * abs(mean):  # the same difference in every seed (up to rounding)
         t, p = (0.0, 1.0) if mean == 0.0 else (float(np.copysign(np.inf, mean)), 0.0)
@@ -290,11 +361,22 @@ def describe_comparison(d: dict, scale: float = 100, unit: str = "points") -> st
     if d.get("labels_dropped") and d.get("labels") and isinstance(d["labels"][0], numbers.Real):
         amount += f" over {_labels_text(d['labels'])} only (the label counts every compared seed has)"
     if not d["testable"]:
+        if d["n"] >= 2 and d.get("std") is not None:
+            each = ", ".join(_signed(scale * v) for v in d.get("diffs") or [])
+            spread = f" (per seed {each}; sd {scale * d['std']:.2f})" if each else f" (sd {scale * d['std']:.2f})"
+            return (f"{head}: {amount}{spread} \u2014 {d['verdict']}: a direction needs at least "
+                    f"{MIN_SEEDS_FOR_DIRECTION} seeds.")
         return f"{head}: {amount} \u2014 {d['verdict']}."
     level = f"{100 * (1 - d['alpha']):g}%"
-    return (f"{head}: {amount} ({level} CI {_signed(scale * d['ci_low'])} to "
-            f"{_signed(scale * d['ci_high'])}; paired t over {d['n']} seeds, p {_p_text(d['p'])}; "
-            f"sign-flip p {_p_text(d['p_signflip'])}) \u2014 {d['verdict']}.")
+    holm_text = (f", Holm-adjusted p {_p_text(d['p_holm'])} over {d['family_size']} comparisons"
+                 if d.get("p_holm") is not None else "")
+    text = (f"{head}: {amount} ({level} CI {_signed(scale * d['ci_low'])} to "
+            f"{_signed(scale * d['ci_high'])}; paired t over {d['n']} seeds, p {_p_text(d['p'])}{holm_text}; "
+            f"sign-flip p {_p_text(d['p_signflip'])}) \u2014 {d['verdict']}")
+    if d["verdict"] == "within noise" and d.get("mde") is not None:
+        text += (f": with {d['n']} seeds and this spread, differences below \u2248 {scale * d['mde']:.2g}"
+                 f"{' ' + unit if unit else ''} cannot be told from noise")
+    return text + "."
 
 
 def versus(rows: Iterable[dict], a: str, b: str, y: str = "test_acc", by: str = "arm") -> dict:
@@ -408,6 +490,56 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
     rule = "|" + "|".join(":---" if f == "s" else "---:" for _, _, f in columns) + "|"
     body = ["| " + " | ".join(format(r[k], f) if r.get(k) is not None else "–" for k, _, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
+
+
+def auc_noise(rows: Iterable[dict], key: str = "n_disc_heldout") -> dict:
+    """Standard error of a chance ROC AUC (0.5) on the smallest held-out set: ``n`` labelled and ``n``
+    unlabelled points give ``sqrt((2n + 1) / (12 n^2))`` (Hanley & McNeil 1982, the Mann-Whitney null).
+    ``n_min``, ``n_max``, ``se_at_chance``; empty when no record has ``key``."""
+    ns = [int(r[key]) for r in rows if r.get(key)]
+    if not ns:
+        return {}
+    n = min(ns)
+    return {"n_min": n, "n_max": max(ns), "se_at_chance": float(np.sqrt((2 * n + 1) / (12 * n * n)))}
+
+
+def stop_decisions(rows: Iterable[dict], threshold: float) -> list[dict]:
+    """Per (arm, seed) with a discriminator: the first cycle the stopping rule would stop at, by the held-out
+    ROC AUC (the rule) and by the held-out balanced accuracy (the second line), each None for never;
+    ``changed`` when the two differ, ``flat`` the cycles whose accuracy reads exactly 0.5 (every logit on
+    one side of 0) while the AUC does not."""
+    rows = [r for r in rows if r.get("disc_auc_heldout") is not None]
+    by_auc, by_acc = first_below(rows, "disc_auc_heldout", threshold), first_below(rows, "disc_acc_heldout", threshold)
+    flat = {k: [r["cycle"] for r in sorted(rs, key=lambda r: r["cycle"]) if r.get("disc_acc_heldout") == 0.5
+                and r["disc_auc_heldout"] != 0.5] for k, rs in group(rows, "arm", "seed").items()}
+    return [{"arm": k[0], "seed": k[1], "auc": by_auc[k], "acc": by_acc.get(k), "changed": by_auc[k] != by_acc.get(k),
+             "flat": flat.get(k, [])} for k in by_auc]
+
+
+def describe_stopping(rows: Iterable[dict], threshold: float) -> list[str]:
+    """Lines for notebook 03: where the stopping rule (held-out AUC <= ``threshold``) would stop each run,
+    where the accuracy signal would have, how many decisions the two disagree on, and the noise of the AUC."""
+    rows = list(rows)
+    out = []
+    decisions = stop_decisions(rows, threshold)
+    when = lambda c: "never" if c is None else f"cycle {c}"
+    for d in decisions:
+        line = (f"- Stopping rule (held-out ROC AUC \u2264 {threshold:g}) for {d['arm']}, seed {d['seed']}: {when(d['auc'])}; "
+                f"by held-out accuracy \u2264 {100 * threshold:g} % (second line): {when(d['acc'])}")
+        if d["flat"]:
+            line += (f" (accuracy exactly 50 % at cycle{'s' if len(d['flat']) > 1 else ''} "
+                     f"{', '.join(map(str, d['flat']))}: every logit on one side of 0, the AUC still ranks)")
+        out.append(line + ".")
+    if decisions:
+        k = sum(d["changed"] for d in decisions)
+        out.append(f"- AUC and accuracy disagree on {k} of {len(decisions)} stop decisions.")
+    noise = auc_noise(rows)
+    if noise:
+        out.append(f"- The held-out set behind this signal has {noise['n_min']}\u2013{noise['n_max']} labelled and as many unlabelled "
+                   f"points per cycle, so an AUC of 0.5 is measured to \u00b1 {noise['se_at_chance']:.2f} (one standard error): "
+                   + ("crossings of the stop line are within that noise." if noise["se_at_chance"] > abs(threshold - 0.5)
+                      else "the stop line lies outside that noise."))
+    return out
 
 
 def first_below(rows: Iterable[dict], key: str, threshold: float) -> dict[tuple, int | None]:
@@ -638,10 +770,18 @@ def partial_note(exp, rows: Iterable[dict]) -> str:
     return "\n".join(lines)
 
 
-def describe_best_aubc(aubc_rows: list[dict], rows: Iterable[dict], y: str = "test_acc") -> str:
-    """The "What we see" line on the areas under the budget curve of :func:`aubc`: the best arm, or the only one."""
+def describe_best_aubc(aubc_rows: list[dict], rows: Iterable[dict], y: str = "test_acc", min_cycle: int = 0,
+                       family_size: int = 0, alpha: float = 0.05) -> str:
+    """The "What we see" line on the areas under the budget curve of :func:`aubc`.
+
+    The arm with the largest mean is named "best" only when it beats the runner-up under a paired test
+    over seeds (:func:`compare_seeds` on the same AUBC), Bonferroni-corrected for the ``family_size``
+    other comparisons of the notebook plus this one (a data-chosen pair, so no less strict than Holm);
+    otherwise "no arm distinguishable from the others", with the two means and the runner-up test.
+    """
     if not aubc_rows:
         return "- No area under the budget curve yet: no arm has records."
+    rows = [r for r in rows if min_cycle <= 0 or r["cycle"] >= min_cycle]
     _, info = on_common_labels(list(rows), y=y)
     seeds = max(r["n"] for r in aubc_rows)
     where = f"{seeds} seed{'s' if seeds != 1 else ''} and {len(info['labels'])} label count{'s' if len(info['labels']) != 1 else ''}"
@@ -649,9 +789,22 @@ def describe_best_aubc(aubc_rows: list[dict], rows: Iterable[dict], y: str = "te
         (r,) = aubc_rows
         return (f"- Only **{r['arm']}** has records yet: over {where}, its area under the budget curve is "
                 f"{100 * r['aubc']:.2f} ± {100 * r['std']:.2f} %; nothing to compare it with.")
-    best = max(aubc_rows, key=lambda r: r["aubc"])
-    return (f"- Over {where}, the best area under the budget curve is "
-            f"**{best['arm']}** ({100 * best['aubc']:.2f} ± {100 * best['std']:.2f} %).")
+    ranked = sorted(aubc_rows, key=lambda r: -r["aubc"])
+    best, second = ranked[0], ranked[1]
+    d = compare_seeds(rows, best["arm"], second["arm"], y=y, min_cycle=min_cycle, alpha=alpha)
+    m = family_size + 1
+    if d["testable"]:
+        d = dict(d, p_holm=min(1.0, m * d["p"]), family_size=m)
+        d["verdict"] = f"{best['arm']} higher" if d["p_holm"] < alpha and d["mean"] > 0 else "within noise"
+        if d["verdict"] == "within noise" and d["std"]:
+            d["mde"] = minimum_detectable_effect(d["std"], d["n"], alpha / m)
+    means = (f"{best['arm']} {100 * best['aubc']:.2f} ± {100 * best['std']:.2f} %, runner-up {second['arm']} "
+             f"{100 * second['aubc']:.2f} ± {100 * second['std']:.2f} %")
+    if d["testable"] and d["verdict"] == f"{best['arm']} higher":
+        return (f"- Over {where}, the best area under the budget curve is **{best['arm']}**, ahead of the runner-up "
+                f"under the corrected test ({means}; {describe_comparison(d)})")
+    return (f"- Over {where}: no arm distinguishable from the others by area under the budget curve "
+            f"(largest means: {means}; best vs runner-up: {describe_comparison(d)})")
 
 
 def beside_study_markdown(table: list[dict], study: dict[int, float], arm: str, profile: str,
@@ -673,6 +826,39 @@ def beside_study_markdown(table: list[dict], study: dict[int, float], arm: str, 
     lo, hi = min(study), max(study)
     return (f"The `{profile}` profile measures {grid[0]}–{grid[-1]} labels, outside the study's "
             f"{lo:,}–{hi:,} grid: run the `paper` profile for the side-by-side table."), []
+
+
+def beside_study_arms_markdown(table: list[dict], study: dict[int, float], arms: Iterable[str], profile: str,
+                               name: str = STUDY_1000_NAME) -> tuple[str, list[dict]]:
+    """The study's table with several of our arms beside it (mean ± sd over seeds, seeds, difference), as Markdown.
+
+    One row per label count of the study within our range (nearest measured label count, as
+    :func:`beside_study`); arms without records are left out with a sentence. Where no arm meets the
+    study's grid, the sentence of :func:`beside_study_markdown` says why.
+    """
+    arms = [a for a in arms]
+    sides = {a: beside_study(table, study, arm=a) for a in arms}
+    have = [a for a in arms if sides[a]]
+    if not have:
+        return beside_study_markdown(table, study, arms[0], profile, name=name)[0], []
+    seeds = {(r["arm"], r["n_labelled"]): r["n"] for r in table}
+    rows, columns = [], [("n_labelled", "labels", ","), ("study", f"{name} (%)", ".2f")]
+    for i, s in enumerate(sides[have[0]]):
+        row = {"n_labelled": s["n_labelled"], "study": s["study"]}
+        for a in have:
+            o = next((x for x in sides[a] if x["n_labelled"] == s["n_labelled"]), None)
+            if o:
+                row.update({f"{a}_mean": o["ours_mean"], f"{a}_std": o["ours_std"], f"{a}_n": seeds.get((a, o["ours_n"])),
+                            f"{a}_diff": o["diff"]})
+        rows.append(row)
+    for a in have:
+        columns += [(f"{a}_mean", f"alkit {a} (%)", ".2f"), (f"{a}_std", "± sd", ".2f"), (f"{a}_n", "seeds", "d"),
+                    (f"{a}_diff", f"{a} \u2212 study", "+.2f")]
+    text = markdown_table(rows, columns)
+    missing = [a for a in arms if a not in have]
+    if missing:
+        text += "\n\nNo records yet at the study's label counts: " + ", ".join(f"`{a}`" for a in missing) + "."
+    return text, rows
 
 
 def _unseen_shares(cover: dict, arm: str) -> list[float]:
@@ -707,6 +893,35 @@ def unseen_share_line(cover: dict, arms: Iterable[str]) -> str:
     text = ("- Share of selected images from the seven unseen classes (mean over seeds): "
             + (", ".join(parts) if parts else "no arm has records yet") + ".")
     return text + (f" No records yet: {', '.join(missing)}." if missing and parts else "")
+
+
+def sweep_arm(arm: str, weight: float) -> str:
+    """The arm name of ``arm`` at adversary weight ``weight`` in an adversary-weight sweep (1 = the arm itself)."""
+    return arm if weight == 1 else f"{arm}_w{weight:g}"
+
+
+def adversary_sweep(rows: Iterable[dict], arms: Iterable[str], weights: Iterable[float], unseen: Iterable[int]) -> list[dict]:
+    """Per learner arm and adversary weight (arm names from :func:`sweep_arm`): the mean class entropy of the
+    selected batches and the share of selected images from the ``unseen`` classes, each a per-seed value
+    first (mean over batches; share over all batches), then mean ± sd over seeds; test AUBC over cycles >= 1.
+    Rows ``{arm, weight, seeds, entropy, entropy_sd, unseen, unseen_sd, aubc}``; weights without records are skipped."""
+    rows, unseen = list(rows), list(unseen)
+    diag = diagnostics_rows(rows)
+    cover = class_coverage(rows, unseen)
+    out = []
+    for arm in arms:
+        for w in weights:
+            name = sweep_arm(arm, w)
+            ent = list(per_seed(diag, y="class_entropy", summary="mean").get(name, {}).values())
+            share = [v["share"] for (a, _), v in cover.items() if a == name and not math.isnan(v["share"])]
+            area = list(per_seed(rows, min_cycle=1).get(name, {}).values())
+            if not ent:
+                continue
+            sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+            out.append({"arm": arm, "weight": w, "seeds": len(ent), "entropy": float(np.mean(ent)), "entropy_sd": sd(ent),
+                        "unseen": 100 * float(np.mean(share)) if share else None, "unseen_sd": 100 * sd(share) if share else None,
+                        "aubc": 100 * float(np.mean(area)) if area else None})
+    return out
 
 
 def differences(rows: Iterable[dict], baseline: str = "random", y: str = "test_acc", by: str = "arm") -> list[dict]:
@@ -755,6 +970,74 @@ def confusions_by_cycle(rows: Iterable[dict], arms: Iterable[str]) -> dict[str, 
     return {a: dict(sorted(out[a].items())) for a in arms if a in out}
 
 
+def per_class_error(confusion) -> np.ndarray:
+    """(C,) test error per true class from a (C, C) confusion matrix (rows = true class); NaN for an empty row."""
+    m = np.asarray(confusion, float)
+    total = m.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - np.diag(m) / total, np.nan)
+
+
+def _spearman(a, b) -> float | None:
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+        return None  # a constant vector has no ranks to correlate
+    return float(stats.spearmanr(a[ok], b[ok]).statistic)
+
+
+def confusion_relation(rows: Iterable[dict], arms: Iterable[str], baseline: str = "random") -> list[dict]:
+    """The study's last claim, per (arm, seed, cycle): do the selected batches go where the model errs?
+
+    For the batch an arm selects at the end of a cycle: ``rho`` = Spearman correlation between its class
+    shares and the per-class test error (:func:`per_class_error` of the record's ``test_confusion``) of the
+    model that chose it; ``rho_random`` = the same model's error against the class shares of ``baseline``'s
+    batch of the same size at the same seed and cycle (random acquisition, same learner: at cycle 0 the
+    very same model). ``misclassified`` / ``misclassified_random``: the share of each batch its own
+    arm's model misclassifies (``diagnostics.misclassified_fraction``). Rows where a correlation is
+    undefined (a constant vector) keep None.
+    """
+    rows = list(rows)
+    base = {(r["seed"], r["cycle"]): r for r in rows if r.get("arm") == baseline and r.get("selected_class_counts")}
+    out = []
+    for r in rows:
+        if r.get("arm") not in arms or r.get("arm") == baseline or not r.get("selected_class_counts") \
+                or r.get("test_confusion") is None or (r["seed"], r["cycle"]) not in base:
+            continue
+        b = base[(r["seed"], r["cycle"])]
+        err = per_class_error(r["test_confusion"])
+        share = np.asarray(r["selected_class_counts"], float)
+        share_b = np.asarray(b["selected_class_counts"], float)
+        out.append({"arm": r["arm"], "seed": r["seed"], "cycle": r["cycle"], "n_labelled": r["n_labelled"],
+                    "rho": _spearman(share / share.sum(), err), "rho_random": _spearman(share_b / share_b.sum(), err),
+                    "misclassified": (r.get("diagnostics") or {}).get("misclassified_fraction"),
+                    "misclassified_random": (b.get("diagnostics") or {}).get("misclassified_fraction")})
+    for o in out:
+        o["rho_gain"] = None if o["rho"] is None or o["rho_random"] is None else o["rho"] - o["rho_random"]
+        o["misclassified_gain"] = (None if o["misclassified"] is None or o["misclassified_random"] is None
+                                   else round(o["misclassified"] - o["misclassified_random"], 6))  # float32 shares: no 1e-8 "gains"
+    return out
+
+
+def confusion_claim_tests(relation: list[dict], arms: Iterable[str], alpha: float = 0.05) -> list[dict]:
+    """Per arm, two paired tests over seeds (each seed's mean over its cycles first): ``rho_gain`` (rank
+    correlation with the per-class error, selected minus random batch) and ``misclassified_gain``
+    (misclassified share, selected minus random batch), each against 0. Rows as :func:`compare_seeds`'s
+    (``a`` the arm, ``b`` "random batch") with ``y``, ``kind`` and ``held_fixed``, for a notebook family."""
+    out = []
+    for arm in arms:
+        for y in ("rho_gain", "misclassified_gain"):
+            seeds = per_seed([r for r in relation if r["arm"] == arm], y=y, summary="mean").get(arm, {})
+            diffs = list(seeds.values())
+            d = paired_seed_test(diffs, alpha=alpha, a=arm, b="random batch")
+            out.append({"a": arm, "b": "random batch", "y": y, "alpha": alpha, "seeds": list(seeds), "diffs": diffs,
+                        "missing": [] if diffs else [arm], **d, "kind": f"confusion claim: {y}",
+                        "held_fixed": "learner and cycle", "unit": "(\u03c1)" if y == "rho_gain" else "(share)"})
+    return out
+
+
 def chosen_cycles(cycles: Iterable[int], k: int = 3) -> list[int]:
     """``k`` cycles spread over ``cycles`` (first, last and evenly between), for a static grid."""
     cs = sorted(set(cycles))
@@ -788,6 +1071,43 @@ def entropy_gap(rows: Iterable[dict]) -> list[dict]:
     """
     return [dict(r, entropy_gap=r["pred_entropy_unlabelled"] - r["pred_entropy_labelled"]) for r in rows
             if r.get("pred_entropy_unlabelled") is not None and r.get("pred_entropy_labelled") is not None]
+
+
+#: the study's "Increased Model Capacity" slide: "~3M parameters", "Training with 1000 labeled samples: ~85%
+#: accuracy", "Training with 50 labeled samples: ~68% accuracy" (approximate, as the slide says)
+STUDY_CAPACITY_PARAMS = 3_000_000
+STUDY_CAPACITY_ANCHORS = {50: 68.0, 1000: 85.0}
+STUDY_CAPACITY_NAME = "the study's ~3M model: ~68 % at 50, ~85 % at 1,000 labels (its slide, approximate)"
+
+
+def describe_capacity(rows: Iterable[dict]) -> str:
+    """The study's "~3M parameters" read both ways from the records: q(y|x) alone (``classifier_params``)
+    and the whole M2 (``m2_params``), and which of the two it matches (the closer, within a factor 1.5)."""
+    rows = list(rows)
+    q = sorted({int(r["classifier_params"]) for r in rows if r.get("classifier_params")})
+    m2 = sorted({int(r["m2_params"]) for r in rows if r.get("m2_params")})
+    if len(q) != 1 or len(m2) != 1:
+        return "- Parameter counts: not recorded (or not one per run) yet."
+    (q,), (m2,) = q, m2
+    near = min((("q(y|x) alone", q), ("the whole M2", m2)), key=lambda kv: abs(math.log(kv[1] / STUDY_CAPACITY_PARAMS)))
+    match = (f"the study's ~3M matches {near[0]}" if abs(math.log(near[1] / STUDY_CAPACITY_PARAMS)) <= math.log(1.5)
+             else "neither is near the study's ~3M (this profile's classifier is another size)")
+    return (f"- Capacity: q(y|x) alone has {q / 1e6:.2f}M parameters, the whole M2 (encoder, decoder and q(y|x)) "
+            f"{m2 / 1e6:.2f}M; {match}.")
+
+
+def describe_validation(exp, rows: Iterable[dict]) -> str:
+    """The validation-set size beside the label counts: the checkpoint of every arm is chosen on ``val_size``
+    labelled validation images, which at small label counts is far more labelled data than the training set
+    (a known inflation of semi-supervised and active-learning results: Oliver et al. 2018)."""
+    cfg = exp.config(next(iter(exp.arms)), exp.seeds[0])
+    labels = sorted({r["n_labelled"] for r in rows if r.get("n_labelled") is not None})
+    if not labels:
+        return ""
+    ratio = cfg.val_size / labels[0]
+    return (f"- Validation: every checkpoint is chosen on {cfg.val_size:,} labelled validation images, beside "
+            f"{_labels_text(labels)} for training ({ratio:.1f}\u00d7 the smallest labelled set): at small label counts "
+            "this flatters every arm alike (Oliver et al. 2018); the test accuracies are of the best-validated state.")
 
 
 def describe_task_model(rows: Iterable[dict], base: dict) -> str:

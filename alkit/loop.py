@@ -52,7 +52,10 @@ class RunConfig:
     seed: int = 0  # initial set, model init, minibatch order, strategy randomness
     device: str = "auto"  # "auto" = cuda when available, else cpu
     candidates: int | None = None  # score a seeded random subset of this many unlabelled points; None = all
-    stop_disc_acc: float | None = None  # stop acquiring once held-out discriminator accuracy <= this
+    # stop acquiring once the discriminator's held-out ROC AUC <= this (the study's "stop when the discriminator is
+    # unable to differentiate"); AUC, not accuracy at logit 0: logits all on one side read accuracy exactly 0.5
+    stop_disc_auc: float | None = None
+    stop_disc_acc: float | None = None  # the same on held-out balanced accuracy (second signal; either stops)
     latent_sample: int = 0  # save latent codes of this many pool points (+ labelled, selected) each cycle
     save_learner: bool = False  # pickle each cycle's fitted learner to learners/cycleNN.pt (for figures)
     # record ProbCover's latent coverage at the delta whose balls are this pure (diagnostics.latent_coverage);
@@ -64,6 +67,10 @@ class RunConfig:
             raise ValueError(f"budget must be >= 1 and cycles >= 0, got budget={self.budget}, cycles={self.cycles}")
         if isinstance(self.initial, dict):
             self.initial = from_dict(InitialSet, self.initial, "initial")
+        for name in ("stop_disc_auc", "stop_disc_acc"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v}: allowed a number in [0, 1] or null")
         if self.candidates is not None and self.candidates < self.budget:
             raise ValueError(f"candidates={self.candidates} is smaller than budget={self.budget}")
 
@@ -565,7 +572,13 @@ def _after_fit(cfg: RunConfig, data, pool: Pool, cycle: int, device, learner, tr
     """The rest of a cycle once its learner is fitted and evaluated: the stopping rule, selection (labels
     revealed only after it), diagnostics, the learner and latent files; labels the selection in ``pool``."""
     stop_reason = None
-    if cfg.stop_disc_acc is not None and rec.get("disc_acc_heldout") is not None:
+    if cfg.stop_disc_auc is not None and rec.get("disc_auc_heldout") is not None:
+        if rec["disc_auc_heldout"] <= cfg.stop_disc_auc:
+            stop_reason = (
+                f"discriminator held-out ROC AUC {rec['disc_auc_heldout']:.3f} <= {cfg.stop_disc_auc}: "
+                "it can no longer tell labelled from unlabelled"
+            )
+    if stop_reason is None and cfg.stop_disc_acc is not None and rec.get("disc_acc_heldout") is not None:
         if rec["disc_acc_heldout"] <= cfg.stop_disc_acc:
             stop_reason = (
                 f"discriminator held-out accuracy {rec['disc_acc_heldout']:.3f} <= {cfg.stop_disc_acc}: "

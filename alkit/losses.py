@@ -6,7 +6,9 @@ and a batch is reduced by the MEAN over images. Reconstruction and KL are
 therefore on the same per-image scale (nats per image), and beta keeps its
 meaning from the beta-VAE paper. (VAAL's code averages the squared error over
 pixels *and* images but sums the KL over latents *and* images, which weights
-the KL ~784 x batch times more than intended; we do not copy that.)
+the KL ~784 x batch times more than intended; we do not copy that by default.
+:func:`vaal_vae_loss` is VAAL's own form, the ``vae_loss: vaal`` option of the
+``vaal`` / ``tavaal`` learners, so the adversarial term can get VAAL's relative weight.)
 
 Losses are things to *minimise*: an ELBO appears with a minus sign
 (``*_loss`` = negative bound).
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 from .models import M2, reparameterize
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+#: the VAE objective of VAAL / TA-VAAL: alkit's per-image beta-ELBO, or VAAL's code's reductions
+VAE_LOSSES = ("elbo", "vaal")
 
 
 def _reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -82,6 +86,18 @@ def beta_elbo_loss(
     """
     per_image = reconstruction_nll(logits, x, likelihood) + beta * gaussian_kl(mu, logvar)
     return _reduce(per_image, reduction)
+
+
+def vaal_vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                  beta: float = 1.0) -> torch.Tensor:
+    """VAAL's VAE loss as its solver computes it (github.com/sinhasam/vaal, ``Solver.vae_loss``), for one batch.
+
+    ``MSE(recon, x)`` averaged over pixels *and* images (``nn.MSELoss()``'s mean) + ``beta`` * KL summed over
+    latent dims *and* images. x, logits (B, 1, 28, 28); mu, logvar (B, d) -> scalar. alkit's decoder gives
+    logits, so ``recon = sigmoid(logits)`` (images in [0, 1]). VAAL adds this for the labelled and for the
+    unlabelled batch, each with its own reductions.
+    """
+    return F.mse_loss(torch.sigmoid(logits), x) + beta * gaussian_kl(mu, logvar).sum()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,9 +28,12 @@ ARM_COLORS = {"random": "#1f77b4", "vaal": "#d62728", "m2_vaal": "#2ca02c", "tav
               "least_confidence": "#8c564b", "entropy": "#e377c2", "margin": "#bcbd22", "bald": "#17becf",
               "coreset": "#7f7f7f", "alg1": "#393b79", "alg2": "#e6550d", "kernel_norm_approx": "#637939",
               "kernel_norm_exact": "#b5cf6b", "network_norm": "#8ca252",
-              "m2": "#2ca02c", "m2_random": "#98df8a", "m2_vaal_detached": "#006d2c"}
+              "m2": "#2ca02c", "m2_random": "#98df8a", "m2_vaal_detached": "#006d2c",
+              # same-learner random controls: a lighter shade of their learner's colour
+              "tavaal_random": "#c5b0d5", "m2_vaal_random": "#74c476", "m2_vaal_detached_random": "#41ab5d"}
 #: the legend order of every figure: baselines first, then the VAAL family, the M2 family, the rest
-ARM_ORDER = ("random", "vaal", "tavaal", "m2", "m2_random", "m2_vaal", "m2_vaal_detached", "m2_disc",
+ARM_ORDER = ("random", "vaal", "tavaal", "tavaal_random", "m2", "m2_random", "m2_vaal", "m2_vaal_random",
+             "m2_vaal_detached", "m2_vaal_detached_random", "m2_disc",
              "least_confidence", "entropy", "margin", "bald", "coreset", "kernel_norm_exact", "kernel_norm_approx",
              "network_norm", "alg1", "alg2")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

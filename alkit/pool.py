@@ -85,8 +85,9 @@ class InitialSet:
     """How the first labelled set is drawn.
 
     kind: ``random`` (n uniform draws), ``stratified`` (n split as evenly as
-    possible over classes) or ``classes`` (n uniform draws among points whose
-    class is in ``classes``, e.g. the study's 500 images of {2, 4, 7}).
+    possible over classes) or ``classes`` (n split as evenly as possible over
+    ``classes``, the remainder to the *last* listed classes, uniform draws within
+    each: the study's 500 images of {2, 4, 7} are exactly 166 / 167 / 167).
     """
 
     kind: str = "random"
@@ -129,7 +130,17 @@ def initial_labelled(labels: np.ndarray, spec: InitialSet, seed: int, num_classe
             raise BudgetError(
                 f"initial.n={spec.n} exceeds the {candidates.size} pool points of classes {spec.classes}"
             )
-        return np.sort(rng.choice(candidates, size=spec.n, replace=False))
+        # the study's "[PullOver:166, Coat:167, Sneaker:167]": n // k each, the remainder to the last classes
+        k = len(spec.classes)
+        per = [spec.n // k + (i >= k - spec.n % k) for i in range(k)]
+        chosen = []
+        for c, m in zip(spec.classes, per):
+            members = np.flatnonzero(labels == c)
+            if m > members.size:
+                raise BudgetError(f"initial.n={spec.n} over classes {spec.classes} needs {m} points of class {c}, "
+                                  f"pool has {members.size}")
+            chosen.append(rng.choice(members, size=m, replace=False))
+        return np.sort(np.concatenate(chosen))
     # stratified: n // C per class, the remainder to randomly chosen classes
     per_class = np.full(num_classes, spec.n // num_classes)
     per_class[rng.choice(num_classes, size=spec.n % num_classes, replace=False)] += 1

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/null_fpr.py                          # 2000 experiments, 3 seeds x 7 cycles
     .venv/bin/python benchmarks/null_fpr.py --sims 500 --seeds 5 --rho 0.9 --model ar1
+    .venv/bin/python benchmarks/null_fpr.py --family 6 9                 # + a notebook's family of comparisons
 
 Simulation (one experiment = two arms x ``--seeds`` seeds x ``--cycles`` cycles of tidy records):
 
@@ -22,6 +23,11 @@ Rules compared at level 0.05 (nominal false-positive rate 5 %):
 - new: ``analysis.compare_seeds`` (per-seed AUBC, then a paired t-test over seeds): verdict not
   "within noise";
 - sign-flip: its exact sign-flip p < 0.05 (it cannot go below ``2 / 2**seeds``; 0.25 for 3 seeds).
+
+``--family m ...``: a notebook's family of ``m`` comparisons, each of ``m`` arms against one shared
+control (notebook 05's shape, so the comparisons are correlated), every arm the same in distribution;
+the family-wise rate is the share of experiments with at least one "higher", uncorrected and after
+``analysis.correct_family`` (Holm–Bonferroni).
 """
 from __future__ import annotations
 
@@ -30,13 +36,13 @@ import time
 
 import numpy as np
 
-from alkit.analysis import compare_seeds, paired_difference
+from alkit.analysis import compare_seeds, correct_family, paired_difference
 
 
 def simulate(rng: np.random.Generator, sims: int, seeds: int, cycles: int, rho: float, model: str = "seed",
-             sigma: float = 0.01) -> np.ndarray:
-    """Null test accuracies, (sims, 2 arms, seeds, cycles); see the module docstring."""
-    shape = (sims, 2, seeds, cycles)
+             sigma: float = 0.01, arms: int = 2) -> np.ndarray:
+    """Null test accuracies, (sims, arms, seeds, cycles); see the module docstring."""
+    shape = (sims, arms, seeds, cycles)
     if model == "seed":
         u = rng.standard_normal(shape[:3] + (1,))
         noise = np.sqrt(rho) * u + np.sqrt(1 - rho) * rng.standard_normal(shape)
@@ -54,7 +60,7 @@ def simulate(rng: np.random.Generator, sims: int, seeds: int, cycles: int, rho: 
 
 
 def records(acc: np.ndarray, arms=("a", "b")) -> list[dict]:
-    """Tidy per-cycle records of one experiment, ``acc`` (2, seeds, cycles)."""
+    """Tidy per-cycle records of one experiment, ``acc`` (len(arms), seeds, cycles)."""
     return [{"arm": arm, "seed": s, "cycle": c, "n_labelled": 1000 * (c + 1), "test_acc": float(acc[k, s, c])}
             for k, arm in enumerate(arms) for s in range(acc.shape[1]) for c in range(acc.shape[2])]
 
@@ -73,6 +79,7 @@ def main(argv=None):
     ap.add_argument("--model", choices=("seed", "ar1"), default="seed", help="seed random effect or AR(1) over cycles")
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--rng-seed", type=int, default=0)
+    ap.add_argument("--family", type=int, nargs="*", default=[], help="family sizes: m arms vs one control, Holm")
     a = ap.parse_args(argv)
 
     rng = np.random.default_rng(a.rng_seed)
@@ -95,6 +102,23 @@ def main(argv=None):
         dt = time.perf_counter() - t0
         print(f"| {rho:>5g} | {old / a.sims:>22.3f} | {new / a.sims:>18.3f} | {flip / a.sims:>19.3f} | {dt:>7.1f} |")
     print(f"\nsign-flip minimum p with {a.seeds} seeds: {2 / 2 ** a.seeds:g}")
+    if a.family:
+        print(f"\nfamily-wise rate: share of {a.sims} null experiments with at least one false 'higher' "
+              f"({a.seeds} seeds x {a.cycles} cycles, rho {a.rho[-1]:g}, m arms each vs one control)\n")
+        print(f"| {'m':>3} | {'uncorrected':>11} | {'Holm (correct_family)':>21} | {'seconds':>7} |")
+        print(f"|{'-' * 5}|{'-' * 13}|{'-' * 23}|{'-' * 9}|")
+        for m in a.family:
+            t0 = time.perf_counter()
+            acc = simulate(rng, a.sims, a.seeds, a.cycles, a.rho[-1], a.model, arms=m + 1)
+            names = ["control"] + [f"arm{k}" for k in range(m)]
+            raw_any = holm_any = 0
+            for x in acc:
+                rows = records(x, names)
+                raw = [compare_seeds(rows, arm, "control", alpha=a.alpha) for arm in names[1:]]
+                raw_any += any(r["verdict"] != "within noise" for r in raw)
+                holm_any += any(r["verdict"] != "within noise" for r in correct_family(raw))
+            dt = time.perf_counter() - t0
+            print(f"| {m:>3} | {raw_any / a.sims:>11.3f} | {holm_any / a.sims:>21.3f} | {dt:>7.1f} |")
 
 
 if __name__ == "__main__":

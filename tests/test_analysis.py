@@ -269,9 +269,9 @@ def curve_row(arm, n, mean, std):
 
 
 def test_beside_study_aligns_exact_budgets_in_percent():
-    table = [curve_row("vaal", n, 0.80 + n / 100000, 0.01) for n in sorted(analysis.STUDY_VAAL)]
-    table += [curve_row("random", n, 0.10, 0.5) for n in sorted(analysis.STUDY_VAAL)]  # other arm: must not be used
-    side = beside_study(table, analysis.STUDY_VAAL, arm="vaal")
+    table = [curve_row("vaal", n, 0.80 + n / 100000, 0.01) for n in sorted(analysis.STUDY_1000)]
+    table += [curve_row("random", n, 0.10, 0.5) for n in sorted(analysis.STUDY_1000)]  # other arm: must not be used
+    side = beside_study(table, analysis.STUDY_1000, arm="vaal")
     assert [s["n_labelled"] for s in side] == [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]
     assert all(s["ours_n"] == s["n_labelled"] for s in side)
     first, last = side[0], side[-1]
@@ -298,9 +298,9 @@ def test_beside_study_missing_budgets_use_the_nearest_and_out_of_range_are_dropp
 
 def test_beside_study_absent_arm_or_no_overlap_gives_empty():
     table = [curve_row("vaal", 100, 0.5, 0.0), curve_row("vaal", 500, 0.6, 0.0)]
-    assert beside_study(table, analysis.STUDY_VAAL, arm="random") == []
-    assert beside_study(table, analysis.STUDY_VAAL, arm="vaal") == []  # 100..500 lies below 1000..8000
-    assert beside_study([], analysis.STUDY_VAAL, arm="vaal") == []
+    assert beside_study(table, analysis.STUDY_1000, arm="random") == []
+    assert beside_study(table, analysis.STUDY_1000, arm="vaal") == []  # 100..500 lies below 1000..8000
+    assert beside_study([], analysis.STUDY_1000, arm="vaal") == []
 
 
 def test_beside_study_three_class_points_from_a_curve_table():
@@ -515,3 +515,132 @@ def test_heldout_noise_is_the_binomial_standard_error_of_the_smallest_set():
     # smallest set: 8 labelled + 8 unlabelled = 16 points; sqrt(0.25 / 16) = 0.125
     assert heldout_noise(rows) == {"n_min": 8, "n_max": 50, "se_at_chance": 0.125}
     assert heldout_noise([{}]) == {}
+
+
+def test_stopping_by_auc_with_accuracy_as_the_second_line():
+    """Planted: seed 0's accuracy reads exactly 0.5 at cycle 0 (all logits one side) while its AUC is 0.64;
+    by AUC <= 0.55 it stops at cycle 1, by accuracy at cycle 0."""
+    from alkit import analysis
+
+    def r(seed, cycle, acc, auc):
+        return {"arm": "vaal", "seed": seed, "cycle": cycle, "disc_acc_heldout": acc, "disc_auc_heldout": auc,
+                "n_disc_heldout": 8}
+
+    rows = [r(0, 0, 0.5, 0.64), r(0, 1, 0.52, 0.53), r(1, 0, 0.7, 0.8), r(1, 1, 0.6, 0.56)]
+    d = analysis.stop_decisions(rows, 0.55)
+    assert [(x["seed"], x["auc"], x["acc"], x["changed"], x["flat"]) for x in d] == [(0, 1, 0, True, [0]), (1, None, None, False, [])]
+    lines = analysis.describe_stopping(rows, 0.55)
+    assert "seed 0: cycle 1; by held-out accuracy ≤ 55 % (second line): cycle 0" in lines[0] and "exactly 50 %" in lines[0]
+    assert lines[2] == "- AUC and accuracy disagree on 1 of 2 stop decisions."
+    # 8 + 8 points: sqrt(17 / 768) = 0.1488
+    assert analysis.auc_noise(rows)["se_at_chance"] == pytest.approx(0.148780, abs=1e-6)
+    assert "± 0.15" in lines[3] and "within that noise" in lines[3]
+
+
+def test_the_1000_to_8000_table_is_labelled_as_the_slide_and_both_arms_stand_beside_it():
+    from alkit import analysis
+
+    assert "most likely M2-VAAL" in analysis.STUDY_1000_NAME and "does not say" in analysis.STUDY_1000_NAME
+    assert analysis.STUDY_1000[1000] == 84.91 and analysis.STUDY_1000[8000] == 90.37
+    assert not hasattr(analysis, "STUDY_VAAL")  # the slide never says VAAL
+    table = [curve_row("m2_vaal", n, 0.80, 0.01) for n in (1000, 2000)] + [curve_row("vaal", n, 0.86, 0.02) for n in (1000, 2000)]
+    text, rows = analysis.beside_study_arms_markdown(table, analysis.STUDY_1000, ["m2_vaal", "vaal"], "paper")
+    assert [r["n_labelled"] for r in rows] == [1000, 2000]
+    assert rows[0]["m2_vaal_diff"] == pytest.approx(80.0 - 84.91) and rows[0]["vaal_diff"] == pytest.approx(86.0 - 84.91)
+    assert "alkit m2_vaal (%)" in text and "alkit vaal (%)" in text and "most likely M2-VAAL" in text
+    text, rows = analysis.beside_study_arms_markdown(table[:2], analysis.STUDY_1000, ["m2_vaal", "vaal"], "paper")
+    assert "No records yet at the study's label counts: `vaal`." in text
+    text, rows = analysis.beside_study_arms_markdown([curve_row("vaal", 100, 0.5, 0.0)], analysis.STUDY_1000, ["m2_vaal", "vaal"], "smoke")
+    assert rows == [] and "No `m2_vaal` records yet" in text
+
+
+def test_a_best_arm_is_named_only_when_it_beats_the_runner_up():
+    from alkit import analysis
+
+    def rows(gains, seeds=3):
+        out = []
+        for seed in range(seeds):
+            for cycle in range(3):
+                for arm, g in gains.items():
+                    out.append({"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 100 * (cycle + 1),
+                                "test_acc": 0.6 + 0.05 * cycle + 0.003 * seed * (arm == "b") + (g[seed] if cycle else 0.0)})
+        return out
+
+    clear = rows({"a": [0.10, 0.11, 0.12], "b": [0.0, 0.0, 0.0], "c": [0.0, 0.001, -0.001]})
+    text = analysis.describe_best_aubc(analysis.aubc(clear, min_cycle=1), clear, min_cycle=1, family_size=2)
+    assert "the best area under the budget curve is **a**, ahead of the runner-up" in text and "over 3 comparisons" in text
+    close = rows({"a": [0.02, -0.01, 0.015], "b": [0.0, 0.0, 0.0]})
+    text = analysis.describe_best_aubc(analysis.aubc(close, min_cycle=1), close, min_cycle=1)
+    assert "no arm distinguishable from the others" in text and "cannot be told from noise" in text
+    two = rows({"a": [0.10, 0.11], "b": [0.0, 0.0]}, seeds=2)
+    assert "not testable with 2 seeds" in analysis.describe_best_aubc(analysis.aubc(two), two)
+
+
+def test_confusion_relation_planted():
+    """Planted: the model errs on classes 0-2 only; alg1's batch takes those classes, random's is uniform-ish."""
+    from alkit import analysis
+
+    conf = np.diag([5.0] * 10)
+    conf[0, 1] = conf[1, 2] = conf[2, 0] = 5.0  # classes 0, 1, 2: error 0.5; others 0
+    conf[3, 4] = 1.0  # class 3: error 1/6, so the errors have more than two ranks
+    def rec_(arm, seed, cycle, counts, mis):
+        return {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 10 * (cycle + 1), "test_confusion": conf.tolist(),
+                "selected_class_counts": counts, "diagnostics": {"misclassified_fraction": mis}}
+    rows = []
+    for seed in range(3):
+        rows.append(rec_("alg1", seed, 0, [3, 3, 3, 1, 0, 0, 0, 0, 0, 0], 0.6 + 0.01 * seed))
+        rows.append(rec_("random", seed, 0, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1 + seed], 0.2))
+    rel = analysis.confusion_relation(rows, ["alg1"])
+    assert len(rel) == 3 and all(r["rho"] > 0.8 for r in rel)
+    assert rel[0]["rho_random"] is None  # a uniform batch has no ranks
+    assert rel[1]["rho_random"] < 0.0  # the only extra image falls on a class the model gets right
+    assert rel[0]["misclassified_gain"] == pytest.approx(0.4)
+    tests = analysis.confusion_claim_tests(rel, ["alg1"])
+    mis = next(t for t in tests if t["y"] == "misclassified_gain")
+    assert mis["n"] == 3 and mis["verdict"] == "alg1 higher"  # 0.40, 0.41, 0.42: every seed
+    rho = next(t for t in tests if t["y"] == "rho_gain")
+    assert rho["n"] == 2 and rho["verdict"] == "not testable with 2 seeds"  # seed 0's random batch had no ranks
+    assert analysis.per_class_error(conf)[:4] == pytest.approx([0.5, 0.5, 0.5, 1 / 6])
+
+
+def test_capacity_is_read_both_ways():
+    from alkit import analysis
+
+    paper = [{"classifier_params": 2_740_000, "m2_params": 4_840_000}]
+    assert analysis.describe_capacity(paper) == ("- Capacity: q(y|x) alone has 2.74M parameters, the whole M2 (encoder, "
+                                                 "decoder and q(y|x)) 4.84M; the study's ~3M matches q(y|x) alone.")
+    smoke = [{"classifier_params": 421_834, "m2_params": 600_000}]
+    assert "neither is near the study's ~3M" in analysis.describe_capacity(smoke)
+    assert "not recorded" in analysis.describe_capacity([{}])
+    assert analysis.STUDY_CAPACITY_ANCHORS == {50: 68.0, 1000: 85.0}
+
+
+def test_adversary_sweep_table_planted():
+    from alkit import analysis
+
+    def r(arm, seed, cycle, counts):
+        return {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 60 + 20 * cycle, "test_acc": 0.3 + 0.1 * cycle,
+                "selected_class_counts": counts, "diagnostics": {"class_entropy": analysis_entropy(counts)}}
+
+    from alkit.diagnostics import class_entropy as analysis_entropy
+    rows = []
+    for seed in (0, 1):
+        rows += [r("vaal", seed, c, [0, 0, 10, 0, 10, 0, 0, 0, 0, 0]) for c in range(2)]  # only start classes
+        rows += [r("vaal_w0", seed, c, [2] * 10) for c in range(2)]  # balanced: 7 of 10 classes unseen
+    assert analysis.sweep_arm("vaal", 1) == "vaal" and analysis.sweep_arm("vaal", 10) == "vaal_w10"
+    t = analysis.adversary_sweep(rows, ["vaal"], [0, 1, 10], unseen=[0, 1, 3, 5, 6, 8, 9])
+    assert [(x["weight"], x["seeds"]) for x in t] == [(0, 2), (1, 2)]  # no records at weight 10
+    assert t[0]["entropy"] == pytest.approx(np.log(10)) and t[0]["unseen"] == pytest.approx(70.0)
+    assert t[1]["entropy"] == pytest.approx(np.log(2)) and t[1]["unseen"] == pytest.approx(0.0)
+    assert t[0]["aubc"] == pytest.approx(40.0)  # cycle 1 only: 0.4
+
+
+def test_validation_size_is_stated_beside_the_labels():
+    from alkit import analysis
+    from alkit.experiment import Experiment
+
+    exp = Experiment(name="05_latent_acquisition", profile="paper", seeds=[0], arms={"random": {}},
+                     base={"initial": {"kind": "stratified", "n": 50}, "budget": 50, "cycles": 2})
+    text = analysis.describe_validation(exp, [{"n_labelled": 50}, {"n_labelled": 150}])
+    assert "5,000 labelled validation images" in text and "50–150 labels" in text and "100.0× the smallest" in text
+    assert analysis.describe_validation(exp, []) == ""

@@ -157,6 +157,23 @@ def test_vaal_task_model_is_the_classifier_learner(small_data):
     torch.testing.assert_close(vaal.predict_proba(small_data.x_val), base.predict_proba(small_data.x_val))
 
 
+def test_m2_disc_trains_m2_as_plain_m2(small_data):
+    """``m2_disc`` trains its M2 step for step as ``m2`` (the discriminator neither feeds M2's loss nor
+    draws from its random stream), so ``m2_random`` is the random-acquisition control of ``m2_disc``."""
+    tp = {k: v for k, v in LEARNERS["m2_disc"].test_params.items() if k != "disc_hidden"}
+    disc = make_learner("m2_disc", LEARNERS["m2_disc"].test_params, 3, "cpu")
+    m_disc = disc.fit(small_data, seed=4)
+    plain = make_learner("m2", tp, 3, "cpu")
+    m_plain = plain.fit(small_data, seed=4)
+    torch.testing.assert_close(disc.predict_proba(small_data.x_val), plain.predict_proba(small_data.x_val), rtol=0, atol=0)
+    torch.testing.assert_close(disc.embed(small_data.x_unlabelled), plain.embed(small_data.x_unlabelled), rtol=0, atol=0)
+    assert m_disc["val_acc"] == m_plain["val_acc"] and m_disc["best_iteration"] == m_plain["best_iteration"]
+    # m2_vaal's adversarial term does change M2 (the control must be m2_vaal + random, not m2_random)
+    vaal = make_learner("m2_vaal", LEARNERS["m2_disc"].test_params, 3, "cpu")
+    vaal.fit(small_data, seed=4)
+    assert not torch.equal(vaal.predict_proba(small_data.x_val), plain.predict_proba(small_data.x_val))
+
+
 def test_params_defaults_follow_vaal_and_reject_bad_values():
     p = make_learner("vaal", None, 10, "cpu").params
     assert (p.batch_size, p.lr_vae, p.lr_disc, p.beta, p.adversary_weight, p.latent_dim) == (128, 5e-4, 5e-4, 1.0, 1.0, 32)
@@ -212,3 +229,22 @@ def test_holdout_split_and_heldout_scores():
     out = heldout_scores(torch.tensor([2.0, -1.0, 3.0]), torch.tensor([-2.0, 1.0, 0.0]))
     assert out["disc_acc_heldout"] == pytest.approx(2 / 3)
     assert out["disc_auc_heldout"] == pytest.approx(7 / 9)
+
+
+def test_m2_disc_snapshot_option_keeps_the_final_discriminator(small_data):
+    """disc_snapshot: best (default) restores the discriminator saved with M2's best validation; final keeps the
+    last iteration's on the same restored M2 (VAAL's sampler uses its final discriminator)."""
+    tp = {**LEARNERS["m2_disc"].test_params, "iterations": 6, "val_every": 2}
+    for seed in range(3, 12):  # a seed whose best validation comes before the last iteration
+        best = make_learner("m2_disc", tp, 3, "cpu")
+        m = best.fit(small_data, seed=seed)
+        if m["best_iteration"] < m["iterations"] - 1:
+            break
+    assert m["best_iteration"] < m["iterations"] - 1
+    final = make_learner("m2_disc", {**tp, "disc_snapshot": "final"}, 3, "cpu")
+    final.fit(small_data, seed=seed)
+    # the same restored M2, another discriminator
+    torch.testing.assert_close(best.predict_proba(small_data.x_val), final.predict_proba(small_data.x_val), rtol=0, atol=0)
+    assert not torch.equal(best.labelled_prob(small_data.x_unlabelled), final.labelled_prob(small_data.x_unlabelled))
+    with pytest.raises((ConfigError, ValueError), match="disc_snapshot='last': allowed best, final"):
+        make_learner("m2_disc", {"disc_snapshot": "last"}, 3, "cpu")

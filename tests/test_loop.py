@@ -117,9 +117,14 @@ def test_stopping_rule_stops_and_is_recorded(data, tmp_path):
     assert len(recs) == 1 and recs[0]["stopped"] and "can no longer tell" in recs[0]["stop_reason"]
     assert recs[0]["selected"] is None and 0.0 <= recs[0]["disc_acc_heldout"] <= 1.0
     assert run(stop, tmp_path / "s", data=data, progress=False) == recs  # a stopped run counts as finished
-    never = cfg(learner="vaal", strategy="vaal", learner_params=lp, stop_disc_acc=-1.0)
+    never = cfg(learner="vaal", strategy="vaal", learner_params=lp, stop_disc_acc=0.0, stop_disc_auc=0.0)
     recs = run(never, data=data, progress=False)
     assert len(recs) == 3 and not any(r["stopped"] for r in recs)
+    by_auc = cfg(learner="vaal", strategy="vaal", learner_params=lp, stop_disc_auc=1.0)  # any AUC <= 1.0 stops
+    recs = run(by_auc, data=data, progress=False)
+    assert len(recs) == 1 and recs[0]["stopped"] and "ROC AUC" in recs[0]["stop_reason"]
+    with pytest.raises(ValueError, match=r"stop_disc_auc=1.5: allowed a number in \[0, 1\]"):
+        cfg(stop_disc_auc=1.5)
 
 
 def test_two_cycle_end_to_end_on_real_fashion_mnist(fmnist_small, tmp_path):

@@ -148,3 +148,38 @@ def test_m2_losses_backpropagate_without_nan():
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in m2.parameters() if p.grad is not None)
     assert m2.classifier.head[-1].weight.grad.abs().sum() > 0  # q(y|x) learns from the unlabelled bound too
+
+
+def test_vaal_vae_loss_is_vaals_solver_by_hand():
+    """VAAL's Solver.vae_loss: nn.MSELoss() (mean over every pixel of every image) + beta * KL summed over the batch."""
+    import torch
+
+    from alkit.losses import vaal_vae_loss
+
+    x = torch.zeros(2, 1, 28, 28)
+    logits = torch.zeros(2, 1, 28, 28)  # sigmoid 0.5 everywhere: squared error 0.25 per pixel -> mean 0.25
+    mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # KL per image 0.5 * mu^2 with logvar 0: 0.5 and 2.0 -> sum 2.5
+    logvar = torch.zeros(2, 2)
+    assert vaal_vae_loss(x, logits, mu, logvar, beta=1.0).item() == pytest.approx(0.25 + 2.5)
+    assert vaal_vae_loss(x, logits, mu, logvar, beta=0.1).item() == pytest.approx(0.25 + 0.25)
+
+
+def test_vae_loss_option_of_vaal():
+    import torch
+
+    from alkit.learners import LEARNERS, make_learner
+    from alkit.config import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="vae_loss='mse': allowed elbo, vaal"):
+        make_learner("vaal", {"vae_loss": "mse"}, 3, "cpu")
+    xl, xu = torch.rand(4, 1, 28, 28), torch.rand(6, 1, 28, 28)
+    ones = lambda n: torch.ones(n)
+    out = {}
+    for form in ("elbo", "vaal"):
+        learner = make_learner("vaal", {**LEARNERS["vaal"].test_params, "vae_loss": form, "adversary_weight": 0.0}, 3, "cpu")
+        learner._build_generative(3)
+        torch.manual_seed(0)
+        loss, terms = learner._generative_loss(xl, None, xu, ones(4), ones(6))
+        out[form] = terms["vae_loss"].item()
+    # per-image ELBO sums 784 pixels: hundreds of nats; VAAL's pixel-mean MSE + batch-summed KL is far smaller
+    assert out["elbo"] > 100 > out["vaal"] > 0

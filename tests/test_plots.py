@@ -50,7 +50,7 @@ def test_each_seed_is_a_thin_line_under_a_thick_mean_and_the_subtitle_says_so():
 
 def test_the_study_shares_the_axes_where_label_ranges_meet_and_gets_its_own_panel_where_not():
     near = plots.curves(ROWS, scale=100, title="t", ytitle="%", study={150: 55.0, 300: 60.0})
-    far = plots.curves(ROWS, scale=100, title="t", ytitle="%", study=analysis.STUDY_VAAL)
+    far = plots.curves(ROWS, scale=100, title="t", ytitle="%", study=analysis.STUDY_1000)
     study_near = next(t for t in near.data if "study" in (t.name or ""))
     study_far = next(t for t in far.data if "study" in (t.name or ""))
     assert study_near.xaxis in (None, "x") and list(study_near.y) == [55.0, 60.0]

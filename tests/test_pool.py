@@ -38,6 +38,12 @@ def test_stratified_initial_balances_classes():
 def test_class_subset_initial_is_the_study_start():
     idx = initial_labelled(LABELS, InitialSet("classes", 120, [2, 4, 7]), seed=0)
     assert set(LABELS[idx]) == {2, 4, 7} and idx.size == 120
+    # the study's start: "[PullOver:166, Coat:167, Sneaker:167]", whatever the seed
+    labels = np.repeat(np.arange(10), 300)
+    for seed in (0, 1, 2):
+        idx = initial_labelled(labels, InitialSet("classes", 500, [2, 4, 7]), seed=seed)
+        assert np.bincount(labels[idx], minlength=10)[[2, 4, 7]].tolist() == [166, 167, 167]
+        assert np.unique(idx).size == 500
 
 
 def test_initial_budget_errors_name_the_problem():

@@ -213,7 +213,8 @@ def test_sign_flip_minimum_p_is_computed_for_any_n_and_large_n_is_estimated():
 def test_describe_comparison_sentences():
     assert describe_comparison(compare_seeds(NOISY, "vaal", "random")) == (
         f"vaal {MINUS} random: +3.00 points (95% CI {MINUS}3.57 to +9.57; paired t over 3 seeds, p = 0.19; "
-        f"sign-flip p = 0.25) {DASH} within noise.")
+        f"sign-flip p = 0.25) {DASH} within noise: with 3 seeds and this spread, differences below \u2248 8.2 points "
+        "cannot be told from noise.")
     strong = compare_seeds(curves({0: 0.70, 1: 0.74, 2: 0.78}), "random", "vaal", alpha=0.1)
     assert describe_comparison(strong) == (
         f"random {MINUS} vaal: {MINUS}6.00 points (90% CI {MINUS}7.69 to {MINUS}4.31; paired t over 3 seeds, "
@@ -331,3 +332,83 @@ def test_small_effects_keep_their_digits():
 
     assert _signed(0.00312) == "+0.00312" and _signed(-0.0004567) == "\u22120.000457"
     assert _signed(1.234) == "+1.23" and _signed(-0.4) == "\u22120.40" and _signed(0.0) == "+0.00"
+
+
+# ------------------------------------------------------------------ seeds, spread, families (issue 26)
+
+
+def test_two_seeds_give_the_effect_and_its_spread_but_no_direction():
+    rows = curves({0: 0.70, 1: 0.74})  # a = 0.05, 0.06 in every cycle: a 1-df t-test would say p = 0.06
+    d = compare_seeds(rows, "vaal", "random")
+    assert d["n"] == 2 and d["testable"] is False and d["verdict"] == "not testable with 2 seeds"
+    assert d["mean"] == pytest.approx(0.055) and d["std"] == pytest.approx(0.01 / math.sqrt(2))
+    assert d["p"] is None and d["t"] is None
+    assert describe_comparison(d) == (f"vaal {MINUS} random: +5.50 points (per seed +5.00, +6.00; sd 0.71) {DASH} "
+                                      "not testable with 2 seeds: a direction needs at least 3 seeds.")
+
+
+def test_minimum_detectable_effect_by_hand():
+    # df 2: t_0.975 = 4.3026527, t_0.8 = 0.6 / sqrt(0.32) = 1.0606602 -> 5.3633129 * 0.03 / sqrt 3 = 0.0928953
+    assert analysis.minimum_detectable_effect(0.03, 3) == pytest.approx(0.0928953, rel=1e-6)
+    # df 1 at alpha 0.05 / 2: t_0.9875 = tan(pi (0.9875 - 0.5)) = 25.451700, t_0.8 = tan(0.3 pi) = 1.3763819
+    assert analysis.minimum_detectable_effect(1.0, 2, alpha=0.025) == pytest.approx((25.4517 + 1.3763819) / math.sqrt(2), rel=1e-5)
+    assert analysis.minimum_detectable_effect(0.1, 1) is None
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.02, 0.03, 0.04 (m = 4): 4 * 0.01 = 0.04, 3 * 0.02 = 0.06, 2 * 0.03 = 0.06, 1 * 0.04 -> max 0.06
+    assert analysis.holm([0.03, None, 0.01, 0.04, 0.02]) == [pytest.approx(0.06), None, pytest.approx(0.04),
+                                                              pytest.approx(0.06), pytest.approx(0.06)]
+    assert analysis.holm([0.5, 0.9]) == [pytest.approx(1.0), pytest.approx(1.0)]  # capped at 1, monotone
+    assert analysis.holm([]) == []
+
+
+def test_correct_family_rereads_verdicts_from_adjusted_p():
+    def test(diffs, a):
+        return dict(paired_seed_test(diffs, a=a, b="random"), a=a, b="random", alpha=0.05, diffs=diffs)
+
+    # df 2, p = 1 - t / sqrt(t^2 + 2): (0.05, 0.06, 0.07) t = 10.392 -> 0.0091326;
+    # (0.03, 0.05, 0.07) t = 0.05 / (0.02 / sqrt 3) = 4.3301 -> 1 - 4.3301 / sqrt(20.75) = 0.049414
+    strong, weak = test([0.05, 0.06, 0.07], "vaal"), test([0.03, 0.05, 0.07], "alg1")
+    null, two = test([0.01, -0.01, 0.0], "alg2"), test([0.05, 0.06], "coreset")
+    assert strong["p"] == pytest.approx(0.0091326114) and weak["p"] == pytest.approx(0.049414, abs=1e-6)
+    assert weak["verdict"] == "alg1 higher"  # alone, it passes
+    fam = analysis.correct_family([strong, weak, null, two])
+    # Holm over the 3 testable: 3 * 0.0091326 = 0.027398; max(that, 2 * 0.049414) = 0.098828; max(.., 1 * 1) = 1
+    assert [f["family_size"] for f in fam] == [3, 3, 3, 3]
+    assert [f["p_holm"] for f in fam] == [pytest.approx(0.0273978342), pytest.approx(0.098828, abs=1e-6), 1.0, None]
+    assert [f["p_raw"] for f in fam[:2]] == [strong["p"], weak["p"]]
+    assert [f["verdict"] for f in fam] == ["vaal higher", "within noise", "within noise", "not testable with 2 seeds"]
+    # the detectable effect is read at Holm's strictest level 0.05 / 3
+    assert fam[1]["mde"] == pytest.approx(analysis.minimum_detectable_effect(0.02, 3, 0.05 / 3))
+    text = describe_comparison(fam[1])
+    assert "p = 0.05, Holm-adjusted p = 0.10 over 3 comparisons" in text and "cannot be told from noise" in text
+
+
+def simulate_family(rng, sims: int, arms: int, seeds: int = 3, cycles: int = 7, rho: float = 0.5) -> np.ndarray:
+    """Null accuracies (sims, arms, seeds, cycles): as :func:`simulate`, every arm the same in distribution."""
+    u = rng.standard_normal((sims, arms, seeds, 1))
+    e = rng.standard_normal((sims, arms, seeds, cycles))
+    shared = 0.01 * rng.standard_normal((sims, 1, seeds, 1))
+    return 0.8 + 0.01 * np.arange(cycles) + 0.01 * (np.sqrt(rho) * u + np.sqrt(1 - rho) * e) + shared
+
+
+@pytest.mark.parametrize("family", [6, 9])
+def test_holm_keeps_the_familywise_false_positive_rate(family):
+    """A notebook's family: ``family`` arms each against one shared control (05's shape: correlated
+    comparisons), 3 seeds, no true effect. The chance of at least one false "higher" stays <= 5 %
+    (+ 4 binomial s.e. of 1,000 families) with Holm; without it, it is several times that."""
+    sims = 1000
+    acc = simulate_family(np.random.default_rng(26 + family), sims, family + 1)
+    names = ["control"] + [f"arm{k}" for k in range(family)]
+    any_holm = any_raw = 0
+    for x in acc:
+        rows = [{"arm": names[k], "seed": s, "cycle": c, "n_labelled": 1000 * (c + 1), "test_acc": float(x[k, s, c])}
+                for k in range(family + 1) for s in range(x.shape[1]) for c in range(x.shape[2])]
+        raw = [compare_seeds(rows, a, "control") for a in names[1:]]
+        fam = analysis.correct_family(raw)
+        any_raw += any(r["verdict"] != "within noise" for r in raw)
+        any_holm += any(r["verdict"] != "within noise" for r in fam)
+    assert any_holm / sims <= 0.05 + 4 * math.sqrt(0.05 * 0.95 / sims)
+    assert any_holm / sims >= 0.005  # not a rule that never speaks
+    assert any_raw / sims > 0.15  # uncorrected, a family of 6 or 9 errs far more often

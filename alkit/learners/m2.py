@@ -82,7 +82,20 @@ class M2Params(ScheduleParams, GenerativeParams, SpeedParams):
 
 @dataclass
 class M2DiscParams(M2Params, DiscriminatorParams):
-    """M2 plus a discriminator on ``[mu, q(y|x)]`` trained alongside (labelled = 1, unlabelled = 0)."""
+    """M2 plus a discriminator on ``[mu, q(y|x)]`` trained alongside (labelled = 1, unlabelled = 0).
+
+    ``disc_snapshot``: ``"best"`` (default) samples and measures the stopping signal with the
+    discriminator saved with M2's best-validation state (one model state per selection); ``"final"``
+    keeps the discriminator of the last iteration, as VAAL's sampler uses its final one, on the
+    restored M2.
+    """
+
+    disc_snapshot: str = "best"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.disc_snapshot not in ("best", "final"):
+            raise ValueError(f"disc_snapshot={self.disc_snapshot!r}: allowed best, final")
 
 
 @dataclass
@@ -172,13 +185,21 @@ class M2Learner(GenerativeLearner):
         self.model = M2(data.num_classes, p.latent_dim, p.width, p.hidden, p.classifier_size, p.dropout,
                         in_channels=data.x_labelled.shape[1]).to(self.device)
         if self.has_disc:
-            self.disc = Discriminator(p.latent_dim + data.num_classes, p.disc_hidden).to(self.device)
+            # its own seed, outside the global stream: M2's dropout masks are then those of plain ``m2``,
+            # so ``m2_disc`` trains M2 step for step as ``m2`` does and ``m2_random`` is its random control
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 3)
+                self.disc = Discriminator(p.latent_dim + data.num_classes, p.disc_hidden)
+            self.disc = self.disc.to(self.device)
         warm = False
         if p.warm_start:
             warm = all([warm_load(m, self.previous, a) for m, a in zip(self._modules(), ("model", "disc"))])
         self.alpha = p.alpha if p.alpha is not None else kingma_alpha(n_l, n_l + n_u)
         self.speed.prepare(*self._modules())
-        keep = ("model", "disc") if self.has_disc else ("model",)  # one state per selection: saved and restored together
+        # one state per selection: the best validated one of M2 and its discriminator, saved and restored together;
+        # disc_snapshot "final": the discriminator as training left it (VAAL samples with its final one)
+        best_disc = self.has_disc and getattr(p, "disc_snapshot", "best") == "best"
+        keep = ("model", "disc") if best_disc else ("model",)
         check = Validation("model", keep, attr="classifier", patience=p.patience, last_key="val_acc_last")
         result = yield self._generative_phase(data, held, p.lr, seed + 4, validation=check)
         metrics = {**self._own_terms(result.last), "iterations": result.iterations}

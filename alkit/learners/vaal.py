@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..losses import beta_elbo_loss, loss_prediction_loss, vaal_adversarial_loss
+from ..losses import VAE_LOSSES, beta_elbo_loss, loss_prediction_loss, vaal_adversarial_loss, vaal_vae_loss
 from ..models import VAE, Classifier, Discriminator, LossPredictor, classifier_taps, count_parameters
 from ..engine.batches import generator
 from ..train import mc_dropout_proba, seed_everything
@@ -66,12 +66,17 @@ class VAALParams(ScheduleParams, TaskOptimParams, GenerativeParams, Discriminato
     lr_vae: float = 5e-4  # Adam, as VAAL
     classifier_size: str = "small"
     dropout: float = 0.3
+    # "elbo": per-image beta-ELBO (sum over pixels and latents, mean over images; ``likelihood`` applies);
+    # "vaal": VAAL's solver, MSE mean over pixels and images + beta * KL summed over the batch (losses.vaal_vae_loss)
+    vae_loss: str = "elbo"
 
     def __post_init__(self):
         ScheduleParams.__post_init__(self)
         TaskOptimParams.__post_init__(self)
         check_generative(self)
         check_speed(self)
+        if self.vae_loss not in VAE_LOSSES:
+            raise ValueError(f"vae_loss={self.vae_loss!r}: allowed {', '.join(VAE_LOSSES)}")
 
 
 @dataclass
@@ -138,8 +143,12 @@ class VAALLearner(DiscriminatorLearner):
         x = torch.cat([xl, xu])  # (Bl+Bu, 1, 28, 28)
         side = self._side(x)
         logits, _, mu, logvar = self.vae(x, None if side is None else torch.sigmoid(side))
-        per_image = beta_elbo_loss(x, logits, mu, logvar, hp["beta"], p.likelihood, reduction="none")  # (Bl+Bu,)
-        elbo = per_image[:nl].mean() + per_image[nl:].mean()
+        if p.vae_loss == "vaal":  # VAAL's reductions, labelled and unlabelled batch each on its own
+            elbo = (vaal_vae_loss(x[:nl], logits[:nl], mu[:nl], logvar[:nl], hp["beta"])
+                    + vaal_vae_loss(x[nl:], logits[nl:], mu[nl:], logvar[nl:], hp["beta"]))
+        else:
+            per_image = beta_elbo_loss(x, logits, mu, logvar, hp["beta"], p.likelihood, reduction="none")  # (Bl+Bu,)
+            elbo = per_image[:nl].mean() + per_image[nl:].mean()
         loss, out = elbo, {"vae_loss": elbo}
         if self._static["adversarial"]:
             d = self.disc(self._disc_features(mu, side))  # (Bl+Bu,) logits
