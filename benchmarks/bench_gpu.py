@@ -48,6 +48,30 @@ iterations with the learner of the arm, at the best aggregate rate measured for 
 rate (same models and steps, without the adversarial term). Training only: evaluation, selection
 and figures are not counted. Printed for every run and for distinct configurations only (04's
 ``m2_vaal`` and ``m2_random`` arms repeat 03's, which ``alkit run`` trains once).
+
+Fused runs (issue 25; ``--fuse-learners``, default ``classifier, vaal, tavaal, m2_vaal, m2_large``):
+
+- *rates*: K fresh learners (seeds 0..K-1) on the bench's data, their ``fit_phases`` generators driven
+  by :func:`alkit.engine.drive_fused` (one stacked model per phase), timed as above (three fits, t3 - t2);
+  aggregate iterations/s = K / (seconds per fused iteration), for K in ``--fuse-k`` (1, 3, 9, 27) and each
+  of ``--fuse-options``: ``off``, ``bf16``, ``fused_optim``, ``all`` (``compile`` is not one: the fused
+  engine never compiles; ``channels_last`` is no layout of its own, in ``all`` only; K = 1 is
+  ``drive_fused``'s group of one, i.e. ``run_phase``). Compared with *today's best*: the default pipeline
+  with 4 processes (``--jobs 4``) where measured (here or in ``--baseline``), else the best N, else 1 process.
+- *FLOPs* of one unfused model-iteration (``torch.utils.flop_counter.FlopCounterMode``, forward + backward
+  of every step: matmuls and convolutions only), counted as (fit of 2 + ``--ops-iters`` iterations) -
+  (fit of 2) so that building, validations and held-out scores cancel; never on the fused model (it
+  over-counts batched weight gradients). Achieved TFLOP/s = FLOPs x aggregate it/s, and its share of the
+  device's dense bf16 peak (:data:`PEAK_BF16_TFLOPS`; null where unknown, e.g. a CPU).
+- *dispatched ops* per model-iteration, the same difference of two fits under a ``TorchDispatchMode``:
+  every op (views and ``detach`` included) and the non-view aten ops (what can launch a kernel),
+  unfused vs fused at each ``--ops-k`` divided by K. Hardware-independent but for the optimisers: on
+  CPU torch's SGD / Adam loop over parameters, on CUDA they default to ``foreach`` kernels.
+- *accuracy* (with ``--accuracy-iters``): the best validation accuracy of the seeds trained unfused and
+  as one fused group, paired by seed; the mean difference against its 95 % half-width (the smallest
+  difference these seeds can detect).
+- *projection* ``best``: the paper profile at the best measured rate per learner, fused (K no larger than
+  the profile's distinct runs of that learner) or not.
 """
 from __future__ import annotations
 
@@ -71,6 +95,7 @@ from alkit.config import from_dict, to_dict  # noqa: E402
 from alkit.data import load_dataset  # noqa: E402
 from alkit.learners import LEARNERS, TrainData  # noqa: E402
 from alkit.engine.speed import FLAGS  # noqa: E402
+from alkit.jobs import FUSE_MAX  # noqa: E402  (alkit run --fuse-max's default: runs per fused group at most)
 
 #: benchmark name -> (learner, parameter overrides of the paper profile's defaults)
 BENCH = {
@@ -253,6 +278,226 @@ def concurrency(ns, keys, pipelines, fast, args, device, log, out: dict | None =
     return out
 
 
+# ------------------------------------------------------------------------------------ fused runs
+
+#: learners the fused part measures (issue 25); ``m2`` trains like ``m2_large`` with the small classifier
+FUSE_KEYS = ("classifier", "vaal", "tavaal", "m2_vaal", "m2_large")
+#: fused speed options: name -> options. ``compile`` is not among them: :func:`alkit.engine.run_fused` never
+#: calls ``Speed.step``, so a fused run with ``compile`` set trains eagerly (the option is ignored there);
+#: ``channels_last`` is not the fused engine's either: each run's learner puts its weights in NHWC
+#: (``Speed.prepare``) and ``torch.stack`` keeps those strides, but the stacked images stay NCHW and vmap's
+#: conv rule reshapes both; kept in ``all`` so that ``all`` is the fast pipeline's set without compilation.
+FUSE_OPTIONS = {
+    "off": {},
+    "bf16": {"bf16": True},
+    "fused_optim": {"fused_optim": True},
+    "all": {"bf16": True, "channels_last": True, "fused_optim": True},
+}
+FUSE_NOTES = {
+    "compile": "not measured fused: alkit.engine.run_fused never calls Speed.step, so compile is ignored there",
+    "channels_last": "no layout of the fused engine's own (the runs' NHWC weights are stacked as they are, "
+                     "the images stay NCHW); part of 'all' only",
+    "K=1": "drive_fused trains a group of one with run_phase: the K=1 row is the unfused engine in this process",
+}
+#: dense bf16 tensor-core peak, TFLOP/s, by a piece of torch.cuda.get_device_name (first match wins);
+#: H100 PCIe / NVL (756 / 835) are not H100 SXM: unknown here rather than a wrong 989
+PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 PCIe", None), ("H100 NVL", None), ("H100", 989.0), ("A100", 312.0),
+                    ("L4", 121.0))
+
+
+def peak_bf16_tflops(device_name: str | None) -> float | None:
+    for piece, peak in PEAK_BF16_TFLOPS:
+        if device_name and piece in device_name:
+            return peak
+    return None
+
+
+def fused_fit(key, K, options, tiny, iterations, data, device, noise_seed=0, seeds=None):
+    """K fresh learners of ``key`` (seeds 0..K-1 or ``seeds``) trained by :func:`alkit.engine.drive_fused`;
+    returns (seconds, [metrics])."""
+    from alkit.engine import drive_fused
+
+    seeds = list(range(K)) if seeds is None else list(seeds)
+    learners = [build(key, "default", {**OPTIONS_OFF, **options}, tiny, iterations, device) for _ in seeds]
+    sync(device)
+    t = time.perf_counter()
+    out = drive_fused([lr.fit_phases(data, s) for lr, s in zip(learners, seeds)], randomness="different",
+                      noise_seed=noise_seed)
+    sync(device)
+    dt = time.perf_counter() - t
+    for o in out:
+        if isinstance(o, Exception):
+            raise o
+    return dt, out
+
+
+def measure_fused(key, K, options, tiny, warmup, iters, data, device) -> dict:
+    """Aggregate iterations/s of K fused runs, timed as :func:`measure` times one run (t3 - t2 method)."""
+    t1, _ = fused_fit(key, K, options, tiny, warmup, data, device)
+    t2, _ = fused_fit(key, K, options, tiny, warmup, data, device)
+    t3, ms = fused_fit(key, K, options, tiny, warmup + iters, data, device)
+    per, fixed_excluded = (t3 - t2) / iters, True  # seconds per fused iteration (K model-iterations)
+    if per <= 0.1 * t3 / (warmup + iters):
+        per, fixed_excluded = t3 / (warmup + iters), False
+    return {"aggregate_it_s": K / per, "ms_per_fused_iteration": 1000 * per, "fixed_excluded": fixed_excluded,
+            "fixed_s": t2 - warmup * per, "first_fit_extra_s": t1 - t2, "fused_k": max(m["fused_k"] for m in ms),
+            "val_acc_mean": float(np.mean([m["val_acc"] for m in ms])), "iterations_timed": iters,
+            "warmup_iterations": warmup, "options": options}
+
+
+class OpCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the ops dispatched under it: ``n`` every one (views, ``detach``, profiler marks included),
+    ``kernels`` the aten ops that are not views (metadata-only ops launch no kernel on a GPU)."""
+
+    METADATA = {"_unsafe_view", "_reshape_alias"}  # views the schema does not mark as such
+
+    def __init__(self):
+        super().__init__()
+        self.n = self.kernels = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        if func.namespace == "aten" and not func.is_view and func.__name__.split(".")[0] not in self.METADATA:
+            self.kernels += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _counted(mode_factory, read, fit) -> float:
+    mode = mode_factory()
+    with mode:
+        fit()
+    return read(mode)
+
+
+def per_iteration(key, K, tiny, data, device, mode_factory, read, extra: int) -> float:
+    """``read(mode)`` of one model-iteration: (count over ``2 + extra`` iterations - count over 2) / extra / K.
+
+    Both fits validate at iterations 0 and their last and build, score and hold out the same, so the
+    difference is ``extra`` steady-state iterations. ``K`` 0: one unfused ``learner.fit``; else
+    :func:`alkit.engine.drive_fused` of K runs (the K=1 group is run_phase's)."""
+    def fit(n):
+        if K == 0:
+            return lambda: timed_fit(key, "default", OPTIONS_OFF, tiny, n, data, device)
+        return lambda: fused_fit(key, K, {}, tiny, n, data, device)
+
+    a = _counted(mode_factory, read, fit(2))
+    b = _counted(mode_factory, read, fit(2 + extra))
+    return (b - a) / extra / max(K, 1)
+
+
+def ops_per_iteration(key, ks, tiny, data, device, extra) -> dict:
+    """Dispatched ops per model-iteration, unfused and fused at each K, and the ratio fused / unfused; the
+    same for the non-view aten ops (``kernels_*``). One count of each fit gives both."""
+    read = lambda m: (m.n, m.kernels)
+
+    def count(K):
+        def fit(n):
+            mode = OpCounter()
+            with mode:
+                if K == 0:
+                    timed_fit(key, "default", OPTIONS_OFF, tiny, n, data, device)
+                else:
+                    fused_fit(key, K, {}, tiny, n, data, device)
+            return np.array(read(mode), dtype=float)
+
+        return (fit(2 + extra) - fit(2)) / extra / max(K, 1)
+
+    u = count(0)
+    f = {str(k): count(k) for k in ks}
+    return {"unfused": float(u[0]), "fused": {k: float(v[0]) for k, v in f.items()},
+            "ratio": {k: float(v[0] / u[0]) for k, v in f.items()},
+            "kernels_unfused": float(u[1]), "kernels_fused": {k: float(v[1]) for k, v in f.items()},
+            "kernels_ratio": {k: float(v[1] / u[1]) for k, v in f.items()}, "iterations_counted": extra}
+
+
+def flops_per_iteration(key, tiny, data, device, extra=1) -> float:
+    """FLOPs of one unfused model-iteration (forward + backward of every step; FlopCounterMode, which counts
+    matmuls and convolutions: optimiser steps and element-wise ops are not counted). Not on the fused model:
+    flop_counter over-counts batched (grouped) weight gradients."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return per_iteration(key, 0, tiny, data, device, lambda: FlopCounterMode(display=False),
+                         lambda m: m.get_total_flops(), extra)
+
+
+# t_{0.975, df}: the 95 % two-sided quantile of Student's t (no scipy on the device image)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def t975(df: int) -> float:
+    return T975.get(df) or T975[max(d for d in T975 if d <= df)] if df <= 30 else 1.96
+
+
+def accuracy_fused(key, seeds, iters, tiny, data, device, unfused=None) -> dict:
+    """Best validation accuracy after ``iters`` iterations, unfused (one fit per seed, or ``unfused``
+    measured already) vs fused (the seeds' runs as one group of K = len(seeds)), same seeds.
+
+    Paired by seed: mean difference fused - unfused and its 95 % half-width t * sd / sqrt(n) (the
+    smallest difference these seeds could detect); within noise when |mean| <= half-width. The
+    validation set's resolution (1 / its size) is the floor of any difference."""
+    if unfused is None:
+        unfused = [timed_fit(key, "default", OPTIONS_OFF, tiny, iters, data, device, seed=s)[1]["val_acc"]
+                    for s in seeds]
+    _, ms = fused_fit(key, len(seeds), {}, tiny, iters, data, device, noise_seed=12345, seeds=seeds)
+    fused = [m["val_acc"] for m in ms]
+    d = np.array(fused) - np.array(unfused)
+    n = len(seeds)
+    half = t975(n - 1) * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else None
+    sd = lambda v: float(np.std(v, ddof=1)) if n > 1 else None
+    return {"seeds": list(seeds), "iterations": iters, "unfused": unfused, "fused": fused,
+            "unfused_mean": float(np.mean(unfused)), "unfused_sd": sd(unfused),
+            "fused_mean": float(np.mean(fused)), "fused_sd": sd(fused),
+            "difference_mean": float(d.mean()), "difference_sd": sd(d), "detectable_95": half,
+            "val_resolution": 1 / len(data.x_val),
+            "within_noise": None if half is None else bool(abs(d.mean()) <= max(half, 1 / len(data.x_val)))}
+
+
+def today_best(result: dict, key: str) -> tuple[float | None, str]:
+    """Today's best unfused rate: the default pipeline with 4 processes (``--jobs 4``) where measured, else
+    the best process count measured, else one process."""
+    for where, conc in (("", result["concurrency"]),
+                        (f"{result['baseline']['file']}: " if "baseline" in result else "",
+                         result.get("baseline", {}).get("concurrency", {}))):
+        by_n = conc.get("default", {}).get(key, {})
+        if "4" in by_n:
+            return by_n["4"]["aggregate_it_s"], f"{where}default, 4 processes"
+        if by_n:
+            n = max(by_n, key=lambda n: by_n[n]["aggregate_it_s"])
+            return by_n[n]["aggregate_it_s"], f"{where}default, {n} processes"
+    s = result["single"].get(key, {}).get("default")
+    return (s["it_per_s"], "default, 1 process") if s else (None, "not measured")
+
+
+def fusable_runs(rows: list[dict]) -> dict[str, int]:
+    """Distinct runs per benchmark key in the profile: the most runs one fused group of that key can hold."""
+    runs: dict[str, set] = {}
+    for r in rows:
+        runs.setdefault(r["key"], set()).add(r["config"])
+    return {k: len(v) for k, v in runs.items()}
+
+
+def best_rates(result: dict, keys, max_runs: dict[str, int]) -> tuple[dict, dict]:
+    """The best measured aggregate rate per key, unfused (any pipeline, any process count) or fused (any
+    option, K no larger than the profile's runs of that key)."""
+    rates, source = {}, {}
+    for k in keys:
+        cands = [(m["it_per_s"], f"{p}, 1 process") for p, m in result["single"].get(k, {}).items()]
+        for p, by_key in result["concurrency"].items():
+            cands += [(m["aggregate_it_s"], f"{p}, {n} processes") for n, m in by_key.get(k, {}).items()]
+        if "baseline" in result:  # an earlier run's process counts on this device
+            for p, by_key in result["baseline"]["concurrency"].items():
+                cands += [(m["aggregate_it_s"], f"{result['baseline']['file']}: {p}, {n} processes")
+                          for n, m in by_key.get(k, {}).items()]
+        for K, by_opt in result["fused"].get(k, {}).items():
+            if int(K) <= max_runs.get(k, 0):
+                cands += [(m["aggregate_it_s"], f"fused K={K}, {o}") for o, m in by_opt.items()]
+        if cands:
+            rates[k], source[k] = max(cands)
+    return rates, source
+
+
 # ------------------------------------------------------------------------------------ projection
 
 
@@ -320,6 +565,42 @@ def project(rows: list[dict], rates: dict[str, float]) -> dict:
 # ------------------------------------------------------------------------------------ main
 
 
+def update_projection(result: dict, rows: list[dict], keys, pipelines, max_runs: dict[str, int]) -> None:
+    """The projection per pipeline (1 process or the best process count) and at the best measured rate per
+    learner, fused or not (``best``), and the throughput table (today's best, fused best, TFLOP/s); from
+    whatever is measured so far, so that a run stopped at the device's time limit keeps its projection."""
+    for pipeline in pipelines:
+        rates = {k: result["single"][k][pipeline]["it_per_s"] for k in keys if pipeline in result["single"].get(k, {})}
+        source = {k: "1 process" for k in rates}
+        for k, by_n in result["concurrency"].get(pipeline, {}).items():
+            if not by_n or k not in rates:
+                continue
+            best_n = max(by_n, key=lambda n: by_n[n]["aggregate_it_s"])
+            if by_n[best_n]["aggregate_it_s"] > rates[k]:
+                rates[k], source[k] = by_n[best_n]["aggregate_it_s"], f"{best_n} processes"
+        result["projection"][pipeline] = {**project(rows, rates), "rate_source": source}
+    rates, source = best_rates(result, keys, max_runs)
+    if "m2" not in rates and "m2_large" in rates:  # plain M2 = m2_large with a smaller classifier: an upper bound
+        rates["m2"], source["m2"] = rates["m2_large"], f"m2_large's ({source['m2_large']}): m2 not measured"
+    result["projection"]["best"] = {**project(rows, rates), "rate_source": source, "fusable_runs": max_runs}
+    peak = result["peak_bf16_tflops"]
+    for k in result["fused"]:
+        today, today_src = today_best(result, k)
+        fused = [(m["aggregate_it_s"], K, o) for K, by_o in result["fused"][k].items() for o, m in by_o.items()]
+        flops = result["flops_per_iteration"].get(k)
+        row = {"today_it_s": today, "today_source": today_src, "flops_per_iteration": flops}
+        if fused:
+            rate, K, o = max(fused)
+            row.update(fused_best_it_s=rate, fused_best=f"K={K}, {o}",
+                       speedup_vs_today=rate / today if today else None)
+        for name in ("today", "fused_best"):
+            r = row.get(f"{name}_it_s")
+            tf = flops * r / 1e12 if flops and r else None
+            row[f"{name}_tflop_s"] = tf
+            row[f"{name}_peak_share"] = tf / peak if tf is not None and peak else None
+        result["throughput"][k] = row
+
+
 def parse_options(text: str) -> dict:
     """``compile=reduce-overhead,bf16=1,...`` -> speed options (every one not named is off)."""
     out = dict(OPTIONS_OFF)
@@ -348,6 +629,15 @@ def main(argv=None) -> None:
     ap.add_argument("--accuracy-iters", type=int, default=0, help="also train every learner this many iterations "
                     "per pipeline except the reference and compare val_acc (a short accuracy check; 0: skip)")
     ap.add_argument("--accuracy-seeds", default="0,1")
+    ap.add_argument("--fuse-k", default="1,3,9,27", help="fused group sizes K to time; 'profile': the paper "
+                    "profile's distinct runs of each learner (at most 27), the group alkit run can form (empty: skip)")
+    ap.add_argument("--fuse-options", default=",".join(FUSE_OPTIONS), help=f"of {', '.join(FUSE_OPTIONS)}")
+    ap.add_argument("--fuse-learners", default=",".join(FUSE_KEYS),
+                    help="learners of the fused part: its timings, ops, FLOPs and fused accuracy check")
+    ap.add_argument("--ops-k", default="9", help="K at which dispatched ops are counted (empty: skip ops)")
+    ap.add_argument("--ops-iters", type=int, default=4, help="iterations the ops and FLOP counts average over")
+    ap.add_argument("--baseline", default=None, help="an earlier bench_gpu JSON of this device whose concurrency "
+                    "rates stand for today's best where this run measures none (saves spawning 4 processes)")
     ap.add_argument("--labelled", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
     ap.add_argument("--paper-dir", default=str(ROOT / "params" / "paper"))
@@ -381,6 +671,15 @@ def main(argv=None) -> None:
             if fast[name] not in ("off", False):
                 pipelines[f"only_{name}"] = {**OPTIONS_OFF, name: fast[name]}
     out_path = Path(args.out or f"bench_gpu_{device.type}.json")
+    fuse_keys = [k for k in args.fuse_learners.split(",") if k]
+    if [k for k in fuse_keys if k not in BENCH]:
+        raise SystemExit(f"--fuse-learners: unknown {[k for k in fuse_keys if k not in BENCH]}; known: {', '.join(BENCH)}")
+    fuse_ks = [k if k == "profile" else int(k) for k in args.fuse_k.split(",") if k]
+    fuse_opts = [o for o in args.fuse_options.split(",") if o]
+    if [o for o in fuse_opts if o not in FUSE_OPTIONS]:
+        raise SystemExit(f"--fuse-options: unknown {[o for o in fuse_opts if o not in FUSE_OPTIONS]}; "
+                         f"known: {', '.join(FUSE_OPTIONS)}")
+    ops_ks = [int(k) for k in args.ops_k.split(",") if k]
 
     from alkit.results import environment, git_commit
 
@@ -391,15 +690,40 @@ def main(argv=None) -> None:
               "environment": environment(), "git_commit": git_commit(ROOT), "args": vars(args), "fast_options": fast,
               "pipeline_options": pipelines, "bench": {k: {"learner": BENCH[k][0], "params": bench_params(k, args.tiny)}
                                                       for k in keys},
-              "single": {}, "accuracy": {}, "concurrency": {}, "projection": {}}
+              "single": {}, "accuracy": {}, "concurrency": {}, "projection": {},
+              "fused": {}, "fused_notes": FUSE_NOTES, "fuse_options": {o: FUSE_OPTIONS[o] for o in fuse_opts},
+              "ops_per_iteration": {}, "flops_per_iteration": {}, "accuracy_fused": {}, "throughput": {},
+              "peak_bf16_tflops": peak_bf16_tflops(torch.cuda.get_device_name(device) if gpu else None),
+              "sizes": "CPU, tiny: absolute times are not claims, ratios within this run are" if args.tiny and not gpu
+              else ("tiny" if args.tiny else "paper")}
+    if args.baseline:
+        base = json.loads(Path(args.baseline).read_text())
+        result["baseline"] = {"file": args.baseline, "device_name": base.get("device_name"),
+                              "git_commit": base.get("git_commit"), "concurrency": base.get("concurrency", {})}
+    rows = paper_trainings(Path(args.paper_dir))
+    max_runs = fusable_runs(rows)
 
     def save():
+        update_projection(result, rows, keys, pipelines, max_runs)
         out_path.write_text(json.dumps(result, indent=1, default=str))
 
     data = make_data(device, args.tiny, args.labelled)
     result["data"] = {"labelled": len(data.x_labelled), "unlabelled": len(data.x_unlabelled), "val": len(data.x_val)}
     log(f"{device} {result['device_name'] or result['environment']['cpu']}: labelled {len(data.x_labelled)}, "
         f"unlabelled {len(data.x_unlabelled)}, val {len(data.x_val)}; warm-up {args.warmup}, timed {args.iters}")
+    for key in fuse_keys:  # hardware-independent counts first: cheap, and what the CPU can settle
+        if key not in keys:
+            continue
+        t = time.perf_counter()
+        result["flops_per_iteration"][key] = flops_per_iteration(key, args.tiny, data, device, args.ops_iters)
+        if ops_ks:
+            result["ops_per_iteration"][key] = ops_per_iteration(key, ops_ks, args.tiny, data, device, args.ops_iters)
+        o = result["ops_per_iteration"].get(key)
+        log(f"{key:10s} {result['flops_per_iteration'][key] / 1e9:9.3f} GFLOP/iteration"
+            + (f", ops/model-iteration unfused {o['unfused']:.1f}, "
+               + ", ".join(f"K={k} {v:.1f} ({o['ratio'][k]:.3f}x)" for k, v in o["fused"].items()) if o else "")
+            + f" ({time.perf_counter() - t:.0f} s)")
+        save()
     for key in keys:
         result["single"][key] = {}
         for pipeline, options in pipelines.items():
@@ -423,6 +747,30 @@ def main(argv=None) -> None:
                                                      "iterations": args.accuracy_iters}
                 log(f"{key:10s} {pipeline:18s} val_acc {np.mean(accs):.4f} after {args.accuracy_iters} iterations")
                 save()
+        for key in fuse_keys:
+            if key not in keys or not fuse_ks:
+                continue
+            default = result["accuracy"].get(key, {}).get("default")
+            a = accuracy_fused(key, seeds, args.accuracy_iters, args.tiny, data, device,
+                               unfused=default["val_acc"] if default else None)
+            result["accuracy_fused"][key] = a
+            log(f"{key:10s} fused vs unfused val_acc {a['fused_mean']:.4f} vs {a['unfused_mean']:.4f} "
+                f"(difference {a['difference_mean']:+.4f}, detectable {a['detectable_95']})")
+            save()
+
+    for k_arg in fuse_ks:  # every learner at one K before the next K: a run stopped early has all learners
+        for key in fuse_keys:
+            K = min(max_runs.get(key, 1), FUSE_MAX) if k_arg == "profile" else k_arg
+            if key not in keys or str(K) in result["fused"].get(key, {}):
+                continue
+            by_k = result["fused"].setdefault(key, {}).setdefault(str(K), {})
+            for opt in fuse_opts:
+                t = time.perf_counter()
+                m = measure_fused(key, K, FUSE_OPTIONS[opt], args.tiny, args.warmup, args.iters, data, device)
+                by_k[opt] = m
+                log(f"{key:10s} fused K={K:<3d} {opt:12s} {m['aggregate_it_s']:9.1f} it/s aggregate "
+                    f"({time.perf_counter() - t:.0f} s)")
+                save()
 
     ns = [int(n) for n in args.concurrency.split(",") if n]
     conc_pipes = [p for p in args.concurrency_pipelines.split(",") if p]
@@ -430,15 +778,6 @@ def main(argv=None) -> None:
         concurrency(ns, keys, conc_pipes, fast, args, device, log, out=result["concurrency"], save=save)
         save()
 
-    rows = paper_trainings(Path(args.paper_dir))
-    for pipeline in pipelines:
-        rates = {k: result["single"][k][pipeline]["it_per_s"] for k in keys}
-        source = {k: "1 process" for k in keys}
-        for k, by_n in result["concurrency"].get(pipeline, {}).items():
-            best_n = max(by_n, key=lambda n: by_n[n]["aggregate_it_s"])
-            if by_n[best_n]["aggregate_it_s"] > rates[k]:
-                rates[k], source[k] = by_n[best_n]["aggregate_it_s"], f"{best_n} processes"
-        result["projection"][pipeline] = {**project(rows, rates), "rate_source": source}
     save()
     print_report(result, keys, pipelines, ns, conc_pipes)
     print(f"\nwrote {out_path}")
@@ -494,6 +833,7 @@ def print_report(result: dict, keys, pipelines, ns, conc_pipes) -> None:
         print("|" + "---|" * (len(acc_pipes) + 1))
         for k in keys:
             print(f"| {k:10s} | " + " | ".join(f"{result['accuracy'][k][p]['mean']:13.4f}" for p in acc_pipes) + " |")
+    print_fused(result)
     abl = [p for p in pipelines if p.startswith("only_")]
     if abl:
         print("\nper option vs default (ms/it ratio default/option; > 1.05 = a candidate for GPU_DEFAULTS if val_acc holds)")
@@ -501,6 +841,69 @@ def print_report(result: dict, keys, pipelines, ns, conc_pipes) -> None:
             s = result["single"][k]
             print(f"  {k:10s} " + "  ".join(f"{p[5:]}: {s['default']['ms_per_iteration'] / s[p]['ms_per_iteration']:.2f}x"
                                             for p in abl))
+
+
+def print_fused(result: dict) -> None:
+    """The fused part: aggregate it/s per K and option vs today's best, ops, FLOPs, the accuracy check."""
+    if not result["fused"] and not result["ops_per_iteration"]:
+        return
+    print(f"\nfused runs ({result['sizes']}): aggregate iterations/s of K runs trained as one stacked model "
+          "(drive_fused; * = fixed costs not separable from noise, included)")
+    ks = sorted({K for by_k in result["fused"].values() for K in by_k}, key=int)
+    opts = list(result["fuse_options"])
+    cols = [(K, o) for K in ks for o in opts]
+    print(f"| {'learner':10s} | {'today':>8s} | " + " | ".join(f"{f'K={K} {o}':>16s}" for K, o in cols)
+          + " | best/today |")
+    print("|" + "---|" * (len(cols) + 3))
+    for k, by_k in result["fused"].items():
+        th = result["throughput"].get(k, {})
+        cell = lambda m: "-" if m is None else f"{m['aggregate_it_s']:.1f}" + ("" if m["fixed_excluded"] else "*")
+        today = th.get("today_it_s")
+        sp = th.get("speedup_vs_today")
+        print(f"| {k:10s} | {'-' if today is None else f'{today:.1f}':>8s} | "
+              + " | ".join(f"{cell(by_k.get(K, {}).get(o)):>16s}" for K, o in cols)
+              + f" | {'-' if sp is None else f'{sp:.2f}x':>10s} |")
+    print("today = " + "; ".join(f"{k}: {v['today_source']}" for k, v in result["throughput"].items()))
+    for name, note in result["fused_notes"].items():
+        print(f"  {name}: {note}")
+    ops = result["ops_per_iteration"]
+    if ops or result["flops_per_iteration"]:
+        ok = sorted({K for o in ops.values() for K in o["fused"]}, key=int)
+        peak = result["peak_bf16_tflops"]
+        print(f"\ndispatched ops per model-iteration, all / non-view aten (unfused vs fused K, ratio to unfused), "
+              f"FLOPs per unfused iteration, achieved TFLOP/s (peak {peak if peak else 'unknown'} dense bf16)")
+        print(f"| {'learner':10s} | unfused | " + " | ".join(f"K={K} (ratio)" for K in ok)
+              + " | GFLOP/it | TFLOP/s today | TFLOP/s fused best | share of peak |")
+        print("|" + "---|" * (len(ok) + 6))
+        for k in result["flops_per_iteration"]:
+            o, th = ops.get(k), result["throughput"].get(k, {})
+            f = lambda v, fmt: "-" if v is None else format(v, fmt)
+            cells = [f"{o['fused'][K]:.1f} ({o['ratio'][K]:.3f}) / {o['kernels_fused'][K]:.1f} ({o['kernels_ratio'][K]:.3f})"
+                     if o and K in o["fused"] else "-" for K in ok]
+            share = th.get("fused_best_peak_share")
+            unf = "-" if not o else f"{o['unfused']:.1f} / {o['kernels_unfused']:.1f}"
+            print(f"| {k:10s} | {unf} | " + " | ".join(cells)
+                  + f" | {result['flops_per_iteration'][k] / 1e9:.4f} | {f(th.get('today_tflop_s'), '.4f')} | "
+                  + f"{f(th.get('fused_best_tflop_s'), '.4f')} | {'-' if share is None else f'{100 * share:.2f} %'} |")
+    acc = result["accuracy_fused"]
+    if acc:
+        a0 = next(iter(acc.values()))
+        print(f"\nfused vs unfused: best val_acc after {a0['iterations']} iterations, seeds {a0['seeds']} "
+              f"(paired by seed; detectable = 95 % half-width of the mean difference; val resolution "
+              f"{a0['val_resolution']:.4f})")
+        print("| learner | unfused mean ± sd | fused mean ± sd | difference | detectable | within noise |")
+        print("|---|---|---|---|---|---|")
+        pm = lambda m, s: f"{m:.4f} ± {s:.4f}" if s is not None else f"{m:.4f}"
+        for k, a in acc.items():
+            det = "-" if a["detectable_95"] is None else f"{a['detectable_95']:.4f}"
+            print(f"| {k} | {pm(a['unfused_mean'], a['unfused_sd'])} | {pm(a['fused_mean'], a['fused_sd'])} | "
+                  f"{a['difference_mean']:+.4f} | {det} | {a['within_noise']} |")
+    best = result["projection"].get("best")
+    if best:
+        fmt = lambda m: "n/a" if m is None else f"{m:.0f}"
+        print(f"\nprojected GPU-minutes of the paper profile at the best measured rate per learner: "
+              f"{fmt(best['minutes'])} (distinct configs {fmt(best['minutes_distinct'])}); "
+              + "; ".join(f"{k}: {v}" for k, v in best["rate_source"].items()))
 
 
 if __name__ == "__main__":

@@ -116,8 +116,9 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
             params[f"{name}.{key}"] = stack.requires_grad_(name in trainable)
         for key, _ in mod.named_buffers():
             buffers[f"{name}.{key}"] = torch.stack([dict(ph.modules[name].named_buffers())[key] for ph in phases])
+    # multi-tensor (foreach) optimisers: one kernel per update op for all tensors (same arithmetic per element)
     opts = {k: make_optimizer(o, [params[f"{m}.{key}"] for m in o.modules for key, _ in t.modules[m].named_parameters()],
-                              speed)
+                              speed, foreach=True)
             for k, o in t.optimizers.items()}
     drops = [LrDrops(opts[k], o.lr_drop_every, t.iterations) for k, o in t.optimizers.items() if o.lr_drop_every]
     detached = {k: v.detach() for k, v in params.items()}

@@ -119,8 +119,12 @@ class PhaseResult:
     fused: int = 1  # runs trained together (1: alone)
 
 
-def make_optimizer(spec: Optim, params, speed: Speed = OFF) -> torch.optim.Optimizer:
+def make_optimizer(spec: Optim, params, speed: Speed = OFF, foreach: bool | None = None) -> torch.optim.Optimizer:
+    """``spec``'s optimiser over ``params``; ``foreach=True``: the multi-tensor implementation (a few kernels per
+    step whatever the number of tensors; the fused engine's choice unless ``fused_optim``), None: torch's default."""
     kw = dict(spec.kwargs, **speed.optimizer_kwargs())
+    if foreach is not None and "fused" not in kw:
+        kw["foreach"] = foreach
     if spec.kind == "sgd":
         return torch.optim.SGD(params, **kw)
     if spec.kind == "adam":
