@@ -84,10 +84,10 @@ def adam_eps(monkeypatch):
     (test below), so this changes nothing but the amplification."""
     real = phase_module.make_optimizer
 
-    def make(spec, params, speed=phase_module.OFF):
+    def make(spec, params, speed=phase_module.OFF, foreach=None):
         if spec.kind == "adam":
             spec = phase_module.Optim(spec.kind, spec.modules, {**spec.kwargs, "eps": 1e-3}, spec.lr_drop_every)
-        return real(spec, params, speed)
+        return real(spec, params, speed, foreach)
 
     monkeypatch.setattr(single_module, "make_optimizer", make)
     monkeypatch.setattr(fused_module, "make_optimizer", make)
