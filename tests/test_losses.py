@@ -179,7 +179,8 @@ def test_vae_loss_option_of_vaal():
         learner = make_learner("vaal", {**LEARNERS["vaal"].test_params, "vae_loss": form, "adversary_weight": 0.0}, 3, "cpu")
         learner._build_generative(3)
         torch.manual_seed(0)
-        loss, terms = learner._generative_loss(xl, None, xu, ones(4), ones(6))
+        learner._static = learner._static_flags()
+        loss, terms = learner._generative_loss(xl, None, xu, ones(4), ones(6), learner._hp())
         out[form] = terms["vae_loss"].item()
     # per-image ELBO sums 784 pixels: hundreds of nats; VAAL's pixel-mean MSE + batch-summed KL is far smaller
     assert out["elbo"] > 100 > out["vaal"] > 0
