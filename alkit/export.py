@@ -123,7 +123,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 #: a figure whose notebook output (plotly JSON + PNG at scale 1) is larger than this is shown as a JPEG
 #: of at most JPEG_PIXELS pixels and a link to its HTML (UMAP scatters, image grids), so that each
 #: committed notebook stays under 1 MB
-INLINE_LIMIT = 200_000
+INLINE_LIMIT = 150_000
 JPEG_PIXELS = 150_000
 
 
