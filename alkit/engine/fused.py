@@ -111,11 +111,12 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
     trainable = {m for o in t.optimizers.values() for m in o.modules}
     params, buffers = {}, {}
     for name, mod in t.modules.items():
+        own_p = [dict(ph.modules[name].named_parameters()) for ph in phases]  # each run's tensors, named once
+        own_b = [dict(ph.modules[name].named_buffers()) for ph in phases]
         for key, _ in mod.named_parameters():
-            stack = torch.stack([dict(ph.modules[name].named_parameters())[key].detach() for ph in phases])
-            params[f"{name}.{key}"] = stack.requires_grad_(name in trainable)
+            params[f"{name}.{key}"] = torch.stack([p[key].detach() for p in own_p]).requires_grad_(name in trainable)
         for key, _ in mod.named_buffers():
-            buffers[f"{name}.{key}"] = torch.stack([dict(ph.modules[name].named_buffers())[key] for ph in phases])
+            buffers[f"{name}.{key}"] = torch.stack([b[key] for b in own_b])
     # multi-tensor (foreach) optimisers: one kernel per update op for all tensors (same arithmetic per element)
     opts = {k: make_optimizer(o, [params[f"{m}.{key}"] for m in o.modules for key, _ in t.modules[m].named_parameters()],
                               speed, foreach=True)
