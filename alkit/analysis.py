@@ -648,9 +648,11 @@ def norm_comparison(exp, arm: str = "kernel_norm_approx", seed: int | None = Non
     f = np.load(path)
     z = torch.as_tensor(f["z"].astype(np.float32))
     unl, lab = f["status"] == 0, f["status"] == 1
+    classes = count_classes(results.read_records(exp.run_dir(arm, seed) / results.RECORDS_FILE))
     ctx = Context(learner=None, x_unlabelled=z[unl], x_labelled=z[lab], y_labelled=torch.as_tensor(f["y"][lab]).long(),
-                  unlabelled_indices=f["pool_index"][unl], labelled_indices=f["pool_index"][lab], num_classes=10, seed=seed)
-    ctx._cache.update(latent=z[unl], labelled_latent=z[lab])  # the saved codes stand in for the model
+                  unlabelled_indices=f["pool_index"][unl], labelled_indices=f["pool_index"][lab],
+                  num_classes=classes or int(f["y"].max()) + 1, seed=seed)
+    ctx.provide(latent=z[unl], labelled_latent=z[lab])  # the saved codes stand in for the model
     raw = compare_norm(ctx, budget=budget, pool_size=pool)
     result = {"pool": raw["n_candidates"], "labelled": raw["n_labelled"], "exact_seconds": raw["seconds_exact"],
               "approx_seconds": raw["seconds_approx"], "spearman": raw["spearman"], "overlap": raw["top_overlap"]}
@@ -673,7 +675,7 @@ def latent_summary(exp, arm: str, seed: int, cycle: int, umap_map: dict) -> dict
     xy, y, status = umap_map["xy"], umap_map["y"], umap_map["status"]
     knn = KNeighborsClassifier(n_neighbors=11).fit(xy, y)
     neigh = knn.kneighbors(xy, return_distance=False)[:, 1:]  # drop the point itself
-    votes = np.array([np.bincount(y[n], minlength=10).argmax() for n in neigh])
+    votes = np.array([np.bincount(y[n]).argmax() for n in neigh])  # the majority class among the neighbours
     with np.load(exp.run_dir(arm, seed) / "latent" / f"cycle{cycle:02d}.npz") as f:
         z = torch.as_tensor(f["z"].astype(np.float32))
     lab = z[torch.as_tensor(status == 1)]
@@ -937,15 +939,21 @@ def differences(rows: Iterable[dict], baseline: str = "random", y: str = "test_a
             for r in rows if r.get(by) != baseline and (r["seed"], r["cycle"]) in base]
 
 
-def class_counts_by_cycle(rows: Iterable[dict], arm: str, num_classes: int = 10) -> list[tuple[str, list[int]]]:
+def count_classes(rows: Iterable[dict]) -> int | None:
+    """The number of classes the records were drawn over (the length of their ``labelled_class_counts``)."""
+    return next((len(r["labelled_class_counts"]) for r in rows if r.get("labelled_class_counts")), None)
+
+
+def class_counts_by_cycle(rows: Iterable[dict], arm: str, num_classes: int | None = None) -> list[tuple[str, list[int]]]:
     """Rows of a class histogram for ``arm``, summed over seeds: ("initial set", counts), ("batch 1", ...), ...
 
     The initial set is the labelled set of cycle 0 (``labelled_class_counts``); batch k is the one selected
     at the end of cycle k - 1 (``selected_class_counts``), i.e. the labels cycle k trains on in addition.
     A batch that fewer seeds have reached than the initial set (partial results) is named with its
-    seed count, e.g. "batch 3 (2 seeds)".
+    seed count, e.g. "batch 3 (2 seeds)". ``num_classes``: None: the records' own (:func:`count_classes`).
     """
     rs = [r for r in rows if r.get("arm") == arm]
+    num_classes = num_classes or count_classes(rs) or 0
     out = []
     initial = [r["labelled_class_counts"] for r in rs if r["cycle"] == 0 and r.get("labelled_class_counts")]
     if initial:

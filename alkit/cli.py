@@ -8,8 +8,12 @@ Also available as python -m alkit.
 """
 from __future__ import annotations
 
+# Each command imports what it needs when it runs (the training stack, torch, Ray), inside its function:
+# `alkit --help` and a mistyped option answer at once.
 import argparse
 import sys
+
+from .plugins import import_module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.device and args.devices:
             raise ConfigError("give either --device or --devices, not both")
         _check_numbers(args)
-        from .jobs import check_config_devices, check_devices, plan, run_tasks
+        from .devices import check_config_devices, check_devices
+        from .jobs import plan, run_tasks
 
         ray = _ray_options(args)
         cluster = ray is not None
@@ -202,9 +207,9 @@ def _check_data(experiments) -> None:
     import torch
 
     from .data import locate_files
-    from .loop import _load_data, check_simulated_data
+    from .loop import check_simulated_data
     from .pool import BudgetError
-    from .own_data import is_own_dataset
+    from .own_data import is_own_dataset, load_data
 
     seen, loaded = set(), {}
     for exp in experiments:
@@ -214,7 +219,7 @@ def _check_data(experiments) -> None:
                 key = (cfg.dataset, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size)
                 try:
                     if key not in loaded:
-                        loaded[key] = _load_data(cfg, torch.device("cpu"))
+                        loaded[key] = load_data(cfg, torch.device("cpu"))
                     check_simulated_data(cfg, loaded[key])
                 except BudgetError as exc:  # a budget is an arm's: say which, on the same line
                     exc.args = (f"{exp.name}: arm {arm!r}: {exc.args[0]}", *exc.args[1:])
@@ -222,21 +227,3 @@ def _check_data(experiments) -> None:
             elif (cfg.dataset, cfg.data_dir) not in seen:
                 seen.add((cfg.dataset, cfg.data_dir))
                 locate_files(cfg.dataset, data_dir=cfg.data_dir)
-
-
-def import_module(module: str) -> None:
-    """Import ``module`` (dotted name) or execute a ``.py`` file as a module, for its registrations."""
-    import importlib
-    import importlib.util
-    from pathlib import Path
-
-    if module.endswith(".py"):
-        path = Path(module)
-        if not path.exists():
-            raise FileNotFoundError(f"--import: no file {path}")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = mod
-        spec.loader.exec_module(mod)
-    else:
-        importlib.import_module(module)

@@ -25,6 +25,9 @@ from typing import Iterable
 
 from . import analysis
 from .config import ConfigError
+from .learners import LEARNERS
+from .strategies import get_strategy
+from .strategies.base import make_params
 
 #: learner -> the learner whose task model it trains step for step (tested; see the module docstring)
 SAME_TASK_MODEL = {"vaal": "classifier", "m2_disc": "m2"}
@@ -65,8 +68,6 @@ PAIRS: dict[str, list[tuple[str, str, str]]] = {
 
 def _learner_key(cfg) -> tuple:
     """The task model's identity: its learner (up to :data:`SAME_TASK_MODEL`) and that learner's parameters."""
-    from .learners import LEARNERS
-
     name = SAME_TASK_MODEL.get(cfg.learner, cfg.learner)
     cls = LEARNERS[name]
     own = {f.name for f in dataclasses.fields(cls.Params)} if cls.Params else set()
@@ -76,9 +77,6 @@ def _learner_key(cfg) -> tuple:
 
 
 def _strategy_key(cfg) -> tuple:
-    from .strategies import get_strategy
-    from .strategies.base import make_params
-
     p = make_params(get_strategy(cfg.strategy), cfg.strategy_params)
     return cfg.strategy, repr(dataclasses.asdict(p)) if p is not None else ""
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .learners.base import CapabilityError
+from .strategies import lowbudget as lb
 from .strategies.base import Context
 from .strategies.latent import cdist_reduce
 
@@ -26,8 +27,8 @@ _STREAM_RANDOM_REFERENCE = 21
 def _rows(ctx: Context, key: str, full, positions: np.ndarray) -> torch.Tensor:
     """Rows ``positions`` of a per-candidate model output: from the context cache if the
     strategy computed it for the whole pool, else computed on those rows only."""
-    if key in ctx._cache:
-        out = ctx._cache[key]
+    out = ctx.computed(key)
+    if out is not None:
         return out[torch.as_tensor(positions, device=out.device)]
     x = ctx.x_unlabelled[torch.as_tensor(positions, device=ctx.x_unlabelled.device)]
     return full(x)
@@ -153,8 +154,6 @@ def latent_coverage(ctx: Context, positions, purity: float = 0.95) -> dict | Non
     (share covered once ``positions`` are labelled too). None when the learner has
     no ``embed``.
     """
-    from .strategies import lowbudget as lb
-
     if not _has_embed(ctx.learner):
         return None
     try:

@@ -23,9 +23,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, check_keys, from_dict, load_yaml, safe_component
-from .loop import RunConfig, run, validate
-from .results import load_results
+from .config import DRAW_ONLY_ENV, ConfigError, check_keys, from_dict, load_yaml, safe_component
+from .loop import RunConfig, check_simulated_data, resolve_device, run, validate, write_run_config
+from .loop import run_group as loop_group  # this module's run_group runs experiments' (arm, seed) pairs
+from .own_data import load_data
+from .progress import progress_bar
+from .results import CONFIG_FILE, RECORDS_FILE, load_results, read_records, repair_records, run_lock, run_locks
 
 MERGED_KEYS = ("learner_params", "strategy_params", "initial")
 
@@ -96,11 +99,6 @@ def load_experiment(path: str | Path, **overrides) -> Experiment:
     return from_dict(Experiment, values, where=str(path))
 
 
-#: ``$ALKIT_DRAW_ONLY`` set to 1 (``python -m alkit.batch --draw-only``, ``make figures DRAW_ONLY=1``): notebooks
-#: draw what is on disk, train nothing. Defined in alkit.batch, which sets it and imports no torch.
-from .batch import DRAW_ONLY_ENV  # noqa: E402
-
-
 def draw_only() -> bool:
     """True when ``$ALKIT_DRAW_ONLY`` is set to anything but "", "0", "false" or "no"."""
     return os.environ.get(DRAW_ONLY_ENV, "").strip().lower() not in ("", "0", "false", "no")
@@ -122,8 +120,6 @@ def run_experiment(
     line per run that is not finished (:func:`incomplete_lines`), so a notebook can draw a
     GPU-scale profile's partial results on a laptop.
     """
-    from .progress import progress_bar
-
     if train is None:
         train = not draw_only()
     if not train:
@@ -160,9 +156,6 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
     written: a run another process is training raises :class:`~alkit.results.RunLocked` (``wait=False``)
     or is waited for (``wait=True``: ``on_wait(holder)`` first), then found finished or resumed.
     """
-    from .loop import check_simulated_data
-    from .results import run_lock
-
     cfg = exp.config(arm, seed)
     if device is not None:
         cfg.device = device
@@ -183,12 +176,10 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
 
 def _cached_data(cfg, cache: dict):
     """The data of ``cfg`` on its device, loaded once per distinct dataset setting in ``cache``."""
-    from .loop import _load_data, resolve_device
-
     dev = resolve_device(cfg.device)
     key = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, str(dev))
     if key not in cache:
-        cache[key] = _load_data(cfg, dev)
+        cache[key] = load_data(cfg, dev)
     return cache[key]
 
 
@@ -198,10 +189,6 @@ def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None =
     """Run the (experiment, arm, seed) ``runs`` of one fusion group in lockstep (:func:`alkit.loop.run_group`):
     each in its own run folder, exactly as :func:`run_one` lays it out; returns each run's records or exception.
     The locks of all the group's runs are held while it trains (:func:`alkit.results.run_locks`: all or none)."""
-    from .loop import check_simulated_data
-    from .loop import run_group as loop_group
-    from .results import run_locks
-
     cache = data_cache if data_cache is not None else {}
     configs, datas, out, where = [], [], [None] * len(runs), []
     for k, (exp, arm, seed) in enumerate(runs):
@@ -247,8 +234,6 @@ def experiment_records(exp: Experiment, log=print) -> list[dict]:
 
 def is_finished(exp: Experiment, runs: list[tuple[str, int]] | None = None) -> bool:
     """True when every (arm, seed) of ``exp`` (or of ``runs``) has all its cycles on disk (no training needed)."""
-    from .results import read_records, RECORDS_FILE
-
     for arm, seed in runs or [(a, s) for a in exp.arms for s in exp.seeds]:
         cfg = exp.config(arm, seed)
         recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
@@ -322,9 +307,6 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
     (same strategy, learner, seed and label counts); its ``repaired`` field says so, and its git commit
     and environment are those of the repair, not of the training.
     """
-    from .loop import resolve_device, write_run_config
-    from .results import CONFIG_FILE, RECORDS_FILE, read_records, repair_records
-
     run_dir, out = exp.run_dir(arm, seed), []
     line = repair_records(run_dir / RECORDS_FILE)
     if line is not None:
@@ -350,8 +332,6 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
 def check_run_folder(exp: Experiment, arm: str, seed: int) -> None:
     """A run folder alkit cannot resume as it is: one :class:`ConfigError` / :class:`~alkit.results.RecordsError`
     with the fix, before any training (a corrupt records line; records without their ``config.json``)."""
-    from .results import CONFIG_FILE, RECORDS_FILE, read_records
-
     run_dir = exp.run_dir(arm, seed)
     recs = read_records(run_dir / RECORDS_FILE)
     if recs and not (run_dir / CONFIG_FILE).exists():

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import analysis
 from .diagnostics import class_entropy
+from .plots import ordered
 
 #: the low-budget strategies of issue 29, in the notebook's order
 NEW_ARMS = ("typiclust", "probcover", "badge")
@@ -57,7 +58,7 @@ def min_detectable_effect(std: float, n: int, alpha: float = 0.05, power: float 
     """
     if n < 2 or std is None or not math.isfinite(std):
         return None
-    from scipy import stats
+    from scipy import stats  # optional (the notebooks extra), as in alkit.analysis
 
     df = n - 1
     return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * std / math.sqrt(n))
@@ -192,8 +193,8 @@ def coverage_rows(rows: Iterable[dict]) -> list[dict]:
 
 
 def balance_rows(rows: Iterable[dict]) -> list[dict]:
-    """Class balance of the labelled set per record: ``class_entropy`` (nats; ln C when balanced) and
-    ``min_class_share`` (the rarest class's share), from ``labelled_class_counts``."""
+    """Class balance of the labelled set per record: ``class_entropy`` (nats; ln C when balanced),
+    ``min_class_share`` (the rarest class's share) and ``classes`` (C), from ``labelled_class_counts``."""
     out = []
     for r in rows:
         counts = r.get("labelled_class_counts")
@@ -201,7 +202,8 @@ def balance_rows(rows: Iterable[dict]) -> list[dict]:
             continue
         total = sum(counts)
         out.append({"arm": r["arm"], "seed": r["seed"], "cycle": r["cycle"], "n_labelled": r["n_labelled"],
-                    "class_entropy": class_entropy(np.asarray(counts)), "min_class_share": min(counts) / total if total else None})
+                    "class_entropy": class_entropy(np.asarray(counts)), "min_class_share": min(counts) / total if total else None,
+                    "classes": len(counts)})
     return out
 
 
@@ -224,6 +226,7 @@ def describe_coverage(rows: Iterable[dict], arms: Sequence[str], baseline: str =
     deltas = [c["delta"] for c in cov]
     lines = [f"- Coverage is the share of pool points within δ of a labelled point in that cycle's M2 latent; δ (chosen per "
              f"cycle so that 95 % of the balls are pure under 10 k-means pseudo-labels) ranged {min(deltas):.2f}\u2013{max(deltas):.2f}."]
+    classes = analysis.count_classes(rows)
     for arm in plots_order(arms):
         c, b = _last(cov, arm, "coverage"), _last(bal, arm, "class_entropy")
         s = _last(bal, arm, "min_class_share")
@@ -231,7 +234,7 @@ def describe_coverage(rows: Iterable[dict], arms: Sequence[str], baseline: str =
             continue
         lines.append(f"- {arm}: after its last batch it covers {100 * np.mean(list(c.values())):.1f} % "
                      f"({', '.join(f'{100 * v:.1f}' for v in c.values())}); its labelled set's class entropy is "
-                     f"{np.mean(list(b.values())):.3f} nats of ln 10 = {math.log(10):.3f} "
+                     f"{np.mean(list(b.values())):.3f} nats of ln {classes} = {math.log(classes):.3f} "
                      f"(rarest class {100 * np.mean(list(s.values())):.1f} % of the labels).")
     fam = compare_family(cov, [a for a in arms if a != baseline], [baseline], y="coverage", summary="mean", min_cycle=1)
     lines.append("- Mean coverage after the batches (one number per seed), each arm against "
@@ -241,8 +244,6 @@ def describe_coverage(rows: Iterable[dict], arms: Sequence[str], baseline: str =
 
 
 def plots_order(arms: Iterable[str]) -> list[str]:
-    from .plots import ordered
-
     return ordered(arms)
 
 

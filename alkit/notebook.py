@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from pathlib import Path
+
+import numpy as np
+import plotly
+import torch
+
+from .results import git_commit
 
 
 def setup() -> Path:
@@ -11,8 +18,6 @@ def setup() -> Path:
 
     Works from Jupyter (cwd = notebooks/), papermill (``--cwd`` root) and nbval alike.
     """
-    import warnings
-
     # umap/pynndescent import tqdm.auto, which warns when ipywidgets is absent; bars are off anyway
     warnings.filterwarnings("ignore", message="IProgress not found")
     root = find_root()
@@ -46,12 +51,6 @@ def find_root(cwd: Path | None = None) -> Path:
 
 def versions() -> str:
     """The versions cell: python, torch, numpy, plotly, device, git commit."""
-    import numpy as np
-    import plotly
-    import torch
-
-    from .results import git_commit
-
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return "\n".join([
         f"python   {platform.python_version()}",

@@ -31,8 +31,9 @@ import torch
 
 from . import results
 from .config import ConfigError, to_dict
-from .loop import (RunConfig, _check_resumable, _load_data, _save_latent, derive_seed, fit_and_evaluate, propose,
-                   resolve_device, validate, write_run_config)
+from .loop import (RunConfig, check_resumable, derive_seed, fit_and_evaluate, propose, resolve_device, save_latent,
+                   validate, write_run_config)
+from .own_data import load_data
 from .pool import initial_labelled
 
 LABELS, DRAFT, PROPOSAL = "labels.json", "draft.json", "proposal.json"
@@ -51,8 +52,8 @@ class LabelSession:
         self.device = resolve_device(cfg.device)
         cfg_path = self.folder / results.CONFIG_FILE
         if cfg_path.exists():
-            _check_resumable(results.read_json(cfg_path)["config"], to_dict(cfg), self.folder)
-        self.data = (data if data is not None else _load_data(cfg, self.device)).to(self.device)
+            check_resumable(results.read_json(cfg_path)["config"], to_dict(cfg), self.folder)
+        self.data = (data if data is not None else load_data(cfg, self.device)).to(self.device)
         truth = self.data.y_pool.cpu().numpy()
         self.class_names = tuple(self.data.class_names)
         if (truth < 0).any():  # images without labels: the labelled ones are the start
@@ -125,7 +126,7 @@ class LabelSession:
         seconds["select"] = time.perf_counter() - t
         proba = learner.predict_proba(data.x_pool[torch.as_tensor(selected, device=self.device)]).float().cpu()
         if self.cfg.latent_sample:  # coloured by the dataset's own labels where it has them (-1: unknown)
-            _save_latent(self.cfg, self.data, learner, self.round, lab, selected, self.folder)
+            save_latent(self.cfg, self.data, learner, self.round, lab, selected, self.folder)
         rec.update(selected=selected.tolist(), seconds=seconds, skipped=len(self.skipped()))
         history = [r for r in self.records() if r["cycle"] != self.round]
         results.write_records(self.folder / results.RECORDS_FILE, history + [rec])

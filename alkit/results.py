@@ -181,7 +181,7 @@ def run_lock(run_dir: str | Path, wait: bool = False, on_wait: Callable[[str], N
     :class:`RunLocked` naming the holder (``wait=False``), or ``on_wait(holder)`` and a blocking wait.
     A group of runs trained together takes the locks of all of them with :func:`run_locks`.
     """
-    import fcntl
+    import fcntl  # POSIX only: imported where a lock is taken, so reading records works everywhere
 
     path = lock_path(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +256,7 @@ def environment() -> dict:
     AVX512, ...) are recorded because CPU results are only reproducible bit for bit on the same
     kind of machine: other CPUs take other kernels and round differently.
     """
-    import torch
+    import torch  # results is the bottom layer and reads records without torch (alkit.batch, figure code)
 
     try:
         capability = torch.backends.cpu.get_cpu_capability()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .models import M2, VAE
+from .own_data import load_data
 from .results import atomic_write_bytes
 
 
@@ -78,12 +79,10 @@ def generative_views(exp, arm: str, seed: int, cycle: int, examples: int = 16, p
     The originals are the first ``examples`` test images of the run's data
     split (loaded only when the cache is missing). Needs ``save_learner: true``.
     """
-    from .loop import _load_data
-
     run_dir = exp.run_dir(arm, seed)
 
     def compute():
-        x_examples = _load_data(exp.config(arm, seed), torch.device("cpu")).x_test[:examples]
+        x_examples = load_data(exp.config(arm, seed), torch.device("cpu")).x_test[:examples]
         learner = torch.load(run_dir / "learners" / f"cycle{cycle:02d}.pt", weights_only=False, map_location="cpu")
         learner.device = torch.device("cpu")
         samples, row_labels = sample(learner, per_class, seed)
@@ -109,7 +108,7 @@ def umap_file(src: Path, seed: int = 0, n_neighbors: int = 15, min_dist: float =
     src = Path(src)
 
     def compute():
-        import umap
+        import umap  # heavy (numba compiles on first use): imported only when a map is missing
 
         with np.load(src) as f:
             z, y, status, idx = f["z"].astype(np.float32), f["y"], f["status"], f["pool_index"]

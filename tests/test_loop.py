@@ -181,3 +181,18 @@ def test_notebook_root_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("ALKIT_ROOT", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="ALKIT_ROOT"):
         find_root(tmp_path)
+
+
+def test_a_learner_whose_params_lack_iterations_per_cycle_is_refused_before_training(monkeypatch):
+    """Every record stores ``iterations_per_cycle``: a plug-in learner without it fails in validate, not after a cycle."""
+    from dataclasses import dataclass
+
+    from alkit.learners.base import LEARNERS, Learner
+
+    @dataclass
+    class Bare:
+        width: int = 4
+
+    monkeypatch.setitem(LEARNERS, "bare", type("BareLearner", (Learner,), {"name": "bare", "Params": Bare}))
+    with pytest.raises(ConfigError, match="bare.*no iterations_per_cycle.*ScheduleParams"):
+        loop.validate(cfg(learner="bare", learner_params={}, strategy="random"))
