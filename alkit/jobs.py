@@ -2,6 +2,10 @@
 
 ``alkit run params/paper/*.yaml --jobs 4 --devices cuda:0 --time-limit 540``:
 
+This module plans the runs (:func:`plan`) and schedules them (:func:`run_tasks`); the workers and their pools
+are :mod:`alkit.workers` (Ray's: :mod:`alkit.cluster`), device names :mod:`alkit.devices`, the display
+:class:`alkit.progress.RunsDisplay`.
+
 * **Workers.** ``jobs`` worker processes per device (spawned: CUDA cannot fork), devices taken
   round-robin, each with its own torch thread count (``threads``, default: CPU cores / workers)
   and its own data cache. A run is the unit of work; the main process hands the next unfinished
@@ -10,17 +14,17 @@
   ``jobs`` (on CPU they depend on the thread count: torch's reductions round differently with
   another number of threads, so compare at equal ``threads``).
 * **Time box.** ``time_limit`` seconds from the start: a run is handed out only if its first cycle
-  fits (:func:`alkit.loop.cycle_fits`, estimated from measured cycles of the same arm: on disk from
+  fits (:func:`alkit.engine.timebox.cycle_fits`, estimated from measured cycles of the same arm: on disk from
   earlier chunks or seen in this one; with no measurement, only while half the box is left), and a
   worker starts no cycle that its run's own cycle times say will not end in time, and a cycle whose
-  own pace says it will not end in time is given up mid-way (:mod:`alkit.timebox`): it keeps nothing,
+  own pace says it will not end in time is given up mid-way (:mod:`alkit.engine.timebox`): it keeps nothing,
   frees the device, and its lower-bound length becomes the arm's estimate. What is finished stays on
   disk; the same command later resumes, with the records an uninterrupted run gives.
 * **Shared runs.** A run whose config (seed included; device aside) equals an earlier one's in
   another experiment (``paper`` 04's ``m2_vaal`` arm is 03's) is trained once and copied into the
   second folder when finished (``config.json`` says ``copied_from``): same config, same records.
 * **Progress.** One line per run (started / each cycle / finished) and an overall count, as tqdm
-  bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs).
+  bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs): :class:`alkit.progress.RunsDisplay`.
 
 ``jobs * len(devices) == 1`` runs in this process (no worker), through the same code. With
 ``ray`` (``alkit run --executor ray``) every run is a Ray task instead (:mod:`alkit.cluster`), driven by

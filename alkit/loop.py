@@ -312,7 +312,7 @@ def run(
     (fewer than ``cycles + 1``: the run is unfinished and the same call resumes it).
     ``cycle_estimate`` (seconds) stands in for the run's own cycle times until it
     has one; with neither, a cycle starts only while half of ``time_limit`` is left. A cycle that its own
-    pace says cannot end by ``deadline`` is given up (:mod:`alkit.timebox`): nothing of it is written,
+    pace says cannot end by ``deadline`` is given up (:mod:`alkit.engine.timebox`): nothing of it is written,
     ``on_abandon(error)`` is called, and the records so far are returned. ``on_cycle(record)`` is called
     after each cycle is written.
     """

@@ -208,6 +208,7 @@ def _partial_copy(stem: str, dest: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("state", ["partial", "empty"])
 @pytest.mark.parametrize("stem", ["01_vae_latent_space", "02_vaal_vs_random", "03_three_class_start",
                                   "04_discriminator_only", "05_latent_acquisition"])

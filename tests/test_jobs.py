@@ -147,6 +147,7 @@ def test_a_run_two_experiments_share_is_trained_once_and_copied(tmp_path, fmnist
     assert [r["arm"] for r in load_results(exps[1].folder)].count("random") == 2
 
 
+@pytest.mark.ray
 def test_ray_executor_gives_the_records_of_the_local_one_and_resumes_like_it(tmp_path, reference):
     """Each run a Ray task on a local Ray (this machine's CPUs, 1 CPU and 1 torch thread per run): the same
     records as the runs one after another in one process; the same command again finds them finished
