@@ -9,7 +9,7 @@ from alkit.config import ConfigError
 from alkit.loop import RunConfig, run
 from alkit.pool import BudgetError, InitialSet
 from alkit.results import load_results, read_json
-from helpers import synthetic_data
+
 
 FAST = {"iterations": 4, "batch_size": 32, "val_every": 2}
 
@@ -19,11 +19,6 @@ def cfg(**kw) -> RunConfig:
                 learner_params=FAST, strategy="least_confidence", seed=4, device="cpu")
     base.update(kw)
     return RunConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_data(pool=200)
 
 
 def strip_timing(records):
