@@ -79,9 +79,13 @@ def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float
 
 def strip_volatile(path: Path) -> bool:
     """Remove the timestamps, durations and paths papermill and nbclient store in notebook ``path`` (notebook
-    and cell metadata; outputs untouched); rewrite it, atomically, only if that changes it. True if rewritten."""
+    and cell metadata; outputs untouched) and give the injected-parameters cell a fixed id; rewrite it,
+    atomically, only if that changes it. True if rewritten."""
     before = path.read_bytes()
     nb = nbformat.reads(before.decode("utf-8"), as_version=nbformat.NO_CONVERT)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives the cell it injects a new random id every run
     for meta in [nb.metadata] + [cell.metadata for cell in nb.cells]:
         meta.pop("execution", None)  # nbclient's iopub / shell timestamps
         for key in VOLATILE_PAPERMILL:

@@ -133,13 +133,13 @@ def run_experiment(
     overall = progress_bar(runs, desc=f"{exp.name}: runs", disable=not (progress and todo), position=0)
     for arm, seed in overall:  # one bar over the runs; each run shows its cycles (and iterations) below it
         overall.set_postfix_str(f"{arm}/seed{seed}")
-        t = time.perf_counter()
+        t, trains = time.perf_counter(), force or not is_finished(exp, [(arm, seed)])
         recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress, wait=True,
                        on_wait=lambda holder, a=arm, s=seed: log and log(
                            f"{exp.name}/{a}/seed{s}: waiting for another process that trains it ({holder})"))
         if log:
-            log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
-                f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
+            took = f"{time.perf_counter() - t:.1f} s" if trains else "on disk"  # a redraw prints no timing
+            log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc {recs[-1]['test_acc']:.4f} ({took})")
     return experiment_records(exp, log=log)
 
 

@@ -263,7 +263,9 @@ def test_executed_notebooks_keep_no_timestamps_so_an_unchanged_rerun_changes_no_
                 "metadata": {"tags": ["parameters"], "execution": {"iopub.execute_input": stamp, "shell.execute_reply": stamp},
                              "papermill": {"duration": 0.1, "start_time": stamp, "end_time": stamp, "exception": False,
                                            "status": "completed"}}}
-        return {"nbformat": 4, "nbformat_minor": 5, "cells": [cell],
+        injected = {"cell_type": "code", "execution_count": 2, "source": "profile = 'smoke'", "outputs": [],
+                    "id": stamp[-3:-1] + "f00d", "metadata": {"tags": ["injected-parameters"]}}  # papermill: a new id per run
+        return {"nbformat": 4, "nbformat_minor": 5, "cells": [cell, injected],
                 "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                              "papermill": {"duration": 5.0, "start_time": stamp, "end_time": stamp, "exception": None,
                                            "input_path": f"/{stamp}/nb.ipynb", "output_path": f"/{stamp}/nb.ipynb",
@@ -279,6 +281,7 @@ def test_executed_notebooks_keep_no_timestamps_so_an_unchanged_rerun_changes_no_
     assert nb["metadata"]["papermill"] == {"exception": None, "parameters": {"profile": "smoke"}, "version": "2.6.0"}
     assert nb["cells"][0]["metadata"] == {"tags": ["parameters"], "papermill": {"exception": False, "status": "completed"}}
     assert nb["cells"][0]["outputs"][0]["data"] == {"text/plain": ["2"]}  # outputs untouched (nbformat's line lists)
+    assert nb["cells"][1]["id"] == "injected-parameters"
 
 
 def test_committed_notebooks_carry_no_volatile_metadata():
