@@ -1192,3 +1192,50 @@ def curve_markdown(rows: Iterable[dict], order: Iterable[str], y: str = "test_ac
     if any(r["study"] is not None for r in out):
         columns.append(("study", study_name, ".2f"))
     return markdown_table(out, columns)
+
+
+def checkpoint_rows(rows: Iterable[dict], arms: Iterable[str]) -> list[dict]:
+    """Per arm and label count, means over seeds: the best-validated state's test accuracy (``test_acc``, the
+    one every figure reports), the final state's (``test_acc_final``: the model after its last iteration or
+    early stop, before the best validated state is restored) and the validation-set size that chose the
+    checkpoint (``n_val``). Records without ``test_acc_final`` (written before it existed) are skipped."""
+    out = []
+    for arm in arms:
+        kept = [r for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
+        for (n,), rs in sorted(group(kept, "n_labelled").items()):
+            out.append({"arm": arm, "n_labelled": n, "n_val": rs[0].get("n_val"), "seeds": len(rs),
+                        "best": 100 * float(np.mean([r["test_acc"] for r in rs])),
+                        "final": 100 * float(np.mean([r["test_acc_final"] for r in rs])),
+                        "gap": 100 * float(np.mean([r["test_acc"] - r["test_acc_final"] for r in rs]))})
+    return out
+
+
+def checkpoint_tests(rows: Iterable[dict], arms: Iterable[str]) -> list[dict]:
+    """Per arm, best-validated against final state with the seed as the unit (:func:`compare_seeds` on one
+    AUBC per seed over every cycle, the start included: the gap matters most at the smallest label
+    counts), the arms Holm-corrected as one family (:func:`correct_family`)."""
+    rows = list(rows)
+    tests = []
+    for arm in arms:
+        kept = [r for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
+        if not kept:
+            continue
+        pair = ([{**r, "arm": "best-validated"} for r in kept]
+                + [{**r, "arm": "final state", "test_acc": r["test_acc_final"]} for r in kept])
+        tests.append({**compare_seeds(pair, "best-validated", "final state"), "arm": arm})
+    return correct_family(tests)
+
+
+def checkpoint_markdown(rows: Iterable[dict], arms: Iterable[str]) -> str:
+    """The checkpoint section of a notebook: the :func:`checkpoint_rows` table and one line per arm from
+    :func:`checkpoint_tests` ('' when no record has ``test_acc_final``)."""
+    rows = list(rows)
+    table = checkpoint_rows(rows, arms)
+    if not table:
+        return ""
+    text = markdown_table(table, [("arm", "arm", "s"), ("n_labelled", "labels", ",d"),
+                                  ("n_val", "validation images", ",d"), ("seeds", "seeds", "d"),
+                                  ("best", "best-validated (%)", ".2f"), ("final", "final state (%)", ".2f"),
+                                  ("gap", "best − final (points)", "+.2f")])
+    lines = [f"- {t['arm']}: " + describe_comparison(t) for t in checkpoint_tests(rows, arms)]
+    return text + "\n\n" + "\n".join(lines)
