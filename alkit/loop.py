@@ -30,7 +30,7 @@ from .progress import progress_bar
 from .strategies import Context, acquire, get_strategy
 from .strategies.base import make_params
 from .strategies.uncertainty import entropy_of
-from .train import confusion_matrix
+from .train import accuracy, confusion_matrix
 
 #: config keys that may differ between the original and a resumed run
 RESUMABLE_DIFFERENCES = ("device",)
@@ -485,8 +485,6 @@ def final_probe(data) -> Callable[[torch.nn.Module], dict]:
     """What the engine measures of a validated phase's final state before it restores the best validated
     one: the test accuracy there, ``test_acc_final`` (beside the record's best-validated ``test_acc``:
     a validation set far larger than the labelled set picks the checkpoint -- Oliver et al., 2018)."""
-    from .train import accuracy
-
     def probe(model: torch.nn.Module) -> dict:
         return {"test_acc_final": accuracy(model, data.x_test, data.y_test)}
 
