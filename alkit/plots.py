@@ -84,7 +84,7 @@ def _seed_traces(rows: list[dict], arm: str, y: str, x: str, scale: float, color
     """One thin line per seed of ``arm`` (no legend entry; hover names the seed)."""
     out = []
     for (seed,), rs in sorted(analysis.group((r for r in rows if r.get("arm") == arm and r.get(y) is not None), "seed").items(),
-                              key=lambda kv: analysis._seed_order(kv[0][0])):
+                              key=lambda kv: analysis.seed_order(kv[0][0])):
         rs = sorted(rs, key=lambda r: r[x])
         out.append(go.Scatter(x=[r[x] for r in rs], y=[scale * r[y] for r in rs], mode="lines", showlegend=False,
                               legendgroup=str(arm), line=dict(color=color, width=1), opacity=0.45,
