@@ -29,8 +29,8 @@ from .tables import (  # noqa: F401
 )
 from .stats import (  # noqa: F401
     MIN_SEEDS_FOR_DIRECTION, auc_noise, class_entropy, compare_seeds, confusion_claim_tests,
-    confusion_relation, correct_family, heldout_noise, holm, minimum_detectable_effect, paired_seed_test,
-    reconstruction_quality, versus,
+    confusion_relation, correct_family, heldout_noise, holm, mechanism_tests, minimum_detectable_effect,
+    paired_seed_test, reconstruction_quality, versus,
 )
 from .prose import (  # noqa: F401
     aubc_definition, describe_best_aubc, describe_comparison, describe_family, describe_largest,
@@ -38,7 +38,9 @@ from .prose import (  # noqa: F401
     partial_counts, partial_note, setting, signed,
 )
 from .what_we_see import (  # noqa: F401
-    describe_accuracy_change, describe_against_random, describe_capacity, describe_reconstruction,
-    describe_stopping, describe_unseen_share, unseen_share_line,
+    SWEEP_COLUMNS, describe_accuracy_change, describe_adversary_sweep, describe_against_random,
+    describe_batches, describe_capacity, describe_discriminator_only, describe_latent_acquisition,
+    describe_latent_map, describe_latent_maps, describe_mechanism, describe_reconstruction, describe_stopping,
+    describe_unseen_share, describe_vaal_vs_random, unseen_share_line,
 )
 from . import lowbudget  # noqa: F401,E402  (it uses the modules above)

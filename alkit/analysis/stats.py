@@ -303,3 +303,20 @@ def reconstruction_quality(original: np.ndarray, reconstruction: np.ndarray) -> 
     mse = float(np.mean((reconstruction - original) ** 2))
     base = float(np.mean((original.mean(0, keepdims=True) - original) ** 2))
     return {"mse": mse, "mse_mean_image": base, "gain": 1.0 - mse / base if base > 0 else float("nan")}
+
+
+def mechanism_tests(diag: Iterable[dict], spread: Iterable[dict], arms: Iterable[str], plain: str = "m2_disc",
+                    adv: str = "m2_vaal") -> list[dict]:
+    """Notebook 04's test of the equalising explanation: ``plain`` (M2 with the discriminator's acquisition,
+    no adversarial loss) against ``adv`` (with it), each seed's mean over its cycles then paired over seeds
+    (:func:`compare_seeds`), on the batches' class entropy and pairwise-distance ratio (``diag``:
+    :func:`alkit.analysis.tables.diagnostics_rows`) and on the entropy gap of y′ (``spread``:
+    :func:`alkit.analysis.tables.entropy_gap`). Rows for the notebook's family (``kind``, ``held_fixed``,
+    ``unit``); none when ``arms`` lacks either arm."""
+    arms = list(arms)
+    if plain not in arms or adv not in arms:
+        return []
+    diag, spread = list(diag), list(spread)
+    return [dict(compare_seeds(src, plain, adv, y=y, summary="mean"), kind=f"batch measure: {y}",
+                 held_fixed="acquisition `vaal`", unit=unit)
+            for y, src, unit in (("class_entropy", diag, "nats"), ("pairwise_ratio", diag, ""), ("entropy_gap", spread, "nats"))]

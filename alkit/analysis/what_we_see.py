@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from .prose import describe_comparison
-from .stats import auc_noise, compare_seeds
-from .study import STUDY_CAPACITY_PARAMS
-from .tables import stop_decisions
+from .prose import (aubc_definition, describe_best_aubc, describe_comparison, describe_family, describe_largest,
+                    describe_validation)
+from .stats import MIN_SEEDS_FOR_DIRECTION, auc_noise, compare_seeds
+from .study import STUDY_1000, STUDY_1000_ARMS, STUDY_CAPACITY_PARAMS
+from .tables import AUBC_MIN_CYCLE, beside_study, class_coverage, markdown_table, stop_decisions
 
 
 def describe_reconstruction(arm: str, n_labelled: int, quality: dict, iterations: int | None = None,
@@ -42,6 +43,42 @@ def describe_accuracy_change(rows: Iterable[dict], arms: Iterable[str], seed=Non
         else:
             parts.append(f"{a}: no records yet")
     return "- Test accuracy of the task model: " + ", ".join(parts) + "."
+
+
+def describe_latent_map(arm: str, cycle: int, summary: dict) -> str:
+    """Notebook 01's line on one UMAP map from :func:`alkit.derive.latent_summary`'s ``summary``: how well a
+    10-nearest-neighbour vote on the map recovers the class, and (where the cycle selected a batch) how many
+    classes the batch spans and how far it lies from the labelled points, against the unlabelled sample."""
+    line = (f"- **{arm}**, cycle {cycle}: a 10-nearest-neighbour vote on the 2-D map recovers the true class of "
+            f"{100 * summary['knn_purity']:.1f} % of points (chance ≈ 10 %)")
+    if summary["selected_classes"]:
+        line += (f"; the batch it selects spans {summary['selected_classes']} classes and lies on average "
+                 f"{summary['selected_to_labelled']:.2f}× as far from its nearest labelled point as the unlabelled sample does")
+    return line + "."
+
+
+def describe_latent_maps(maps: Iterable[tuple[str, int, dict]], rows: Iterable[dict], arms: Iterable[str]) -> str:
+    """Notebook 01's "What we see": a :func:`describe_latent_map` line per (arm, cycle, summary) of ``maps``,
+    then the task model's accuracy change (:func:`describe_accuracy_change`), as Markdown."""
+    lines = [describe_latent_map(arm, cycle, summary) for arm, cycle, summary in maps]
+    return "\n".join(lines + [describe_accuracy_change(rows, arms)])
+
+
+def describe_vaal_vs_random(rows: Iterable[dict], table: list[dict], aubc_rows: list[dict], fam: list[dict],
+                            order: Iterable[str]) -> str:
+    """Notebook 02's "What we see", as Markdown: the best AUBC (:func:`alkit.analysis.prose.describe_best_aubc`,
+    corrected with the notebook's family ``fam``), each pair of the family, every arm at the largest budget
+    (``table`` of :func:`alkit.analysis.tables.curve`, arms in ``order``) and, for each arm of
+    :data:`alkit.analysis.study.STUDY_1000_ARMS` that meets the study's grid, its mean difference from the study."""
+    lines = [describe_best_aubc(aubc_rows, rows, min_cycle=AUBC_MIN_CYCLE, family_size=len(fam))]
+    lines += describe_family(fam)
+    lines.append("- At the largest budget (mean ± sd over seeds): " + describe_largest(table, order) + ".")
+    for arm in STUDY_1000_ARMS:
+        side = beside_study(table, STUDY_1000, arm=arm)
+        if side:
+            lines.append(f"- alkit's {arm} minus the study's model, averaged over the study's label counts: "
+                         f"{sum(s['diff'] for s in side) / len(side):+.2f} points.")
+    return "\n".join(lines)
 
 
 def describe_stopping(rows: Iterable[dict], threshold: float) -> list[str]:
@@ -104,6 +141,56 @@ def unseen_share_line(cover: dict, arms: Iterable[str]) -> str:
     return text + (f" No records yet: {', '.join(missing)}." if missing and parts else "")
 
 
+#: the adversary-weight sweep's table columns: (key, header, format)
+SWEEP_COLUMNS = [("arm", "learner", "s"), ("weight", "adversary weight", "g"), ("seeds", "seeds", "d"),
+                 ("entropy", "class entropy (nats)", ".2f"), ("entropy_sd", "± sd", ".2f"),
+                 ("unseen", "unseen-class share (%)", ".1f"), ("unseen_sd", "± sd", ".1f"),
+                 ("aubc", "AUBC c ≥ 1 (%)", ".2f")]
+
+
+def describe_adversary_sweep(sweep_table: list[dict] | None, n_seeds: int, profile: str) -> str:
+    """Notebook 03's adversary-weight sweep as Markdown: the table of :func:`alkit.analysis.tables.adversary_sweep`
+    and how to read it with ``n_seeds`` seeds (fewer than :data:`~alkit.analysis.stats.MIN_SEEDS_FOR_DIRECTION`:
+    a trend, not a test); ``sweep_table`` None: the ``profile`` has no sweep."""
+    if sweep_table is None:
+        return f"No adversary-weight sweep in the `{profile}` profile (`options.sweep` unset)."
+    return (markdown_table(sweep_table, SWEEP_COLUMNS) + f"\n\n{n_seeds} seeds: "
+            + ("a trend, not a test." if n_seeds < MIN_SEEDS_FOR_DIRECTION else "see the spread before reading a direction."))
+
+
+def describe_mechanism(mech: dict, plain: str, adv: str) -> list[str]:
+    """Notebook 04's lines on the equalising explanation, from the family's corrected batch-measure results
+    ``mech`` (``{y: result}`` for ``class_entropy``, ``pairwise_ratio``, ``entropy_gap`` of
+    :func:`alkit.analysis.stats.mechanism_tests`): the two diversity measures, then the entropy gap of y′ and
+    what its verdict says of the explanation (the adversarial arm ``adv`` should have the smaller gap)."""
+    ent, div, gap = mech["class_entropy"], mech["pairwise_ratio"], mech["entropy_gap"]
+    if gap["verdict"] not in (f"{plain} higher", f"{adv} higher"):
+        reading = "This run can neither confirm nor refute the equalising explanation."
+    elif gap["verdict"] == f"{plain} higher":
+        reading = "The adversarial arm has the smaller gap, consistent with the equalising explanation."
+    else:
+        reading = "The adversarial arm has the larger gap: this run contradicts the equalising explanation."
+    return [f"- Batch diversity, class entropy: {describe_comparison(ent, scale=1, unit='nats')} "
+            f"Pairwise-distance ratio: {describe_comparison(div, scale=1, unit='')}",
+            f"- y′ spread, unlabelled-minus-labelled entropy gap: {describe_comparison(gap, scale=1, unit='nats')} " + reading]
+
+
+def describe_discriminator_only(fam: list[dict], rows: Iterable[dict], arms: Iterable[str], unseen: Iterable[int], exp,
+                                plain: str = "m2_disc", adv: str = "m2_vaal") -> str:
+    """Notebook 04's "What we see", as Markdown: the AUBC used, the learner and acquisition pairs of the family
+    ``fam``, the unseen-class shares, the mechanism's measures (:func:`describe_mechanism`, where ``fam`` holds
+    them) and the validation set beside the labels (``exp``: the notebook's experiment)."""
+    rows = list(rows)
+    pairs = [d for d in fam if d["kind"] in ("acquisition", "learner")]
+    mech = {d["y"]: d for d in fam if d["kind"].startswith("batch measure")}
+    lines = ["- " + aubc_definition()] + describe_family(pairs)
+    lines.append(unseen_share_line(class_coverage(rows, unseen), arms))
+    if mech:
+        lines += describe_mechanism(mech, plain, adv)
+    lines.append(describe_validation(exp, rows))
+    return "\n".join(lines)
+
+
 def describe_capacity(rows: Iterable[dict]) -> str:
     """The study's "~3M parameters" read both ways from the records: q(y|x) alone (``classifier_params``)
     and the whole M2 (``m2_params``), and which of the two it matches (the closer, within a factor 1.5)."""
@@ -140,3 +227,41 @@ def describe_against_random(rows: Iterable[dict], summary: list[dict], rank: lis
                  f"{100 * s['misclassified_fraction']:.1f} % of them are misclassified ({baseline}: "
                  f"{100 * base['misclassified_fraction']:.1f} %).")
     return line
+
+
+def describe_batches(summary: list[dict], arms: Iterable[str] = ("alg1", "alg2"), baseline: str = "random") -> list[str]:
+    """Notebook 05's lines on the batches of ``arms`` from :func:`alkit.analysis.tables.diagnostics_summary`'s
+    ``summary``: how spread out they are against random batches and how often misclassified, beside
+    ``baseline``'s; an arm (or the baseline) without those numbers gives no line."""
+    stats = {r["arm"]: r for r in summary}
+    base = stats.get(baseline)
+    lines = []
+    for arm in arms:
+        s = stats.get(arm)
+        if s and base and s["pairwise_ratio"] is not None and s["misclassified_fraction"] is not None \
+                and base["misclassified_fraction"] is not None:
+            lines.append(f"- {arm}: its batches are {s['pairwise_ratio']:.2f}× as spread out as random batches and "
+                         f"{100 * s['misclassified_fraction']:.1f} % of them are misclassified ({baseline}: "
+                         f"{100 * base['misclassified_fraction']:.1f} %).")
+    return lines
+
+
+def describe_latent_acquisition(rows: Iterable[dict], aubc_rows: list[dict], fam: list[dict], summary: list[dict],
+                                norm: dict | None, exp) -> str:
+    """Notebook 05's "What we see", as Markdown: the AUBC ranking (an order, not a verdict), the best AUBC
+    corrected with the family ``fam``, each comparison of the family, Algorithms 1 and 2's batches
+    (:func:`describe_batches`), the kernel norm comparison ``norm`` of :func:`alkit.derive.norm_comparison`
+    (None: not on disk yet) and the validation set beside the labels (``exp``: the notebook's experiment)."""
+    rows = list(rows)
+    rank = sorted(aubc_rows, key=lambda r: -r["aubc"])
+    lines = ["- Ranking by area under the budget curve (means; an order, not a verdict): "
+             + ", ".join(f"{r['arm']} ({100 * r['aubc']:.2f} %)" for r in rank) + ".",
+             describe_best_aubc(aubc_rows, rows, min_cycle=AUBC_MIN_CYCLE, family_size=len(fam))]
+    lines += describe_family(fam)
+    lines += describe_batches(summary)
+    if norm is not None:
+        lines.append(f"- Kernel norm-based maximin: the closed form ranks the small pool with Spearman ρ = "
+                     f"{norm['spearman']:.2f} against the exact kernel score and is "
+                     f"{norm['exact_seconds'] / max(norm['approx_seconds'], 1e-9):.0f}× faster there.")
+    lines.append(describe_validation(exp, rows))
+    return "\n".join(lines)
