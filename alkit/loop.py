@@ -396,7 +396,8 @@ def run_group(
                 with timebox.cycle_deadline(deadline):
                     fits = drive_fused([learner.fit_phases(train, fit_seed(states[k].cfg, cycle))
                                         for k, cycle, _, _, learner, train in members],
-                                       progress, randomness, noise_seed=derive_seed("fused", *labels))
+                                       progress, randomness, noise_seed=derive_seed("fused", *labels),
+                                       probes=[final_probe(states[k].data) for k, *_ in members])
             except timebox.CycleAbandoned as exc:
                 if on_abandon is not None:
                     on_abandon(exc)
@@ -493,11 +494,24 @@ def fit_and_evaluate(cfg: RunConfig, data, lab: np.ndarray, unl: np.ndarray, cyc
     """
     learner, train = new_learner(cfg, data, lab, unl, device, previous)
     t = time.perf_counter()
-    metrics = learner.fit(train, seed=fit_seed(cfg, cycle), progress=progress)
+    probe = {"probe": final_probe(data)} if type(learner).fusable() else {}  # a plug-in's own fit takes none
+    metrics = learner.fit(train, seed=fit_seed(cfg, cycle), progress=progress, **probe)
     learner.previous = None
     seconds = {"train": time.perf_counter() - t}
     rec = evaluate(cfg, data, learner, lab, unl, cycle, metrics, seconds)
     return rec, learner, train, seconds
+
+
+def final_probe(data) -> Callable[[torch.nn.Module], dict]:
+    """What the engine measures of a validated phase's final state before it restores the best validated
+    one: the test accuracy there, ``test_acc_final`` (beside the record's best-validated ``test_acc``:
+    a validation set far larger than the labelled set picks the checkpoint -- Oliver et al., 2018)."""
+    from .train import accuracy
+
+    def probe(model: torch.nn.Module) -> dict:
+        return {"test_acc_final": accuracy(model, data.x_test, data.y_test)}
+
+    return probe
 
 
 def fit_seed(cfg: RunConfig, cycle: int) -> int:
@@ -530,7 +544,7 @@ def evaluate(cfg: RunConfig, data, learner, lab: np.ndarray, unl: np.ndarray, cy
     val_pred = learner.predict_proba(data.x_val).argmax(1)
     rec = {
         "strategy": cfg.strategy, "learner": cfg.learner, "seed": cfg.seed, "cycle": cycle,
-        "n_labelled": len(lab),
+        "n_labelled": len(lab), "n_val": len(data.y_val),
         "val_acc": (val_pred == data.y_val).float().mean().item(),
         "test_acc": (test_pred == data.y_test).float().mean().item(),
         "test_confusion": confusion_matrix(test_pred, data.y_test, data.num_classes).tolist(),

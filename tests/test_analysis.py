@@ -644,3 +644,32 @@ def test_validation_size_is_stated_beside_the_labels():
     text = analysis.describe_validation(exp, [{"n_labelled": 50}, {"n_labelled": 150}])
     assert "5,000 labelled validation images" in text and "50–150 labels" in text and "100.0× the smallest" in text
     assert analysis.describe_validation(exp, []) == ""
+
+
+def test_checkpoint_table_and_tests_from_planted_records():
+    """Best-validated vs final state: means per arm and label count, the gap in points, the validation size,
+    and per arm a paired test over seeds (3 seeds: the gap +2, +3, +4 points at every cycle -> 'best-validated
+    higher'; 2 seeds: not testable); records without test_acc_final are skipped."""
+    rows = []
+    for seed, gap in enumerate((0.02, 0.03, 0.04)):
+        for cycle, n in enumerate((50, 100)):
+            rows.append({"arm": "random", "seed": seed, "cycle": cycle, "n_labelled": n, "n_val": 500,
+                         "test_acc": 0.6 + 0.1 * cycle, "test_acc_final": 0.6 + 0.1 * cycle - gap})
+    for seed in (0, 1):
+        for cycle, n in enumerate((50, 100)):
+            rows.append({"arm": "vaal", "seed": seed, "cycle": cycle, "n_labelled": n, "n_val": 500,
+                         "test_acc": 0.5, "test_acc_final": 0.5 - 0.01 * (seed + 1)})
+    rows.append({"arm": "vaal", "seed": 2, "cycle": 0, "n_labelled": 50, "test_acc": 0.9})  # an old record
+    table = analysis.checkpoint_rows(rows, ["random", "vaal"])
+    assert [(r["arm"], r["n_labelled"], r["seeds"], r["n_val"]) for r in table] == [
+        ("random", 50, 3, 500), ("random", 100, 3, 500), ("vaal", 50, 2, 500), ("vaal", 100, 2, 500)]
+    assert table[0]["best"] == pytest.approx(60.0) and table[0]["final"] == pytest.approx(57.0)
+    assert table[0]["gap"] == pytest.approx(3.0) and table[2]["gap"] == pytest.approx(1.5)
+    tests = {t["arm"]: t for t in analysis.checkpoint_tests(rows, ["random", "vaal"])}
+    assert tests["random"]["diffs"] == pytest.approx([0.02, 0.03, 0.04])
+    assert tests["random"]["verdict"] == "best-validated higher" and tests["random"]["family_size"] == 1
+    assert tests["vaal"]["verdict"] == "not testable with 2 seeds"
+    text = analysis.checkpoint_markdown(rows, ["random", "vaal"])
+    assert "| random | 50 | 500 | 3 | 60.00 | 57.00 | +3.00 |" in text
+    assert "- vaal: best-validated \u2212 final state: +1.50 points (per seed +1.00, +2.00" in text
+    assert analysis.checkpoint_markdown([r for r in rows if "test_acc_final" not in r], ["vaal"]) == ""

@@ -9,6 +9,7 @@ classifier with dropout 0) and the benchmark checks accuracy over seeds.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -186,6 +187,7 @@ def test_fused_group_of_three_runs_matches_the_unfused_runs(learner, float64, tm
         assert len(a) == len(b) == 3
         for ra, rb in zip(a, b):
             assert rb["fused_k"] == 3 and "a/seed0@" in rb["fused_group"]
+            assert rb["test_acc_final"] == ra["test_acc_final"] and rb["n_val"] == ra["n_val"] == 60
             for key in ("val_acc", "test_acc", "best_iteration", "selected", "n_labelled", "task_iterations",
                         "labelled_class_counts"):
                 if key in ra:
@@ -265,3 +267,79 @@ def test_fused_record_fields_only_when_fused(tmp_path, monkeypatch):
     on_disk = json.loads((tmp_path / "r" / "records.jsonl").read_text().splitlines()[0])
     assert not any(k.startswith("fused") for k in on_disk)
     assert np.isfinite(recs[0]["test_acc"])
+
+
+def _mapped(gen, change):
+    """``gen`` with ``change(phase)`` applied to each phase it hands out."""
+    phase = next(gen)
+    try:
+        while True:
+            change(phase)
+            phase = gen.send((yield phase))
+    except StopIteration as stop:
+        return stop.value
+
+
+def _keep_nothing(phase):
+    if phase.validation is not None:
+        phase.validation = dataclasses.replace(phase.validation, keep=())
+
+
+@pytest.mark.parametrize("name", ["classifier", "m2_vaal"])
+def test_probe_reads_each_runs_final_state_alone_and_fused(name, float64, adam_eps):
+    """Phase.probe sees the validated module in the run's final state (its last iteration, or its early
+    stop), not the best validated one that is restored after it: the state a probe reads equals, to float
+    rounding, the end state of the same run whose validation keeps nothing (so nothing is restored), and
+    the probe's numbers join the metrics. Alone (drive) and fused (drive_fused, runs stopping at different
+    iterations). Not vacuous: some run's best iteration is not its last."""
+    p = {**LEARNERS[name].test_params, "iterations": 24, "val_every": 2, "patience": 3, "batch_size": 8}
+    datas = [_data64(k) for k in range(3)]
+    seen: list[dict] = [{} for _ in range(3)]
+
+    def probe_of(k):
+        def probe(module):
+            seen[k] = {key: v.clone() for key, v in module.state_dict().items()}
+            return {"probe_sum": float(sum(v.double().sum() for v in module.state_dict().values()))}
+        return probe
+
+    scored = (lambda lr: lr.model) if name == "classifier" else (lambda lr: lr.model.classifier)
+    ends, stops, bests = [], [], []
+    for k in range(3):  # the reference: nothing restored, so the run ends in its final state
+        ref = make_learner(name, p, 10, "cpu")
+        metrics = _seeded(_mapped(ref.fit_phases(datas[k], seed=10 + k), _keep_nothing), 1234)
+        ends.append({key: v.clone() for key, v in scored(ref).state_dict().items()})
+        stops.append(metrics.get("iterations", metrics.get("task_iterations")))
+        bests.append(metrics.get("best_iteration"))
+    assert any(b < s - 1 for b, s in zip(bests, stops)), (bests, stops)
+    assert min(stops) < p["iterations"] and len(set(stops)) > 1, stops  # early stops, at different iterations
+
+    def check(k, learner, metrics):
+        assert set(seen[k]) == set(ends[k])
+        for key in ends[k]:
+            if ends[k][key].is_floating_point():
+                torch.testing.assert_close(seen[k][key], ends[k][key], rtol=0, atol=1e-10, msg=key)
+        assert metrics["probe_sum"] == pytest.approx(float(sum(v.double().sum() for v in ends[k].values())))
+        restored = scored(learner).state_dict()
+        if bests[k] < stops[k] - 1:  # the learner itself is left in its best validated state
+            assert any(not torch.allclose(restored[key], ends[k][key]) for key in ends[k]
+                       if ends[k][key].is_floating_point())
+
+    for k in range(3):
+        alone = make_learner(name, p, 10, "cpu")
+        gen = alone.fit_phases(datas[k], seed=10 + k)
+        r, phase = 0, next(gen)
+        try:
+            while True:
+                torch.manual_seed(1234 + 7919 * r)
+                phase.probe = probe_of(k) if phase.validation is not None else None
+                result = run_phase(phase)
+                phase, r = gen.send(result), r + 1
+        except StopIteration as stop:
+            metrics = {**stop.value, **result.final}
+        check(k, alone, metrics)
+    seen[:] = [{} for _ in range(3)]
+    together = [make_learner(name, p, 10, "cpu") for _ in range(3)]
+    got = drive_fused([together[k].fit_phases(datas[k], seed=10 + k) for k in range(3)], randomness="same",
+                      noise_seed=1234, probes=[probe_of(k) for k in range(3)])
+    for k in range(3):
+        check(k, together[k], got[k])

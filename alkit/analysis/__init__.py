@@ -22,20 +22,21 @@ from .study import (  # noqa: F401
 )
 from .tables import (  # noqa: F401
     AUBC_MIN_CYCLE, adversary_sweep, at_largest_budget, aubc, beside_study, beside_study_arms_markdown,
-    beside_study_markdown, chosen_cycles, class_counts_by_cycle, class_coverage, common_labels,
-    confusions_by_cycle, coverage, curve, curve_markdown, cycle_span, diagnostics_rows, diagnostics_summary,
-    differences, entropy_gap, final_confusions, first_below, group, markdown_table, on_common_labels,
-    paired_difference, per_class_error, per_seed, sample_row_labels, seed_order, stop_decisions, sweep_arm,
+    beside_study_markdown, checkpoint_rows, chosen_cycles, class_counts_by_cycle, class_coverage,
+    common_labels, confusions_by_cycle, coverage, curve, curve_markdown, cycle_span, diagnostics_rows,
+    diagnostics_summary, differences, entropy_gap, final_confusions, first_below, group, markdown_table,
+    on_common_labels, paired_difference, per_class_error, per_seed, sample_row_labels, seed_order,
+    stop_decisions, sweep_arm,
 )
 from .stats import (  # noqa: F401
-    MIN_SEEDS_FOR_DIRECTION, auc_noise, class_entropy, compare_seeds, confusion_claim_tests,
+    MIN_SEEDS_FOR_DIRECTION, auc_noise, checkpoint_tests, class_entropy, compare_seeds, confusion_claim_tests,
     confusion_relation, correct_family, heldout_noise, holm, mechanism_tests, minimum_detectable_effect,
     paired_seed_test, reconstruction_quality, versus,
 )
 from .prose import (  # noqa: F401
-    aubc_definition, describe_best_aubc, describe_comparison, describe_family, describe_largest,
-    describe_task_model, describe_validation, describe_versus, family_markdown, grid_note, p_text,
-    partial_counts, partial_note, setting, signed,
+    aubc_definition, checkpoint_markdown, describe_best_aubc, describe_comparison, describe_family,
+    describe_largest, describe_task_model, describe_validation, describe_versus, family_markdown, grid_note,
+    p_text, partial_counts, partial_note, setting, signed,
 )
 from .what_we_see import (  # noqa: F401
     SWEEP_COLUMNS, describe_accuracy_change, describe_adversary_sweep, describe_against_random,

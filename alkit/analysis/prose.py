@@ -10,8 +10,9 @@ import math
 import numbers
 from typing import Iterable
 
-from .stats import MIN_SEEDS_FOR_DIRECTION, compare_seeds, minimum_detectable_effect
-from .tables import AUBC_MIN_CYCLE, at_largest_budget, coverage, cycle_span, markdown_table, on_common_labels
+from .stats import MIN_SEEDS_FOR_DIRECTION, checkpoint_tests, compare_seeds, minimum_detectable_effect
+from .tables import (AUBC_MIN_CYCLE, at_largest_budget, checkpoint_rows, coverage, cycle_span, markdown_table,
+                     on_common_labels)
 
 
 def signed(x: float) -> str:
@@ -278,3 +279,18 @@ def describe_family(fam: list[dict], scale: float = 100, unit: str = "points") -
     return [f"- **{d['a']} vs {d['b']}** ({d['kind']}: {d['held_fixed']} held fixed): "
             + (f"not compared yet: no records of {' and '.join(d['missing'])}." if d.get("missing")
                else describe_comparison(d, *((1.0, d["unit"]) if "unit" in d else (scale, unit)))) for d in fam]
+
+
+def checkpoint_markdown(rows: Iterable[dict], arms: Iterable[str]) -> str:
+    """The checkpoint section of a notebook: the :func:`checkpoint_rows` table and one line per arm from
+    :func:`checkpoint_tests` ('' when no record has ``test_acc_final``)."""
+    rows = list(rows)
+    table = checkpoint_rows(rows, arms)
+    if not table:
+        return ""
+    text = markdown_table(table, [("arm", "arm", "s"), ("n_labelled", "labels", ",d"),
+                                  ("n_val", "validation images", ",d"), ("seeds", "seeds", "d"),
+                                  ("best", "best-validated (%)", ".2f"), ("final", "final state (%)", ".2f"),
+                                  ("gap", "best − final (points)", "+.2f")])
+    lines = [f"- {t['arm']}: " + describe_comparison(t) for t in checkpoint_tests(rows, arms)]
+    return text + "\n\n" + "\n".join(lines)

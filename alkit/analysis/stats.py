@@ -320,3 +320,19 @@ def mechanism_tests(diag: Iterable[dict], spread: Iterable[dict], arms: Iterable
     return [dict(compare_seeds(src, plain, adv, y=y, summary="mean"), kind=f"batch measure: {y}",
                  held_fixed="acquisition `vaal`", unit=unit)
             for y, src, unit in (("class_entropy", diag, "nats"), ("pairwise_ratio", diag, ""), ("entropy_gap", spread, "nats"))]
+
+
+def checkpoint_tests(rows: Iterable[dict], arms: Iterable[str]) -> list[dict]:
+    """Per arm, best-validated against final state with the seed as the unit (:func:`compare_seeds` on one
+    AUBC per seed over every cycle, the start included: the gap matters most at the smallest label
+    counts), the arms Holm-corrected as one family (:func:`correct_family`)."""
+    rows = list(rows)
+    tests = []
+    for arm in arms:
+        kept = [r for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
+        if not kept:
+            continue
+        pair = ([{**r, "arm": "best-validated"} for r in kept]
+                + [{**r, "arm": "final state", "test_acc": r["test_acc_final"]} for r in kept])
+        tests.append({**compare_seeds(pair, "best-validated", "final state"), "arm": arm})
+    return correct_family(tests)

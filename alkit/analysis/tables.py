@@ -530,3 +530,19 @@ def sample_row_labels(sample_rows, class_names) -> list[str]:
         k = s[2:] if s.startswith("y=") else ""
         out.append(class_names[int(k)] if k.isdigit() and int(k) < len(class_names) else "")
     return out
+
+
+def checkpoint_rows(rows: Iterable[dict], arms: Iterable[str]) -> list[dict]:
+    """Per arm and label count, means over seeds: the best-validated state's test accuracy (``test_acc``, the
+    one every figure reports), the final state's (``test_acc_final``: the model after its last iteration or
+    early stop, before the best validated state is restored) and the validation-set size that chose the
+    checkpoint (``n_val``). Records without ``test_acc_final`` (written before it existed) are skipped."""
+    out = []
+    for arm in arms:
+        kept = [r for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
+        for (n,), rs in sorted(group(kept, "n_labelled").items()):
+            out.append({"arm": arm, "n_labelled": n, "n_val": rs[0].get("n_val"), "seeds": len(rs),
+                        "best": 100 * float(np.mean([r["test_acc"] for r in rs])),
+                        "final": 100 * float(np.mean([r["test_acc_final"] for r in rs])),
+                        "gap": 100 * float(np.mean([r["test_acc"] - r["test_acc_final"] for r in rs]))})
+    return out

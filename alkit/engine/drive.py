@@ -9,7 +9,7 @@ between phases (seeding, building the next model, held-out scores) runs per run,
 """
 from __future__ import annotations
 
-from typing import Generator
+from typing import Callable, Generator
 
 from .fused import run_fused, signature
 from .phase import Phase, PhaseResult
@@ -18,35 +18,48 @@ from .single import run_phase
 FitPhases = Generator[Phase, PhaseResult, dict]
 
 
-def drive(gen: FitPhases, progress: bool = False) -> dict:
-    """Run every phase of ``gen`` alone; returns its metrics."""
+def drive(gen: FitPhases, progress: bool = False, probe: Callable | None = None) -> dict:
+    """Run every phase of ``gen`` alone; returns its metrics. ``probe``: see :attr:`Phase.probe`; what it
+    says of a validated phase's final state joins the metrics (the last validated phase's, where several)."""
+    final: dict = {}
     try:
         phase = next(gen)
         while True:
-            phase = gen.send(run_phase(phase, progress))
+            _arm(phase, probe)
+            result = run_phase(phase, progress)
+            final.update(result.final)
+            phase = gen.send(result)
     except StopIteration as stop:
-        return stop.value
+        return {**stop.value, **final}
+
+
+def _arm(phase: Phase, probe: Callable | None) -> None:
+    if probe is not None and phase.validation is not None:
+        phase.probe = probe
 
 
 def drive_fused(gens: list[FitPhases], progress: bool = False, randomness: str = "different",
-                noise_seed: int | None = None) -> list[dict | Exception]:
+                noise_seed: int | None = None, probes: list[Callable | None] | None = None) -> list[dict | Exception]:
     """Run K fit generators in lockstep; each round's phases of one :func:`~.fused.signature` train as one
     stacked model (phases of another shape, e.g. a run whose labelled set is smaller than a batch, train
     in their own group). Returns each run's metrics (with ``fused_k``: the runs its phases trained with,
-    the largest over its phases), or the exception that ended that run alone; a
+    the largest over its phases; and what its ``probes[k]`` said of its final states, as :func:`drive`), or the
+    exception that ended that run alone; a
     :class:`~.timebox.CycleAbandoned` ends them all (the caller writes nothing of the cycle)."""
     K = len(gens)
     out: list[dict | Exception | None] = [None] * K
     current: dict[int, Phase] = {}
     fused_k = [1] * K
+    final: list[dict] = [{} for _ in range(K)]
 
     def advance(k: int, value=None, error: Exception | None = None) -> None:
         try:
             current[k] = gens[k].throw(error) if error is not None else (
                 next(gens[k]) if value is None else gens[k].send(value))
+            _arm(current[k], None if probes is None else probes[k])
         except StopIteration as stop:
             current.pop(k, None)
-            out[k] = {**stop.value, "fused_k": fused_k[k]}
+            out[k] = {**stop.value, **final[k], "fused_k": fused_k[k]}
         except Exception as exc:  # noqa: BLE001  (this run's own failure; the others go on)
             current.pop(k, None)
             out[k] = exc
@@ -67,6 +80,7 @@ def drive_fused(gens: list[FitPhases], progress: bool = False, randomness: str =
                 if isinstance(res, Exception):
                     advance(k, error=res)
                 else:
+                    final[k].update(res.final)
                     advance(k, value=res)
         round_ += 1
     return out

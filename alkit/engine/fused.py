@@ -167,6 +167,7 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
         keep = [k for k in (*params, *buffers) if k.split(".", 1)[0] in val.keep]
     best_acc, best_it, since, checks = [-1.0] * K, [-1] * K, [0] * K, 0
     best: dict[str, torch.Tensor] | None = None
+    stopped: dict[int, dict[str, torch.Tensor]] = {}  # an early-stopped run's kept tensors at its stop (its final state)
     active = [True] * K
     out: list[PhaseResult | Exception | None] = [None] * K
     lasts: list[dict] = [{} for _ in range(K)]
@@ -230,27 +231,38 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
                     if active[k] and val is not None and val.patience is not None and since[k] >= val.patience:
                         out[k] = _result(lasts[k], it + 1, checks, best_acc[k], best_it[k], opts, K)
                         active[k] = False
+                        if phases[k].probe is not None:
+                            src = {**params, **buffers}
+                            stopped[k] = {key: src[key].detach()[k].clone() for key in keep}
                 if not any(active):
                     break
             watch.tick(it)
     finally:
         t.static.clear()
         t.static.update(saved_static)
-    final = {**params, **buffers}
-    if best is not None:
-        final = {**final, **best}
+    last_state = {**params, **buffers}
+    final = last_state if best is None else {**last_state, **best}
     for k, ph in enumerate(phases):
         if out[k] is None:
             out[k] = _result(lasts[k], it + 1, checks, best_acc[k], best_it[k], opts, K)
-        with torch.no_grad():
-            for name, mod in ph.modules.items():
-                for key, p in mod.named_parameters():
-                    p.copy_(final[f"{name}.{key}"][k])
-                for key, b in mod.named_buffers():
-                    b.copy_(final[f"{name}.{key}"][k])
-        for m in ph.modules.values():
-            m.eval()
+        if val is not None and ph.probe is not None and isinstance(out[k], PhaseResult):
+            _load(ph, last_state, k, stopped.get(k, {}))  # the run's final state: its last iteration or its stop
+            out[k].final = dict(ph.probe(_scored(ph)[0]))
+        _load(ph, final, k)
     return out
+
+
+def _load(ph: Phase, state: dict[str, torch.Tensor], k: int, own: dict[str, torch.Tensor] | None = None) -> None:
+    """Run ``k``'s slice of the stacked ``state`` (``own``: tensors of that run alone, taken first) into
+    ``ph``'s modules, which end in eval mode."""
+    own = own or {}
+    with torch.no_grad():
+        for name, mod in ph.modules.items():
+            for key, t in (*mod.named_parameters(), *mod.named_buffers()):
+                full = f"{name}.{key}"
+                t.copy_(own[full] if full in own else state[full][k])
+    for m in ph.modules.values():
+        m.eval()
 
 
 def _result(last, iterations, checks, best_acc, best_it, opts, K) -> PhaseResult:

@@ -100,6 +100,10 @@ class Phase:
     speed: Speed = OFF
     batch_source: Callable | None = None  # unfused only: (x, y, batch_size, gen) -> (idx, xb, yb); None = tensor_batches
     watch: str | None = None  # time-box message; None = name
+    #: called on the validated module (eval mode) in the run's final state -- its last iteration, or its
+    #: early stop -- before the best validated state is restored; its dict is :attr:`PhaseResult.final`
+    #: (the loop's final-state test accuracy beside the best-validated one). Reads, never trains.
+    probe: Callable[[torch.nn.Module], dict] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -117,6 +121,7 @@ class PhaseResult:
     best_iteration: int = -1
     lr: dict = field(default_factory=dict)  # optimiser -> final learning rate
     fused: int = 1  # runs trained together (1: alone)
+    final: dict = field(default_factory=dict)  # what Phase.probe said of the final state (validated phases)
 
 
 def make_optimizer(spec: Optim, params, speed: Speed = OFF, foreach: bool | None = None) -> torch.optim.Optimizer:

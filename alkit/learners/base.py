@@ -65,13 +65,14 @@ class Learner:
         #: when ``warm_start`` is on; learners that support warm starts read it
         self.previous: "Learner | None" = None
 
-    def fit(self, data: TrainData, seed: int, progress: bool = False) -> dict:
+    def fit(self, data: TrainData, seed: int, progress: bool = False, probe=None) -> dict:
         """Train on ``data``; return scalar metrics (losses, val accuracy, ...) for the cycle record.
 
         Learners of alkit write :meth:`fit_phases` instead and inherit this: the engine runs their
         phases (:func:`alkit.engine.drive`), alone or fused with other runs (:func:`alkit.engine.drive_fused`).
-        A plug-in learner may override ``fit`` itself; it then trains alone, never fused."""
-        return drive(self.fit_phases(data, seed), progress)
+        A plug-in learner may override ``fit`` itself; it then trains alone, never fused. ``probe``: what the
+        engine asks of each validated phase's final state (:attr:`alkit.engine.Phase.probe`)."""
+        return drive(self.fit_phases(data, seed), progress, probe)
 
     def fit_phases(self, data: TrainData, seed: int):
         """A generator: build the modules (seeded), ``result = yield phase`` for each training phase
