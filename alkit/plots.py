@@ -418,9 +418,9 @@ def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequen
                      num_classes: int = 10) -> go.Figure:
     """Two panels per label count: the latent coverage of each method's labelled set (%) and its class entropy.
 
-    ``coverage``: rows of :func:`alkit.lowbudget.coverage_rows` (share of pool points within
+    ``coverage``: rows of :func:`alkit.analysis.lowbudget.coverage_rows` (share of pool points within
     delta of a labelled point, in the latent the batch was chosen in); ``balance``: rows of
-    :func:`alkit.lowbudget.balance_rows`. Each seed thin, the mean over seeds thick; the right
+    :func:`alkit.analysis.lowbudget.balance_rows`. Each seed thin, the mean over seeds thick; the right
     panel has a dotted line at ln C, a perfectly balanced labelled set.
     """
     if not coverage and not balance:
