@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .analysis.stats import class_entropy
 from .learners.base import CapabilityError
 from .strategies import lowbudget as lb
 from .strategies.base import Context
@@ -56,16 +57,6 @@ def _to_labelled(z: torch.Tensor, z_lab: torch.Tensor) -> tuple[float | None, fl
         float(cdist_reduce(z, z_lab, "min", exact=True).mean()),
         float(cdist_reduce(z, z_lab, "mean", exact=True).mean()),
     )
-
-
-def class_entropy(counts: np.ndarray) -> float:
-    """Shannon entropy (nats) of the class histogram; 0 for an empty batch, log C when balanced."""
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log(p)).sum())
 
 
 def selection_diagnostics(ctx: Context, positions, y_selected) -> dict:

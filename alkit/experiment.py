@@ -23,12 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import results
+from .analysis.tables import coverage, cycle_span
 from .config import DRAW_ONLY_ENV, ConfigError, check_keys, from_dict, load_yaml, safe_component
 from .loop import RunConfig, check_simulated_data, resolve_device, run, validate, write_run_config
 from .loop import run_group as loop_group  # this module's run_group runs experiments' (arm, seed) pairs
 from .own_data import load_data
 from .progress import progress_bar
-from .results import CONFIG_FILE, RECORDS_FILE, load_results, read_records, repair_records, run_lock, run_locks
+from .results import (CONFIG_FILE, RECORDS_FILE, config_path, load_results, read_records, records_path, repair_records,
+                      run_lock, run_locks)
 
 MERGED_KEYS = ("learner_params", "strategy_params", "initial")
 
@@ -82,14 +85,14 @@ class Experiment:
 
     @property
     def folder(self) -> Path:
-        return Path(self.results_root) / self.profile / self.name
+        return results.experiment_dir(self.results_root, self.profile, self.name)
 
     def run_dir(self, arm: str, seed: int) -> Path:
-        return self.folder / arm / f"seed{seed}"
+        return results.run_dir(self.folder, arm, seed)
 
     def session_dir(self, arm: str, seed: int) -> Path:
         """The folder of an oracle session (:mod:`alkit.oracle`) of ``arm`` and ``seed``."""
-        return self.run_dir(arm, seed) / "oracle"
+        return results.session_dir(self.run_dir(arm, seed))
 
 
 def load_experiment(path: str | Path, **overrides) -> Experiment:
@@ -163,7 +166,7 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
     check_simulated_data(cfg, data)  # before the lock, which makes the run's folders
     meta = {"experiment": exp.name, "arm": arm, "profile": exp.profile}
     try:
-        if not force and is_finished(exp, [(arm, seed)]) and (exp.run_dir(arm, seed) / "config.json").exists():
+        if not force and is_finished(exp, [(arm, seed)]) and results.config_path(exp.run_dir(arm, seed)).exists():
             # finished: only read (nothing writes a finished run but --force), so no lock and no lock file
             return run(cfg, exp.run_dir(arm, seed), data=data, progress=progress, meta=meta, **run_kwargs)
         with run_lock(exp.run_dir(arm, seed), wait=wait, on_wait=on_wait):
@@ -236,54 +239,10 @@ def is_finished(exp: Experiment, runs: list[tuple[str, int]] | None = None) -> b
     """True when every (arm, seed) of ``exp`` (or of ``runs``) has all its cycles on disk (no training needed)."""
     for arm, seed in runs or [(a, s) for a in exp.arms for s in exp.seeds]:
         cfg = exp.config(arm, seed)
-        recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
+        recs = read_records(records_path(exp.run_dir(arm, seed)))
         if not recs or not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped")):
             return False
     return True
-
-
-def coverage(exp: Experiment, rows: list[dict]) -> dict:
-    """How much of ``exp`` the records ``rows`` hold: per run and in total.
-
-    ``runs``: one dict per (arm, seed) of the parameters, in arm then seed order: ``arm, seed,
-    cycles`` (sorted cycle numbers present), ``n_labelled`` (their label counts), ``expected``
-    (``cycles + 1`` of its config), ``stopped`` (the stopping rule ended it) and ``finished``
-    (every cycle present, or stopped). Totals: ``runs_total, runs_started, runs_finished,
-    cycles_on_disk, cycles_expected`` (a stopped run expects the cycles it has) and ``partial``
-    (some run is not finished).
-    """
-    present: dict = {}
-    for r in rows:
-        if r.get("cycle") is not None:
-            present.setdefault((r.get("arm"), r.get("seed")), {})[r["cycle"]] = r
-    runs = []
-    for arm in exp.arms:
-        expected = exp.config(arm, exp.seeds[0]).cycles + 1
-        for seed in exp.seeds:
-            recs = present.get((arm, seed), {})
-            cycles = sorted(recs)
-            stopped = bool(cycles) and bool(recs[cycles[-1]].get("stopped"))
-            runs.append({"arm": arm, "seed": seed, "cycles": cycles, "expected": expected, "stopped": stopped,
-                         "n_labelled": [recs[c].get("n_labelled") for c in cycles],
-                         "finished": stopped or len(cycles) >= expected})
-    out = {"runs": runs, "runs_total": len(runs), "runs_started": sum(1 for r in runs if r["cycles"]),
-           "runs_finished": sum(1 for r in runs if r["finished"]),
-           "cycles_on_disk": sum(len(r["cycles"]) for r in runs),
-           "cycles_expected": sum(len(r["cycles"]) if r["stopped"] else r["expected"] for r in runs)}
-    out["partial"] = out["runs_finished"] < out["runs_total"]
-    return out
-
-
-def cycle_span(cycles: list[int]) -> str:
-    """``[0, 1, 2]`` -> "0-2"; gaps as in "0-2, 5"; one cycle -> "3"."""
-    parts, start = [], None
-    for i, c in enumerate(cycles):
-        if start is None:
-            start = c
-        if i + 1 == len(cycles) or cycles[i + 1] != c + 1:
-            parts.append(str(start) if start == c else f"{start}-{c}")
-            start = None
-    return ", ".join(parts)
 
 
 def incomplete_lines(exp: Experiment, rows: list[dict]) -> list[str]:
@@ -308,11 +267,11 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
     and environment are those of the repair, not of the training.
     """
     run_dir, out = exp.run_dir(arm, seed), []
-    line = repair_records(run_dir / RECORDS_FILE)
+    line = repair_records(records_path(run_dir))
     if line is not None:
-        out.append(f"repaired {run_dir / RECORDS_FILE}: dropped its incomplete last line {line}")
-    recs = read_records(run_dir / RECORDS_FILE)
-    if recs and not (run_dir / CONFIG_FILE).exists():
+        out.append(f"repaired {records_path(run_dir)}: dropped its incomplete last line {line}")
+    recs = read_records(records_path(run_dir))
+    if recs and not config_path(run_dir).exists():
         cfg = exp.config(arm, seed)
         expected_n = [cfg.initial.n + i * cfg.budget for i in range(len(recs))]
         wrong = [k for k, v in (("strategy", cfg.strategy), ("learner", cfg.learner), ("seed", cfg.seed))
@@ -321,11 +280,11 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
             raise ConfigError(f"{run_dir}: its records are not runs of this parameter file's config "
                               f"({', '.join(wrong) or 'n_labelled'} differ); not repaired: delete the folder or pass "
                               "--force to train it again")
-        write_run_config(run_dir / CONFIG_FILE, cfg, resolve_device(cfg.device), {
+        write_run_config(config_path(run_dir), cfg, resolve_device(cfg.device), {
             "experiment": exp.name, "arm": arm, "profile": exp.profile,
             "repaired": "config.json rewritten from the parameter file by alkit run --repair; git_commit, "
                         "environment and started are the repair's, not the training's"})
-        out.append(f"repaired {run_dir / CONFIG_FILE}: rewritten from the parameter file ({len(recs)} records kept)")
+        out.append(f"repaired {config_path(run_dir)}: rewritten from the parameter file ({len(recs)} records kept)")
     return out
 
 
@@ -333,8 +292,8 @@ def check_run_folder(exp: Experiment, arm: str, seed: int) -> None:
     """A run folder alkit cannot resume as it is: one :class:`ConfigError` / :class:`~alkit.results.RecordsError`
     with the fix, before any training (a corrupt records line; records without their ``config.json``)."""
     run_dir = exp.run_dir(arm, seed)
-    recs = read_records(run_dir / RECORDS_FILE)
-    if recs and not (run_dir / CONFIG_FILE).exists():
+    recs = read_records(records_path(run_dir))
+    if recs and not config_path(run_dir).exists():
         raise ConfigError(f"{run_dir}: holds {len(recs)} records but no {CONFIG_FILE}; allowed: alkit run <the "
                           "parameter file> --repair rewrites it from the parameter file (if the records are its runs), "
                           "or --force trains the run again")

@@ -227,7 +227,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
     records: list[dict] = []
     if out_dir is not None:
         out_dir = Path(out_dir)
-        cfg_path, rec_path = out_dir / results.CONFIG_FILE, out_dir / results.RECORDS_FILE
+        cfg_path, rec_path = results.config_path(out_dir), results.records_path(out_dir)
         if force:
             for p in (cfg_path, rec_path):
                 p.unlink(missing_ok=True)
@@ -262,7 +262,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
 
     previous = None
     if records and _warm_start(cfg):
-        previous = torch.load(out_dir / "learner.pt", weights_only=False)
+        previous = torch.load(results.warm_start_path(out_dir), weights_only=False)
     label = "/".join(str(x) for x in ((meta or {}).get("experiment"), (meta or {}).get("arm", cfg.strategy)) if x)
     return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}")
 
@@ -271,8 +271,8 @@ def _unstarted_leaves_no_config(state: _Run) -> None:
     """After a failure: a run with no record leaves no ``config.json``, which would hold the folder for this
     config and refuse the corrected one ("holds a run with a different config") until --force."""
     if state.out_dir is not None and not state.records and \
-            not results.read_records(state.out_dir / results.RECORDS_FILE):
-        (state.out_dir / results.CONFIG_FILE).unlink(missing_ok=True)
+            not results.read_records(results.records_path(state.out_dir)):
+        results.config_path(state.out_dir).unlink(missing_ok=True)
 
 
 def _commit(state: _Run, rec: dict, learner) -> None:
@@ -281,8 +281,8 @@ def _commit(state: _Run, rec: dict, learner) -> None:
     state.previous = learner
     if state.out_dir is not None:
         if _warm_start(state.cfg):
-            torch.save(learner, state.out_dir / "learner.pt")
-        results.write_records(state.out_dir / results.RECORDS_FILE, state.records)
+            torch.save(learner, results.warm_start_path(state.out_dir))
+        results.write_records(results.records_path(state.out_dir), state.records)
 
 
 def run(
@@ -594,7 +594,7 @@ def _after_fit(cfg: RunConfig, data, pool: Pool, cycle: int, device, learner, tr
     if cfg.save_learner and out_dir is not None:
         buf = io.BytesIO()
         torch.save(learner, buf)
-        results.atomic_write_bytes(out_dir / "learners" / f"cycle{cycle:02d}.pt", buf.getvalue())
+        results.atomic_write_bytes(results.learner_path(out_dir, cycle), buf.getvalue())
     if cfg.latent_sample and out_dir is not None:
         t = time.perf_counter()
         save_latent(cfg, data, learner, cycle, lab, rec["selected"], out_dir)
@@ -606,7 +606,7 @@ def _after_fit(cfg: RunConfig, data, pool: Pool, cycle: int, device, learner, tr
 def save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray, selected, out_dir: Path) -> None:
     """Save latent codes of a fixed pool sample plus every labelled and just-selected point.
 
-    ``latent/cycle{k:02d}.npz`` holds ``pool_index`` (N,), ``z`` (N, d) float16,
+    ``latent/cycleNN.npz`` (:func:`alkit.results.latent_path`) holds ``pool_index`` (N,), ``z`` (N, d) float16,
     ``y`` (N,) and ``status`` (N,): 0 unlabelled, 1 labelled when the model was
     trained, 2 selected at the end of this cycle. The sample is the same in
     every cycle (seeded by the run seed only) so UMAP plots are comparable.
@@ -623,8 +623,7 @@ def save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray,
     z = learner.embed(data.x_pool[keep_t]).float().cpu().numpy().astype(np.float16)
     buf = io.BytesIO()
     np.savez_compressed(buf, pool_index=keep, z=z, y=data.y_pool[keep_t].cpu().numpy(), status=status[keep])
-    path = out_dir / "latent" / f"cycle{cycle:02d}.npz"
-    results.atomic_write_bytes(path, buf.getvalue())
+    results.atomic_write_bytes(results.latent_path(out_dir, cycle), buf.getvalue())
 
 
 def _prediction_spread(ctx: Context) -> dict:

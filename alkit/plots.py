@@ -85,7 +85,7 @@ def _seed_traces(rows: list[dict], arm: str, y: str, x: str, scale: float, color
     """One thin line per seed of ``arm`` (no legend entry; hover names the seed)."""
     out = []
     for (seed,), rs in sorted(analysis.group((r for r in rows if r.get("arm") == arm and r.get(y) is not None), "seed").items(),
-                              key=lambda kv: analysis._seed_order(kv[0][0])):
+                              key=lambda kv: analysis.seed_order(kv[0][0])):
         rs = sorted(rs, key=lambda r: r[x])
         out.append(go.Scatter(x=[r[x] for r in rs], y=[scale * r[y] for r in rs], mode="lines", showlegend=False,
                               legendgroup=str(arm), line=dict(color=color, width=1), opacity=0.45,
@@ -419,9 +419,9 @@ def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequen
                      num_classes: int | None = None) -> go.Figure:
     """Two panels per label count: the latent coverage of each method's labelled set (%) and its class entropy.
 
-    ``coverage``: rows of :func:`alkit.lowbudget.coverage_rows` (share of pool points within
+    ``coverage``: rows of :func:`alkit.analysis.lowbudget.coverage_rows` (share of pool points within
     delta of a labelled point, in the latent the batch was chosen in); ``balance``: rows of
-    :func:`alkit.lowbudget.balance_rows`. Each seed thin, the mean over seeds thick; the right
+    :func:`alkit.analysis.lowbudget.balance_rows`. Each seed thin, the mean over seeds thick; the right
     panel has a dotted line at ln C, a perfectly balanced labelled set (C = ``num_classes``, else the
     balance rows' ``classes``).
     """

@@ -2,7 +2,7 @@
 
 Every expected number is worked out in a comment or written as a literal, never by calling numpy the
 way the implementation does. Records look like those of ``alkit.loop.run`` plus the ``arm`` that
-``results.load_results`` adds. ``norm_comparison`` and ``latent_summary`` need saved runs and are not
+``results.load_results`` adds. ``alkit.derive.norm_comparison`` and ``latent_summary`` need saved runs and are not
 covered here.
 """
 from __future__ import annotations
@@ -622,7 +622,7 @@ def test_adversary_sweep_table_planted():
         return {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 60 + 20 * cycle, "test_acc": 0.3 + 0.1 * cycle,
                 "selected_class_counts": counts, "diagnostics": {"class_entropy": analysis_entropy(counts)}}
 
-    from alkit.diagnostics import class_entropy as analysis_entropy
+    from alkit.analysis import class_entropy as analysis_entropy
     rows = []
     for seed in (0, 1):
         rows += [r("vaal", seed, c, [0, 0, 10, 0, 10, 0, 0, 0, 0, 0]) for c in range(2)]  # only start classes
