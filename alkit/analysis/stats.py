@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .tables import on_common_labels, per_class_error, per_seed, seed_order
+from .tables import on_common_labels, per_class_error, per_seed, seed_order, rounded_accuracies
 
 
 def _signflip_p(d: np.ndarray, exact_up_to: int = 20, draws: int = 100_000) -> float:
@@ -329,7 +329,7 @@ def checkpoint_tests(rows: Iterable[dict], arms: Iterable[str]) -> list[dict]:
     rows = list(rows)
     tests = []
     for arm in arms:
-        kept = [r for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
+        kept = [rounded_accuracies(r) for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
         if not kept:
             continue
         pair = ([{**r, "arm": "best-validated"} for r in kept]

@@ -542,13 +542,20 @@ def checkpoint_rows(rows: Iterable[dict], arms: Iterable[str]) -> list[dict]:
     """Per arm and label count, means over seeds: the best-validated state's test accuracy (``test_acc``, the
     one every figure reports), the final state's (``test_acc_final``: the model after its last iteration or
     early stop, before the best validated state is restored) and the validation-set size that chose the
-    checkpoint (``n_val``). Records without ``test_acc_final`` (written before it existed) are skipped."""
+    checkpoint (``n_val``). Records without ``test_acc_final`` (written before it existed) are skipped. Both
+    accuracies are read at :func:`rounded_accuracies`' resolution, so one state measured twice has a gap of 0."""
     out = []
     for arm in arms:
-        kept = [r for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
+        kept = [rounded_accuracies(r) for r in rows if r.get("arm") == arm and r.get("test_acc_final") is not None]
         for (n,), rs in sorted(group(kept, "n_labelled").items()):
             out.append({"arm": arm, "n_labelled": n, "n_val": rs[0].get("n_val"), "seeds": len(rs),
                         "best": 100 * float(np.mean([r["test_acc"] for r in rs])),
                         "final": 100 * float(np.mean([r["test_acc_final"] for r in rs])),
                         "gap": 100 * float(np.mean([r["test_acc"] - r["test_acc_final"] for r in rs]))})
     return out
+
+
+def rounded_accuracies(r: dict) -> dict:
+    """``r`` with ``test_acc`` and ``test_acc_final`` rounded to 1e-6: the first is a float32 mean, the second an
+    exact fraction, so the same state would otherwise differ by ~1e-8 (test sets are far below 10^6 images)."""
+    return {**r, **{k: round(r[k], 6) for k in ("test_acc", "test_acc_final") if r.get(k) is not None}}
