@@ -1,11 +1,12 @@
 # The two commands of the README:
 #   make figures [PROFILE=smoke|paper]   regenerate results (if missing) and every figure of a profile
-#   make test                            unit tests + nbval on the executed notebooks
+#   make test                            the layers (lint-imports) + unit tests + nbval on the executed notebooks
+#   make test-fast                       the layers + unit tests without notebooks, browser or Ray (the inner loop)
 PROFILE ?= smoke
 PY := .venv/bin/python
 STAMP := .venv/.alkit-installed
 
-.PHONY: setup figures test run clean-scratch
+.PHONY: setup figures test test-fast run clean-scratch
 
 $(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
@@ -22,5 +23,12 @@ JOBS ?= 1
 run: setup
 	$(PY) -m alkit run params/$(PROFILE)/*.yaml --jobs $(JOBS) $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
 
+# an upward import (against pyproject.toml's layers contract, ARCHITECTURE.md) fails the build before any test
 test: setup
+	.venv/bin/lint-imports --no-logo
 	.venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+FAST := not slow and not notebooks and not browser and not ray
+test-fast: setup
+	.venv/bin/lint-imports --no-logo
+	.venv/bin/python -m pytest tests -m "$(FAST)" -p no:cacheprovider -q

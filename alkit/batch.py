@@ -8,6 +8,9 @@ does not stop the others; finished experiments inside it are kept on disk.
 ``--draw-only`` sets ``$ALKIT_DRAW_ONLY``: the notebooks train nothing and draw the
 records on disk, partial ones included (a GPU profile's results on a laptop); oracle
 sessions (notebook 06), which train as they label, are skipped.
+
+An executed notebook keeps no volatile metadata (:func:`strip_volatile`: papermill's and nbclient's timestamps
+and durations, the paths it ran from), so a rerun that changes no output changes no file.
 """
 from __future__ import annotations
 
@@ -19,8 +22,16 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
+import yaml
+
+from .config import DRAW_ONLY_ENV
+from .results import atomic_write_bytes
+
+#: papermill's notebook-level and cell-level keys that change at every run (the rest, parameters and status, stays)
+VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "input_path", "output_path")
+
 ROOT = Path(__file__).resolve().parent.parent
-DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"  # set here, read by alkit.experiment.draw_only (imported from here: one name)
 
 
 def notebooks_for(profile: str, root: Path = ROOT, only: list[str] | None = None) -> list[tuple[Path, Path]]:
@@ -40,8 +51,6 @@ def notebooks_for(profile: str, root: Path = ROOT, only: list[str] | None = None
 
 def is_oracle_session(params: Path) -> bool:
     """True when a notebook's parameters name an ``oracle`` (notebook 06): its session trains as it labels."""
-    import yaml
-
     return bool((yaml.safe_load(params.read_text()) or {}).get("oracle"))
 
 
@@ -62,8 +71,30 @@ def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float
     except subprocess.TimeoutExpired:
         status, tail = "timeout", f"killed after {timeout:.0f} s"
     seconds = round(time.perf_counter() - t, 1)
+    if out.exists():
+        strip_volatile(out)
     return {"notebook": nb.name, "status": status, "seconds": seconds,
             "runs_trained": _runs_written_since(root / "results" / profile / nb.stem, started), "log_tail": tail}
+
+
+def strip_volatile(path: Path) -> bool:
+    """Remove the timestamps, durations and paths papermill and nbclient store in notebook ``path`` (notebook
+    and cell metadata; outputs untouched) and give the injected-parameters cell a fixed id; rewrite it,
+    atomically, only if that changes it. True if rewritten."""
+    before = path.read_bytes()
+    nb = nbformat.reads(before.decode("utf-8"), as_version=nbformat.NO_CONVERT)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives the cell it injects a new random id every run
+    for meta in [nb.metadata] + [cell.metadata for cell in nb.cells]:
+        meta.pop("execution", None)  # nbclient's iopub / shell timestamps
+        for key in VOLATILE_PAPERMILL:
+            meta.get("papermill", {}).pop(key, None)
+    after = nbformat.writes(nb).encode("utf-8")  # nbformat's layout, as papermill writes it
+    if after == before:
+        return False
+    atomic_write_bytes(path, after)
+    return True
 
 
 def _runs_written_since(folder: Path, started: float) -> int:

@@ -8,18 +8,48 @@ Also available as python -m alkit.
 """
 from __future__ import annotations
 
+# Each command imports what it needs when it runs (the training stack, torch, Ray), inside its function:
+# `alkit --help` and a mistyped option answer at once.
 import argparse
+import math
 import sys
+
+from .config import ConfigError  # light (no torch): every command's error type
+from .plugins import import_module
 
 
 def main(argv: list[str] | None = None) -> int:
     """The ``alkit`` command; returns the exit status (0 done, 1 a run failed, 2 bad input)."""
+    args = _parser().parse_args(argv)
+    from . import learners, strategies  # registries (torch): only for a command, not for --help
+
+    if args.command == "strategies":
+        for row in strategies.describe():
+            kind = "batch" if row["batch"] else "score"
+            print(f"{row['name']:<18} {kind:<6} needs={','.join(row['needs']) or '-':<14} {row['doc']}")
+        return 0
+    if args.command == "learners":
+        for name, cls in sorted(learners.LEARNERS.items()):
+            print(f"{name:<12} {', '.join(sorted(cls.capabilities()))}")
+        return 0
+
+    return _run(args)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run the experiments of one or more parameter files",
                            description="Train every (arm, seed) run of the parameter files that is not finished yet "
                                        "(finished runs are loaded, unfinished ones resume after their last cycle).")
+    _add_run_options(p_run)
+    sub.add_parser("strategies", help="list registered strategies")
+    sub.add_parser("learners", help="list registered learners and their capabilities")
+    return parser
+
+
+def _add_run_options(p_run: argparse.ArgumentParser) -> None:
     p_run.add_argument("params", nargs="+", help="params/<profile>/<notebook>.yaml")
     p_run.add_argument("--arms", nargs="*", metavar="ARM", help="only these arms")
     p_run.add_argument("--seeds", nargs="*", type=int, metavar="SEED",
@@ -66,25 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                        help="import a module or a .py file first, e.g. one that registers your own strategy "
                             "(repeatable)")
-    sub.add_parser("strategies", help="list registered strategies")
-    sub.add_parser("learners", help="list registered learners and their capabilities")
-    args = parser.parse_args(argv)
 
-    from .config import ConfigError
-    from . import strategies, learners  # noqa: F401  (registries)
 
-    if args.command == "strategies":
-        for row in strategies.describe():
-            kind = "batch" if row["batch"] else "score"
-            print(f"{row['name']:<18} {kind:<6} needs={','.join(row['needs']) or '-':<14} {row['doc']}")
-        return 0
-    if args.command == "learners":
-        for name, cls in sorted(learners.LEARNERS.items()):
-            print(f"{name:<12} {', '.join(sorted(cls.capabilities()))}")
-        return 0
-
+def _run(args) -> int:
+    """``alkit run``: check everything the files ask for, then train what is not finished (:mod:`alkit.jobs`)."""
     from .data import DataError
-    from .experiment import load_experiment, run_experiment
+    from .experiment import load_experiment
     from .learners.base import CapabilityError
     from .pool import BudgetError
     from .strategies.base import UnknownStrategyError
@@ -100,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.device and args.devices:
             raise ConfigError("give either --device or --devices, not both")
         _check_numbers(args)
-        from .jobs import check_config_devices, check_devices, plan, run_tasks
+        from .devices import check_config_devices, check_devices
+        from .jobs import plan, run_tasks
 
         ray = _ray_options(args)
         cluster = ray is not None
@@ -136,8 +154,6 @@ def main(argv: list[str] | None = None) -> int:
 def _ray_options(args):
     """:class:`alkit.cluster.RayOptions` for ``--executor ray`` (Ray importable), None for the local executor."""
     from .cluster import RayOptions, import_ray
-    from .config import ConfigError
-
     if args.executor != "ray":
         given = [f for f, v in (("--ray-address", args.ray_address), ("--gpus-per-run", args.gpus_per_run),
                                 ("--cpus-per-run", args.cpus_per_run != 1.0)) if v]
@@ -153,10 +169,6 @@ def _ray_options(args):
 
 def _check_numbers(args) -> None:
     """Numeric options in range before anything else (``--jobs`` is checked where it is used)."""
-    import math
-
-    from .config import ConfigError
-
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: {args.threads}; allowed: an integer >= 1 (torch CPU threads per run), or leave "
                           "it out (CPU cores / workers)")
@@ -184,8 +196,6 @@ def _check_run_folders(experiments, arms, seeds, repair: bool) -> None:
 
 def _check_cpu_runs(tasks, devices) -> None:
     """With Ray and no GPU per run, a run configured for cuda would find none."""
-    from .config import ConfigError
-
     for t in tasks:
         device = devices[0] if devices else t.exp.config(t.arm, t.seed).device
         if device.startswith("cuda"):
@@ -202,9 +212,9 @@ def _check_data(experiments) -> None:
     import torch
 
     from .data import locate_files
-    from .loop import _load_data, check_simulated_data
+    from .loop import check_simulated_data
     from .pool import BudgetError
-    from .own_data import is_own_dataset
+    from .own_data import is_own_dataset, load_data
 
     seen, loaded = set(), {}
     for exp in experiments:
@@ -214,7 +224,7 @@ def _check_data(experiments) -> None:
                 key = (cfg.dataset, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size)
                 try:
                     if key not in loaded:
-                        loaded[key] = _load_data(cfg, torch.device("cpu"))
+                        loaded[key] = load_data(cfg, torch.device("cpu"))
                     check_simulated_data(cfg, loaded[key])
                 except BudgetError as exc:  # a budget is an arm's: say which, on the same line
                     exc.args = (f"{exp.name}: arm {arm!r}: {exc.args[0]}", *exc.args[1:])
@@ -222,21 +232,3 @@ def _check_data(experiments) -> None:
             elif (cfg.dataset, cfg.data_dir) not in seen:
                 seen.add((cfg.dataset, cfg.data_dir))
                 locate_files(cfg.dataset, data_dir=cfg.data_dir)
-
-
-def import_module(module: str) -> None:
-    """Import ``module`` (dotted name) or execute a ``.py`` file as a module, for its registrations."""
-    import importlib
-    import importlib.util
-    from pathlib import Path
-
-    if module.endswith(".py"):
-        path = Path(module)
-        if not path.exists():
-            raise FileNotFoundError(f"--import: no file {path}")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = mod
-        spec.loader.exec_module(mod)
-    else:
-        importlib.import_module(module)

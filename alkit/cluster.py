@@ -20,11 +20,14 @@ Ray is optional (``pip install 'alkit[cluster]'``): nothing here imports it befo
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from .config import ConfigError
+from .plugins import import_module
+from .workers import run_payload
 
 #: object store of a Ray started for one command: tasks pass only small payloads and messages
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024**2
@@ -64,13 +67,7 @@ _IMPORTED: set[str] = set()
 
 
 def _ray_run(payload: dict, device: str | None, threads: int | None, imports: list[str], messages) -> None:
-    """One run (or fused group) in a Ray worker: the local workers' :func:`alkit.jobs.run_payload`, reporting to ``messages``."""
-    import torch
-
-    from . import learners, strategies  # noqa: F401  (registries)
-    from .cli import import_module
-    from .jobs import run_payload
-
+    """One run (or fused group) in a Ray worker: the local workers' :func:`alkit.workers.run_payload`, reporting to ``messages``."""
     if threads:
         torch.set_num_threads(threads)
     for module in imports:
@@ -81,7 +78,7 @@ def _ray_run(payload: dict, device: str | None, threads: int | None, imports: li
 
 
 # ---------------------------------------------------------------------------------------------
-# In the driver: the pool interface of alkit.jobs (submit / get / dead / close)
+# In the driver: the pool interface of alkit.workers (submit / get / dead / close)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -94,8 +91,7 @@ class RayPool:
 
         self.owns = not ray.is_initialized()
         if self.owns and options.address is None and options.gpus_per_run:
-            import torch  # a local Ray has this machine's GPUs: say so before starting it
-
+            # a local Ray has this machine's GPUs: say so before starting it
             if not torch.cuda.is_available():
                 raise ConfigError(f"--gpus-per-run: {options.gpus_per_run}, but this machine has no CUDA GPU for a "
                                   f"local Ray (torch {torch.__version__}); allowed: 0 (CPU runs), or --ray-address "

@@ -13,24 +13,25 @@ and ``m2_disc`` trains its M2 as plain ``m2`` does (``test_m2_disc_trains_m2_as_
 parameters that only shape their discriminator side (VAE, discriminator) are then left out of the
 learner's identity. Every other learner is its own.
 
-Each notebook's family of comparisons is one AUBC definition (:data:`AUBC_MIN_CYCLE`: the area under
+Each notebook's family of comparisons is one AUBC definition (:data:`alkit.analysis.tables.AUBC_MIN_CYCLE`: the area under
 the budget curve over the cycles after the first acquisition, trapezoid over labels divided by their
-range, per seed), compared across seeds by :func:`alkit.analysis.compare_seeds` and Holm-corrected
-together (:func:`alkit.analysis.correct_family`).
+range, per seed), compared across seeds by :func:`alkit.analysis.stats.compare_seeds` and Holm-corrected
+together (:func:`alkit.analysis.stats.correct_family`).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Iterable
 
-from . import analysis
+from .analysis.stats import compare_seeds, correct_family
+from .analysis.tables import AUBC_MIN_CYCLE
 from .config import ConfigError
+from .learners import LEARNERS
+from .strategies import get_strategy
+from .strategies.base import make_params
 
 #: learner -> the learner whose task model it trains step for step (tested; see the module docstring)
 SAME_TASK_MODEL = {"vaal": "classifier", "m2_disc": "m2"}
-
-#: the notebooks' AUBC: cycles >= 1 (cycle 0 is the same initial set in every arm)
-AUBC_MIN_CYCLE = 1
 
 #: run-config keys that record or budget a run but do not change what it learns or selects
 NOT_THE_EXPERIMENT = ("seed", "device", "latent_sample", "save_learner", "data_dir")
@@ -65,8 +66,6 @@ PAIRS: dict[str, list[tuple[str, str, str]]] = {
 
 def _learner_key(cfg) -> tuple:
     """The task model's identity: its learner (up to :data:`SAME_TASK_MODEL`) and that learner's parameters."""
-    from .learners import LEARNERS
-
     name = SAME_TASK_MODEL.get(cfg.learner, cfg.learner)
     cls = LEARNERS[name]
     own = {f.name for f in dataclasses.fields(cls.Params)} if cls.Params else set()
@@ -76,9 +75,6 @@ def _learner_key(cfg) -> tuple:
 
 
 def _strategy_key(cfg) -> tuple:
-    from .strategies import get_strategy
-    from .strategies.base import make_params
-
     p = make_params(get_strategy(cfg.strategy), cfg.strategy_params)
     return cfg.strategy, repr(dataclasses.asdict(p)) if p is not None else ""
 
@@ -133,49 +129,15 @@ def held_fixed(exp, a: str, kind: str) -> str:
 
 
 def family(rows: Iterable[dict], exp, y: str = "test_acc", extra: Iterable[dict] = ()) -> list[dict]:
-    """Every pair of :func:`pairs` compared on the per-seed AUBC over cycles >= :data:`AUBC_MIN_CYCLE`,
-    Holm-corrected as one family together with ``extra`` (other :func:`alkit.analysis.compare_seeds`
+    """Every pair of :func:`pairs` compared on the per-seed AUBC over cycles >= :data:`~alkit.analysis.tables.AUBC_MIN_CYCLE`,
+    Holm-corrected as one family together with ``extra`` (other :func:`alkit.analysis.stats.compare_seeds`
     results the notebook tests, e.g. 04's batch diversity; each with its ``kind`` and ``held_fixed``).
-    Each result is :func:`alkit.analysis.compare_seeds`'s plus ``kind``, ``held_fixed`` and the keys of
-    :func:`alkit.analysis.correct_family`; pairs with an arm that has no records yet (partial results)
+    Each result is :func:`alkit.analysis.stats.compare_seeds`'s plus ``kind``, ``held_fixed`` and the keys of
+    :func:`alkit.analysis.stats.correct_family`; pairs with an arm that has no records yet (partial results)
     keep ``missing`` and are not tested."""
     rows = list(rows)
     out = []
     for a, b, kind in pairs(exp):
-        d = analysis.compare_seeds(rows, a, b, y=y, min_cycle=AUBC_MIN_CYCLE)
+        d = compare_seeds(rows, a, b, y=y, min_cycle=AUBC_MIN_CYCLE)
         out.append(dict(d, kind=kind, held_fixed=held_fixed(exp, a, kind)))
-    return analysis.correct_family(out + list(extra))
-
-
-def aubc_definition(min_cycle: int = AUBC_MIN_CYCLE) -> str:
-    """The one AUBC a notebook uses, in words (its tables and its tests alike)."""
-    span = "every cycle" if min_cycle <= 0 else f"cycles \u2265 {min_cycle} (after the first acquisition; cycle 0 is the same initial set in every arm)"
-    return (f"AUBC here = area under the test-accuracy curve over {span}, trapezoid rule over the label counts "
-            "divided by their range (a mean accuracy), one per seed; arms are then compared across seeds.")
-
-
-def family_markdown(fam: list[dict], scale: float = 100, unit: str = "points") -> str:
-    """The family as a table: pair, kind, what is held fixed, difference with its per-seed values, raw and
-    Holm-adjusted p, verdict, and the smallest difference the family could have detected."""
-    if not fam:
-        return "No pair of this notebook has both arms yet."
-    rows = []
-    for d in fam:
-        sc, un = (1.0, d["unit"]) if "unit" in d else (scale, unit)  # extra measures carry their own unit
-        each = " / ".join(analysis._signed(sc * v) for v in d.get("diffs") or [])
-        rows.append({"pair": f"{d['a']} \u2212 {d['b']}", "kind": d["kind"], "fixed": d["held_fixed"],
-                     "mean": None if d.get("mean") is None else f"{analysis._signed(sc * d['mean'])} {un}".strip(),
-                     "each": each or None, "p": d.get("p_raw"), "p_holm": d.get("p_holm"),
-                     "verdict": "no records yet" if d.get("missing") else d["verdict"],
-                     "mde": None if d.get("mde") is None else f"{sc * d['mde']:.2g} {un}".strip()})
-    return analysis.markdown_table(rows, [
-        ("pair", "pair", "s"), ("kind", "kind", "s"), ("fixed", "held fixed", "s"),
-        ("mean", "difference", "s"), ("each", "per seed", "s"), ("p", "raw p", ".3f"),
-        ("p_holm", "Holm p", ".3f"), ("verdict", "verdict", "s"), ("mde", "smallest detectable", "s")])
-
-
-def describe_family(fam: list[dict], scale: float = 100, unit: str = "points") -> list[str]:
-    """One prose line per pair (:func:`alkit.analysis.describe_comparison` of the corrected result), kind first."""
-    return [f"- **{d['a']} vs {d['b']}** ({d['kind']}: {d['held_fixed']} held fixed): "
-            + (f"not compared yet: no records of {' and '.join(d['missing'])}." if d.get("missing")
-               else analysis.describe_comparison(d, *((1.0, d["unit"]) if "unit" in d else (scale, unit)))) for d in fam]
+    return correct_family(out + list(extra))

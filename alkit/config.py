@@ -14,7 +14,13 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
+import yaml
+
 T = TypeVar("T")
+
+#: ``$ALKIT_DRAW_ONLY`` set to 1 (``python -m alkit.batch --draw-only``, ``make figures DRAW_ONLY=1``): notebooks
+#: draw what is on disk, train nothing (:func:`alkit.experiment.draw_only` reads it, :mod:`alkit.batch` sets it)
+DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"
 
 
 class ConfigError(ValueError):
@@ -207,8 +213,6 @@ def to_dict(obj: Any) -> Any:
 
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping; a missing file or non-mapping top level is a :class:`ConfigError`."""
-    import yaml
-
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a parameter file; allowed: a YAML file such as "

@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .analysis.stats import class_entropy
 from .learners.base import CapabilityError
+from .strategies import lowbudget as lb
 from .strategies.base import Context
 from .strategies.latent import cdist_reduce
 
@@ -26,8 +28,8 @@ _STREAM_RANDOM_REFERENCE = 21
 def _rows(ctx: Context, key: str, full, positions: np.ndarray) -> torch.Tensor:
     """Rows ``positions`` of a per-candidate model output: from the context cache if the
     strategy computed it for the whole pool, else computed on those rows only."""
-    if key in ctx._cache:
-        out = ctx._cache[key]
+    out = ctx.computed(key)
+    if out is not None:
         return out[torch.as_tensor(positions, device=out.device)]
     x = ctx.x_unlabelled[torch.as_tensor(positions, device=ctx.x_unlabelled.device)]
     return full(x)
@@ -55,16 +57,6 @@ def _to_labelled(z: torch.Tensor, z_lab: torch.Tensor) -> tuple[float | None, fl
         float(cdist_reduce(z, z_lab, "min", exact=True).mean()),
         float(cdist_reduce(z, z_lab, "mean", exact=True).mean()),
     )
-
-
-def class_entropy(counts: np.ndarray) -> float:
-    """Shannon entropy (nats) of the class histogram; 0 for an empty batch, log C when balanced."""
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log(p)).sum())
 
 
 def selection_diagnostics(ctx: Context, positions, y_selected) -> dict:
@@ -153,8 +145,6 @@ def latent_coverage(ctx: Context, positions, purity: float = 0.95) -> dict | Non
     (share covered once ``positions`` are labelled too). None when the learner has
     no ``embed``.
     """
-    from .strategies import lowbudget as lb
-
     if not _has_embed(ctx.learner):
         return None
     try:

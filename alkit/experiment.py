@@ -23,9 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, check_keys, from_dict, load_yaml, safe_component
-from .loop import RunConfig, run, validate
-from .results import load_results
+from . import results
+from .analysis.tables import coverage, cycle_span
+from .config import DRAW_ONLY_ENV, ConfigError, check_keys, from_dict, load_yaml, safe_component
+from .loop import RunConfig, check_simulated_data, resolve_device, run, validate, write_run_config
+from .loop import run_group as loop_group  # this module's run_group runs experiments' (arm, seed) pairs
+from .own_data import load_data
+from .progress import progress_bar
+from .results import (CONFIG_FILE, RECORDS_FILE, config_path, load_results, read_records, records_path, repair_records,
+                      run_lock, run_locks)
 
 MERGED_KEYS = ("learner_params", "strategy_params", "initial")
 
@@ -79,14 +85,14 @@ class Experiment:
 
     @property
     def folder(self) -> Path:
-        return Path(self.results_root) / self.profile / self.name
+        return results.experiment_dir(self.results_root, self.profile, self.name)
 
     def run_dir(self, arm: str, seed: int) -> Path:
-        return self.folder / arm / f"seed{seed}"
+        return results.run_dir(self.folder, arm, seed)
 
     def session_dir(self, arm: str, seed: int) -> Path:
         """The folder of an oracle session (:mod:`alkit.oracle`) of ``arm`` and ``seed``."""
-        return self.run_dir(arm, seed) / "oracle"
+        return results.session_dir(self.run_dir(arm, seed))
 
 
 def load_experiment(path: str | Path, **overrides) -> Experiment:
@@ -94,11 +100,6 @@ def load_experiment(path: str | Path, **overrides) -> Experiment:
     values = load_yaml(path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return from_dict(Experiment, values, where=str(path))
-
-
-#: ``$ALKIT_DRAW_ONLY`` set to 1 (``python -m alkit.batch --draw-only``, ``make figures DRAW_ONLY=1``): notebooks
-#: draw what is on disk, train nothing. Defined in alkit.batch, which sets it and imports no torch.
-from .batch import DRAW_ONLY_ENV  # noqa: E402
 
 
 def draw_only() -> bool:
@@ -122,8 +123,6 @@ def run_experiment(
     line per run that is not finished (:func:`incomplete_lines`), so a notebook can draw a
     GPU-scale profile's partial results on a laptop.
     """
-    from .progress import progress_bar
-
     if train is None:
         train = not draw_only()
     if not train:
@@ -137,13 +136,13 @@ def run_experiment(
     overall = progress_bar(runs, desc=f"{exp.name}: runs", disable=not (progress and todo), position=0)
     for arm, seed in overall:  # one bar over the runs; each run shows its cycles (and iterations) below it
         overall.set_postfix_str(f"{arm}/seed{seed}")
-        t = time.perf_counter()
+        t, trains = time.perf_counter(), force or not is_finished(exp, [(arm, seed)])
         recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress, wait=True,
                        on_wait=lambda holder, a=arm, s=seed: log and log(
                            f"{exp.name}/{a}/seed{s}: waiting for another process that trains it ({holder})"))
         if log:
-            log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc "
-                f"{recs[-1]['test_acc']:.4f} ({time.perf_counter() - t:.1f} s)")
+            took = f"{time.perf_counter() - t:.1f} s" if trains else "on disk"  # a redraw prints no timing
+            log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc {recs[-1]['test_acc']:.4f} ({took})")
     return experiment_records(exp, log=log)
 
 
@@ -160,9 +159,6 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
     written: a run another process is training raises :class:`~alkit.results.RunLocked` (``wait=False``)
     or is waited for (``wait=True``: ``on_wait(holder)`` first), then found finished or resumed.
     """
-    from .loop import check_simulated_data
-    from .results import run_lock
-
     cfg = exp.config(arm, seed)
     if device is not None:
         cfg.device = device
@@ -170,7 +166,7 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
     check_simulated_data(cfg, data)  # before the lock, which makes the run's folders
     meta = {"experiment": exp.name, "arm": arm, "profile": exp.profile}
     try:
-        if not force and is_finished(exp, [(arm, seed)]) and (exp.run_dir(arm, seed) / "config.json").exists():
+        if not force and is_finished(exp, [(arm, seed)]) and results.config_path(exp.run_dir(arm, seed)).exists():
             # finished: only read (nothing writes a finished run but --force), so no lock and no lock file
             return run(cfg, exp.run_dir(arm, seed), data=data, progress=progress, meta=meta, **run_kwargs)
         with run_lock(exp.run_dir(arm, seed), wait=wait, on_wait=on_wait):
@@ -183,12 +179,10 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
 
 def _cached_data(cfg, cache: dict):
     """The data of ``cfg`` on its device, loaded once per distinct dataset setting in ``cache``."""
-    from .loop import _load_data, resolve_device
-
     dev = resolve_device(cfg.device)
     key = (cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.val_size, cfg.pool_size, cfg.test_size, str(dev))
     if key not in cache:
-        cache[key] = _load_data(cfg, dev)
+        cache[key] = load_data(cfg, dev)
     return cache[key]
 
 
@@ -198,10 +192,6 @@ def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None =
     """Run the (experiment, arm, seed) ``runs`` of one fusion group in lockstep (:func:`alkit.loop.run_group`):
     each in its own run folder, exactly as :func:`run_one` lays it out; returns each run's records or exception.
     The locks of all the group's runs are held while it trains (:func:`alkit.results.run_locks`: all or none)."""
-    from .loop import check_simulated_data
-    from .loop import run_group as loop_group
-    from .results import run_locks
-
     cache = data_cache if data_cache is not None else {}
     configs, datas, out, where = [], [], [None] * len(runs), []
     for k, (exp, arm, seed) in enumerate(runs):
@@ -247,58 +237,12 @@ def experiment_records(exp: Experiment, log=print) -> list[dict]:
 
 def is_finished(exp: Experiment, runs: list[tuple[str, int]] | None = None) -> bool:
     """True when every (arm, seed) of ``exp`` (or of ``runs``) has all its cycles on disk (no training needed)."""
-    from .results import read_records, RECORDS_FILE
-
     for arm, seed in runs or [(a, s) for a in exp.arms for s in exp.seeds]:
         cfg = exp.config(arm, seed)
-        recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
+        recs = read_records(records_path(exp.run_dir(arm, seed)))
         if not recs or not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped")):
             return False
     return True
-
-
-def coverage(exp: Experiment, rows: list[dict]) -> dict:
-    """How much of ``exp`` the records ``rows`` hold: per run and in total.
-
-    ``runs``: one dict per (arm, seed) of the parameters, in arm then seed order: ``arm, seed,
-    cycles`` (sorted cycle numbers present), ``n_labelled`` (their label counts), ``expected``
-    (``cycles + 1`` of its config), ``stopped`` (the stopping rule ended it) and ``finished``
-    (every cycle present, or stopped). Totals: ``runs_total, runs_started, runs_finished,
-    cycles_on_disk, cycles_expected`` (a stopped run expects the cycles it has) and ``partial``
-    (some run is not finished).
-    """
-    present: dict = {}
-    for r in rows:
-        if r.get("cycle") is not None:
-            present.setdefault((r.get("arm"), r.get("seed")), {})[r["cycle"]] = r
-    runs = []
-    for arm in exp.arms:
-        expected = exp.config(arm, exp.seeds[0]).cycles + 1
-        for seed in exp.seeds:
-            recs = present.get((arm, seed), {})
-            cycles = sorted(recs)
-            stopped = bool(cycles) and bool(recs[cycles[-1]].get("stopped"))
-            runs.append({"arm": arm, "seed": seed, "cycles": cycles, "expected": expected, "stopped": stopped,
-                         "n_labelled": [recs[c].get("n_labelled") for c in cycles],
-                         "finished": stopped or len(cycles) >= expected})
-    out = {"runs": runs, "runs_total": len(runs), "runs_started": sum(1 for r in runs if r["cycles"]),
-           "runs_finished": sum(1 for r in runs if r["finished"]),
-           "cycles_on_disk": sum(len(r["cycles"]) for r in runs),
-           "cycles_expected": sum(len(r["cycles"]) if r["stopped"] else r["expected"] for r in runs)}
-    out["partial"] = out["runs_finished"] < out["runs_total"]
-    return out
-
-
-def cycle_span(cycles: list[int]) -> str:
-    """``[0, 1, 2]`` -> "0-2"; gaps as in "0-2, 5"; one cycle -> "3"."""
-    parts, start = [], None
-    for i, c in enumerate(cycles):
-        if start is None:
-            start = c
-        if i + 1 == len(cycles) or cycles[i + 1] != c + 1:
-            parts.append(str(start) if start == c else f"{start}-{c}")
-            start = None
-    return ", ".join(parts)
 
 
 def incomplete_lines(exp: Experiment, rows: list[dict]) -> list[str]:
@@ -322,15 +266,12 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
     (same strategy, learner, seed and label counts); its ``repaired`` field says so, and its git commit
     and environment are those of the repair, not of the training.
     """
-    from .loop import resolve_device, write_run_config
-    from .results import CONFIG_FILE, RECORDS_FILE, read_records, repair_records
-
     run_dir, out = exp.run_dir(arm, seed), []
-    line = repair_records(run_dir / RECORDS_FILE)
+    line = repair_records(records_path(run_dir))
     if line is not None:
-        out.append(f"repaired {run_dir / RECORDS_FILE}: dropped its incomplete last line {line}")
-    recs = read_records(run_dir / RECORDS_FILE)
-    if recs and not (run_dir / CONFIG_FILE).exists():
+        out.append(f"repaired {records_path(run_dir)}: dropped its incomplete last line {line}")
+    recs = read_records(records_path(run_dir))
+    if recs and not config_path(run_dir).exists():
         cfg = exp.config(arm, seed)
         expected_n = [cfg.initial.n + i * cfg.budget for i in range(len(recs))]
         wrong = [k for k, v in (("strategy", cfg.strategy), ("learner", cfg.learner), ("seed", cfg.seed))
@@ -339,22 +280,20 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
             raise ConfigError(f"{run_dir}: its records are not runs of this parameter file's config "
                               f"({', '.join(wrong) or 'n_labelled'} differ); not repaired: delete the folder or pass "
                               "--force to train it again")
-        write_run_config(run_dir / CONFIG_FILE, cfg, resolve_device(cfg.device), {
+        write_run_config(config_path(run_dir), cfg, resolve_device(cfg.device), {
             "experiment": exp.name, "arm": arm, "profile": exp.profile,
             "repaired": "config.json rewritten from the parameter file by alkit run --repair; git_commit, "
                         "environment and started are the repair's, not the training's"})
-        out.append(f"repaired {run_dir / CONFIG_FILE}: rewritten from the parameter file ({len(recs)} records kept)")
+        out.append(f"repaired {config_path(run_dir)}: rewritten from the parameter file ({len(recs)} records kept)")
     return out
 
 
 def check_run_folder(exp: Experiment, arm: str, seed: int) -> None:
     """A run folder alkit cannot resume as it is: one :class:`ConfigError` / :class:`~alkit.results.RecordsError`
     with the fix, before any training (a corrupt records line; records without their ``config.json``)."""
-    from .results import CONFIG_FILE, RECORDS_FILE, read_records
-
     run_dir = exp.run_dir(arm, seed)
-    recs = read_records(run_dir / RECORDS_FILE)
-    if recs and not (run_dir / CONFIG_FILE).exists():
+    recs = read_records(records_path(run_dir))
+    if recs and not config_path(run_dir).exists():
         raise ConfigError(f"{run_dir}: holds {len(recs)} records but no {CONFIG_FILE}; allowed: alkit run <the "
                           "parameter file> --repair rewrites it from the parameter file (if the records are its runs), "
                           "or --force trains the run again")

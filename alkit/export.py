@@ -12,11 +12,15 @@ import base64
 import hashlib
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
+import plotly.offline
 
+from .notebook import find_root
 from .results import atomic_write_bytes
 
 _server_started = False
@@ -25,7 +29,7 @@ _server_started = False
 def _start_kaleido() -> None:
     global _server_started
     if not _server_started:
-        import kaleido
+        import kaleido  # heavy (a headless Chromium): imported when the first static image is asked for
 
         kaleido.start_sync_server(silence_warnings=True)
         atexit.register(kaleido.stop_sync_server, silence_warnings=True)
@@ -35,8 +39,6 @@ def _start_kaleido() -> None:
 def plotlyjs_path(html: Path) -> Path:
     """The one shared plotly.js of ``html``'s figures: ``plotly-<version>.min.js`` in the nearest folder
     named ``figures`` above it (else beside it), written there from the installed plotly if missing."""
-    import plotly.offline
-
     html = Path(html).resolve()
     folder = next((a for a in html.parents if a.name == "figures"), html.parent)
     path = folder / f"plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
@@ -48,8 +50,6 @@ def plotlyjs_path(html: Path) -> Path:
 def figure_html(fig: go.Figure, html: Path, div_id: str) -> str:
     """``fig`` as a full HTML page that loads the shared local plotly.js (relative path: works offline and
     from a copy of the folder), and the CDN's copy only where that file is missing."""
-    import plotly.offline
-
     local = plotlyjs_path(html)
     rel = Path(os.path.relpath(local, Path(html).resolve().parent)).as_posix()
     cdn = f"https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
@@ -97,10 +97,6 @@ def _size(fig: go.Figure, width: int | None, height: int | None) -> tuple[int, i
 
 def to_image(fig: go.Figure, fmt: str, width: int, height: int, scale: float = 1.0) -> bytes:
     """``fig`` as PNG / SVG / JPEG bytes through kaleido's server (started once per process)."""
-    import warnings
-
-    import plotly.io as pio
-
     _start_kaleido()
     with warnings.catch_warnings():  # plotly warns that kaleido's server ignores per-call options
         warnings.filterwarnings("ignore", message="The kopts argument is ignored")
@@ -168,15 +164,11 @@ class Shown:
 
 
 def plotly_json_bytes(spec: dict) -> bytes:
-    import plotly.io as pio
-
     return pio.json.to_json_plotly(spec).encode()
 
 
 def notebook_link(html: Path) -> str:
     """``html`` relative to ``notebooks/`` (where the committed notebooks live), else as given."""
-    from .notebook import find_root
-
     try:
         return Path(os.path.relpath(Path(html).resolve(), find_root() / "notebooks")).as_posix()
     except (FileNotFoundError, ValueError):

@@ -2,6 +2,10 @@
 
 ``alkit run params/paper/*.yaml --jobs 4 --devices cuda:0 --time-limit 540``:
 
+This module plans the runs (:func:`plan`) and schedules them (:func:`run_tasks`); the workers and their pools
+are :mod:`alkit.workers` (Ray's: :mod:`alkit.cluster`), device names :mod:`alkit.devices`, the display
+:class:`alkit.progress.RunsDisplay`.
+
 * **Workers.** ``jobs`` worker processes per device (spawned: CUDA cannot fork), devices taken
   round-robin, each with its own torch thread count (``threads``, default: CPU cores / workers)
   and its own data cache. A run is the unit of work; the main process hands the next unfinished
@@ -10,17 +14,17 @@
   ``jobs`` (on CPU they depend on the thread count: torch's reductions round differently with
   another number of threads, so compare at equal ``threads``).
 * **Time box.** ``time_limit`` seconds from the start: a run is handed out only if its first cycle
-  fits (:func:`alkit.loop.cycle_fits`, estimated from measured cycles of the same arm: on disk from
+  fits (:func:`alkit.engine.timebox.cycle_fits`, estimated from measured cycles of the same arm: on disk from
   earlier chunks or seen in this one; with no measurement, only while half the box is left), and a
   worker starts no cycle that its run's own cycle times say will not end in time, and a cycle whose
-  own pace says it will not end in time is given up mid-way (:mod:`alkit.timebox`): it keeps nothing,
+  own pace says it will not end in time is given up mid-way (:mod:`alkit.engine.timebox`): it keeps nothing,
   frees the device, and its lower-bound length becomes the arm's estimate. What is finished stays on
   disk; the same command later resumes, with the records an uninterrupted run gives.
 * **Shared runs.** A run whose config (seed included; device aside) equals an earlier one's in
   another experiment (``paper`` 04's ``m2_vaal`` arm is 03's) is trained once and copied into the
   second folder when finished (``config.json`` says ``copied_from``): same config, same records.
 * **Progress.** One line per run (started / each cycle / finished) and an overall count, as tqdm
-  bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs).
+  bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs): :class:`alkit.progress.RunsDisplay`.
 
 ``jobs * len(devices) == 1`` runs in this process (no worker), through the same code. With
 ``ray`` (``alkit run --executor ray``) every run is a Ray task instead (:mod:`alkit.cluster`), driven by
@@ -28,19 +32,21 @@ the same loop: same folders, summary, resume, shared runs and time box.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import queue
 import shutil
-import time
-import traceback
 from dataclasses import dataclass, field
 
 from . import results
 from .config import ConfigError, to_dict
-from .experiment import Experiment, run_one
-from .loop import clock, cycle_fits, cycle_seconds
+from .cluster import RayPool
+from .data import DATASETS
+from .devices import check_devices, on_cuda
+from .experiment import Experiment
+from .engine import timebox
+from .loop import config_difference, fusion_key
 from .results import RECORDS_FILE, read_records
+from .progress import RunsDisplay
+from .workers import InlinePool, ProcessPool
 
 
 @dataclass
@@ -109,8 +115,6 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
     the notebook reading the results describes it), seeds are integers >= 0, ``initial.classes`` are
     classes of the dataset, and a run folder on disk holds a run of the same config (unless ``force``).
     """
-    from .data import DATASETS
-
     names = ", ".join(f"{e.name}: {', '.join(e.arms)}" for e in experiments)
     if arms is not None:
         if not arms:
@@ -160,13 +164,11 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
 
 def _check_same_config(exp: Experiment, arm: str, seed: int, cfg) -> None:
     """A run folder that holds another config (a changed parameter file) is refused before any run starts."""
-    from .loop import RESUMABLE_DIFFERENCES
-
     path = exp.run_dir(arm, seed) / results.CONFIG_FILE
     if not path.exists():
         return
     saved, now = results.read_json(path).get("config", {}), to_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != now.get(k))
+    diff = config_difference(saved, now)
     if diff:
         raise ConfigError(f"{path.parent} holds a run with a different config (keys {', '.join(diff)}); allowed: "
                           "the same config to resume it; use another --results-root, delete the folder, or pass "
@@ -198,54 +200,13 @@ def _copy_locked(a, b, dst: Task) -> None:
     dst.done, dst.stopped = len(src_recs), bool(src_recs and src_recs[-1].get("stopped"))
 
 
-def check_devices(names: list[str], key: str = "--devices", cluster: bool = False) -> list[str]:
-    """Parse and check device names; one :class:`ConfigError` naming ``key``, the bad name and what is allowed.
-
-    ``cluster``: the runs go to Ray workers, whose GPUs this machine cannot see; only the device type is
-    checked (each run uses the GPU Ray gives it).
-    """
-    import torch
-
-    if cluster:
-        allowed = "allowed with --executor ray: cpu, auto, cuda (the GPU Ray gives the run)"
-    else:
-        allowed = "allowed on this machine: cpu, auto" + (
-            f", cuda, cuda:0..cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "")
-    out = []
-    for name in names:
-        try:
-            dev = torch.device(name) if name != "auto" else None
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"{key}: unknown device {name!r}; {allowed}") from None
-        if dev is not None and dev.type == "cuda" and not cluster:
-            if not torch.cuda.is_available():
-                raise ConfigError(f"{key}: {name!r} asked for, but this machine has no CUDA GPU "
-                                  f"(torch {torch.__version__}); {allowed}")
-            if (dev.index or 0) >= torch.cuda.device_count():
-                raise ConfigError(f"{key}: {name!r} does not exist; {allowed}")
-        elif dev is not None and dev.type not in ("cpu", "cuda"):
-            raise ConfigError(f"{key}: device type {dev.type!r} is not supported; {allowed}")
-        out.append(name)
-    return out
-
-
-def check_config_devices(tasks: list[Task], cluster: bool = False) -> None:
-    """The ``device`` of every run's config (when no ``--device`` / ``--devices`` overrides it), as :func:`check_devices`."""
-    seen = set()
-    for t in tasks:
-        device = t.exp.config(t.arm, t.seed).device
-        if (t.exp.name, device) not in seen:
-            seen.add((t.exp.name, device))
-            check_devices([device], key=f"{t.exp.name}: arm {t.arm!r}: device", cluster=cluster)
-
-
 class _Estimates:
     """Longest measured cycle per (experiment, arm): from records on disk and from this call's cycles."""
 
     def __init__(self, tasks: list[Task]):
         self.seconds: dict[tuple[str, str], float] = {}
         for t in tasks:
-            self.add(t, cycle_seconds(read_records(t.exp.run_dir(t.arm, t.seed) / RECORDS_FILE)))
+            self.add(t, timebox.cycle_seconds(read_records(t.exp.run_dir(t.arm, t.seed) / RECORDS_FILE)))
 
     def add(self, task: Task, seconds: float | None) -> None:
         if seconds is not None:
@@ -271,8 +232,6 @@ def fusion_units(tasks: list[Task], todo: list[int], fuse_max: int = FUSE_MAX) -
     weights, data settings, device) into groups of at most ``fuse_max``, across parameter files; in the
     order of each group's first run (so the GPU trains the files' first arms first). Runs that cannot fuse
     are groups of one."""
-    from .loop import fusion_key
-
     groups: dict[str, list[int]] = {}
     units: list[list[int]] = []
     for i in todo:
@@ -286,160 +245,6 @@ def fusion_units(tasks: list[Task], todo: list[int], fuse_max: int = FUSE_MAX) -
             units.append(groups[key])
         groups[key].append(i)
     return units
-
-
-def _on_cuda(tasks: list[Task], devices: list[str | None]) -> bool:
-    """Whether the runs go to a CUDA device (``--fuse auto``): the devices given, else every run's config."""
-    import torch
-
-    names = [d for d in devices if d is not None] or [t.exp.config(t.arm, t.seed).device for t in tasks]
-    return bool(names) and all(n.startswith("cuda") or (n == "auto" and torch.cuda.is_available()) for n in names)
-
-
-# ---------------------------------------------------------------------------------------------
-# Workers: a function a worker runs per task, and two pools that call it (in process / spawned)
-# ---------------------------------------------------------------------------------------------
-
-
-def _execute(payload: dict, device: str | None, cache: dict, send) -> None:
-    """Run one task; ``send(kind, task_id, value)`` reports each cycle and the end (done or failed)."""
-    from .results import RunLocked
-
-    tid = payload["id"]
-    try:
-        recs = run_one(payload["exp"], payload["arm"], payload["seed"], cache, device=device,
-                       force=payload["force"], deadline=payload["deadline"], cycle_estimate=payload["estimate"],
-                       wait=payload.get("wait", False),
-                       on_wait=lambda holder: send("waiting", tid, holder),
-                       time_limit=payload["time_limit"],
-                       on_abandon=lambda e: send("abandoned", tid, {"seconds": e.seconds, "why": str(e)}),
-                       on_cycle=lambda r: send("cycle", tid, {"cycle": r["cycle"], "test_acc": r["test_acc"],
-                                                              "stopped": bool(r.get("stopped")),
-                                                              "seconds": sum(r["seconds"].values())}))
-        send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
-                           "test_acc": recs[-1]["test_acc"] if recs else None})
-    except RunLocked as exc:  # another process trains it: skipped, not failed
-        send("locked", tid, f"another process trains it ({exc.holder})")
-    except Exception as exc:  # noqa: BLE001  (reported by the main process; other runs go on)
-        notes = "\n".join(getattr(exc, "__notes__", []))
-        send("failed", tid, f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
-             + "\n" + traceback.format_exc(limit=-3))
-
-
-def _execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
-    """Run one fusion group in lockstep (:func:`alkit.experiment.run_group`); reports per run as :func:`_execute`."""
-    from .experiment import run_group
-    from .results import RunLocked
-
-    ids, members = payload["ids"], payload["members"]
-    try:
-        outs = run_group(members, cache, device=device, force=payload["force"], deadline=payload["deadline"],
-                         wait=payload.get("wait", False),
-                         on_wait=lambda holder: [send("waiting", tid, holder) for tid in ids],
-                         cycle_estimate=payload["estimate"], time_limit=payload["time_limit"],
-                         on_abandon=lambda e: [send("abandoned", tid, {"seconds": e.seconds, "why": str(e)})
-                                               for tid in ids],
-                         on_cycle=lambda k, r: send("cycle", ids[k], {"cycle": r["cycle"], "test_acc": r["test_acc"],
-                                                                      "stopped": bool(r.get("stopped")),
-                                                                      "seconds": sum(r["seconds"].values())}))
-    except RunLocked as exc:  # another process trains one of them: the group is skipped, not failed
-        for tid in ids:
-            send("locked", tid, f"another process trains a run of its fused group ({exc.holder})")
-        return
-    except Exception as exc:  # noqa: BLE001  (the whole group: reported per run)
-        outs = [exc] * len(ids)
-    for tid, recs in zip(ids, outs):
-        if isinstance(recs, Exception):
-            notes = "\n".join(getattr(recs, "__notes__", []))
-            send("failed", tid, f"{type(recs).__name__}: {recs}" + (f" ({notes})" if notes else "") + "\n"
-                 + "".join(traceback.format_exception(recs, limit=-3)))
-        else:
-            send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
-                               "test_acc": recs[-1]["test_acc"] if recs else None})
-
-
-def run_payload(payload: dict, device: str | None, cache: dict, send) -> None:
-    """What a worker (a local process, this process, a Ray task) does with a payload: one run or one fused group."""
-    (_execute_group if "members" in payload else _execute)(payload, device, cache, send)
-
-
-def _worker_main(device: str | None, threads: int | None, imports: list[str], tasks, messages, index: int) -> None:
-    """Entry point of a spawned worker: set threads, import registrations, run tasks until ``None``."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    from . import learners, strategies  # noqa: F401  (registries)
-    from .cli import import_module
-
-    for module in imports:
-        import_module(module)
-    cache: dict = {}
-    messages.put(("ready", index, None))
-    while (payload := tasks.get()) is not None:
-        run_payload(payload, device, cache, lambda kind, tid, value: messages.put((kind, tid, value)))
-        messages.put(("ready", index, None))
-
-
-class _InlinePool:
-    """One worker: this process."""
-
-    def __init__(self, device: str | None, threads: int | None):
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.devices = [device]
-        self.cache: dict = {}
-        self.inbox: list[tuple] = [("ready", 0, None)]
-
-    def submit(self, worker: int, payload: dict) -> None:
-        run_payload(payload, self.devices[0], self.cache, lambda kind, tid, value: self.inbox.append((kind, tid, value)))
-        self.inbox.append(("ready", worker, None))
-
-    def get(self, timeout: float):
-        return self.inbox.pop(0) if self.inbox else None
-
-    def dead(self) -> list[int]:
-        return []
-
-    def close(self) -> None:
-        pass
-
-
-class _ProcessPool:
-    """``len(devices)`` spawned workers, each with its own task queue and one shared message queue."""
-
-    def __init__(self, devices: list[str | None], threads: int | None, imports: list[str]):
-        ctx = mp.get_context("spawn")
-        self.devices = devices
-        self.messages = ctx.Queue()
-        self.queues = [ctx.Queue() for _ in devices]
-        self.procs = [ctx.Process(target=_worker_main, args=(d, threads, imports, q, self.messages, i), daemon=True)
-                      for i, (d, q) in enumerate(zip(devices, self.queues))]
-        for p in self.procs:
-            p.start()
-
-    def submit(self, worker: int, payload: dict) -> None:
-        self.queues[worker].put(payload)
-
-    def get(self, timeout: float):
-        try:
-            return self.messages.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def dead(self) -> list[int]:
-        return [i for i, p in enumerate(self.procs) if not p.is_alive()]
-
-    def close(self) -> None:
-        for q, p in zip(self.queues, self.procs):
-            if p.is_alive():
-                q.put(None)
-        for p in self.procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,6 +265,50 @@ def run_tasks(
     the runs go to a CUDA device, "on", "off"): the unit of work becomes a group of up to ``fuse_max`` runs
     that train as one stacked model (:func:`fusion_units`); off, every run trains alone, as before.
     """
+    _check_options(jobs, fuse, fuse_max, time_limit)
+    devices = check_devices(devices, cluster=ray is not None) if devices else [None]
+    fused = fuse == "on" or (fuse == "auto" and on_cuda(tasks, devices))
+    pending = sum((force or not t.finished) and t.same_as is None for t in tasks)
+    if fused:
+        pending = len(fusion_units(tasks, [i for i, t in enumerate(tasks) if (force or not t.finished)
+                                           and t.same_as is None], fuse_max))
+    slots = _slots(jobs, devices, ray, pending)
+    if threads is None and len(slots) > 1 and ray is None:
+        threads = max(1, (os.cpu_count() or 1) // len(slots))
+    started = timebox.clock()
+    deadline = started + time_limit if time_limit else None
+    if ray is not None and pending:  # first: a cluster that cannot take the runs is an error before anything is written
+        pool = RayPool(len(slots), slots[0], threads, list(imports), ray)
+    else:
+        pool = InlinePool(slots[0], threads) if len(slots) == 1 else ProcessPool(slots, threads, list(imports))
+    summary = Summary(runs=len(tasks), workers=getattr(pool, "concurrency", len(slots)))
+    if force:
+        for t in tasks:
+            t.done, t.stopped = 0, False
+    summary.finished_before = sum(t.finished for t in tasks)
+    shared = _share(tasks)
+    todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
+    units = fusion_units(tasks, todo, fuse_max) if fused else [[i] for i in todo]
+    st = _State(tasks, summary, _Estimates(tasks), RunsDisplay(tasks, enabled=progress, log=log), shared, log)
+    common = {"force": force, "wait": wait, "deadline": deadline, "time_limit": time_limit}
+    try:
+        while units or st.running:
+            msg = pool.get(timeout=5.0)
+            if msg is None:
+                if _reap_dead(pool, st, len(slots)):
+                    break
+                continue
+            _on_message(st, *msg)
+            units = _hand_out(pool, st, units, common)
+    finally:
+        pool.close()
+        st.view.close()
+    summary.seconds = timebox.clock() - started
+    _leftover(st)
+    return summary
+
+
+def _check_options(jobs: int, fuse: str, fuse_max, time_limit: float | None) -> None:
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if fuse not in FUSE_MODES:
@@ -468,189 +317,122 @@ def run_tasks(
         raise ConfigError(f"--fuse-max: {fuse_max!r} is not allowed; allowed: an integer >= 1")
     if time_limit is not None and time_limit <= 0:
         raise ConfigError(f"--time-limit must be > 0 seconds, got {time_limit}")
-    devices = check_devices(devices, cluster=ray is not None) if devices else [None]
-    fused = fuse == "on" or (fuse == "auto" and _on_cuda(tasks, devices))
-    pending = sum((force or not t.finished) and t.same_as is None for t in tasks)
-    if fused:
-        pending = len(fusion_units(tasks, [i for i, t in enumerate(tasks) if (force or not t.finished)
-                                           and t.same_as is None], fuse_max))
+
+
+def _slots(jobs: int, devices: list[str | None], ray, pending: int) -> list[str | None]:
+    """The device of each worker slot (one per run handed out at once)."""
     if ray is not None:
         if jobs != 1 or len(devices) != 1:
             raise ConfigError("--jobs / --devices: not with --executor ray; allowed: --gpus-per-run / --cpus-per-run "
                               "(Ray places the runs)")
-        slots = devices * max(1, pending)  # every run handed to Ray at once; Ray queues what does not fit
-    else:
-        slots = [d for _ in range(jobs) for d in devices][: max(1, pending)]  # round-robin: cuda:0, cuda:1, cuda:0, ...
-    if threads is None and len(slots) > 1 and ray is None:
-        threads = max(1, (os.cpu_count() or 1) // len(slots))
-    started = clock()
-    deadline = started + time_limit if time_limit else None
-    if ray is not None and pending:  # first: a cluster that cannot take the runs is an error before anything is written
-        from .cluster import RayPool
+        return devices * max(1, pending)  # every run handed to Ray at once; Ray queues what does not fit
+    return [d for _ in range(jobs) for d in devices][: max(1, pending)]  # round-robin: cuda:0, cuda:1, cuda:0, ...
 
-        pool = RayPool(len(slots), slots[0], threads, list(imports), ray)
-    else:
-        pool = _InlinePool(slots[0], threads) if len(slots) == 1 else _ProcessPool(slots, threads, list(imports))
-    summary = Summary(runs=len(tasks), workers=getattr(pool, "concurrency", len(slots)))
-    if force:
-        for t in tasks:
-            t.done, t.stopped = 0, False
-    summary.finished_before = sum(t.finished for t in tasks)
-    shared = {}  # original task -> tasks that copy it
+
+def _share(tasks: list[Task]) -> dict[int, list[int]]:
+    """Original task -> the unfinished tasks that copy it (copied at once where the original is finished)."""
+    shared: dict[int, list[int]] = {}
     for i, t in enumerate(tasks):
         if t.same_as is not None and not t.finished:
             shared.setdefault(t.same_as, []).append(i)
             if tasks[t.same_as].finished:
                 copy_run(tasks[t.same_as], t)
-    todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
-    units = fusion_units(tasks, todo, fuse_max) if fused else [[i] for i in todo]
-    estimates = _Estimates(tasks)
-    view = _Progress(tasks, enabled=progress, log=log)
-    running: dict[int, int] = {}  # task id -> worker
-    idle: list[int] = []
-    try:
-        while units or running:
-            msg = pool.get(timeout=5.0)
-            if msg is None:
-                for w in pool.dead():
-                    for tid, worker in list(running.items()):
-                        if worker == w:
-                            summary.failed.append(f"{tasks[tid].label}: worker process died (exit code "
-                                                  f"{pool.procs[w].exitcode}); finished cycles are kept")
-                            view.end(tid, "died")
-                            del running[tid]
-                if pool.dead() and len(pool.dead()) == len(slots):
-                    break
-                continue
-            kind, key, value = msg
-            if kind == "ready":
-                idle.append(key)
-            elif kind == "cycle":
-                t = tasks[key]
-                t.done, t.stopped = value["cycle"] + 1, value["stopped"]
-                summary.cycles_done += 1
-                estimates.add(t, value["seconds"])
-                view.cycle(key, value)
-            elif kind == "abandoned":  # a cycle given up mid-way (alkit.timebox): its length, at least, is known now
-                estimates.add(tasks[key], value["seconds"])
-                summary.abandoned.append(f"{tasks[key].label}: {value['why']}")
-                view.line(f"gave up  {tasks[key].label} cycle {tasks[key].done}: {value['why']}")
-            elif kind == "done":
-                t = tasks[key]
-                t.done, t.stopped = value["done"], value["stopped"]
-                running.pop(key, None)
-                view.end(key, "finished" if t.finished else "paused (time limit)")
-                for j in shared.get(key, []) if t.finished else []:
-                    copy_run(t, tasks[j])
-                    view.line(f"copied   {t.label} -> {tasks[j].label} (same config)")
-            elif kind == "locked":
-                running.pop(key, None)
-                summary.locked.append(f"{tasks[key].label}: {value}")
-                view.end(key, "skipped (locked)")
-            elif kind == "waiting":
-                view.line(f"waiting  {tasks[key].label}: another process trains it ({value})")
-            elif kind == "failed":
-                running.pop(key, None)
-                summary.failed.append(f"{tasks[key].label}: {value.splitlines()[0]}")
-                view.end(key, "failed")
-                log(f"{tasks[key].label} failed:\n{value}")
-            while idle and units:  # hand out runs (or fused groups) whose next cycle fits the time box
-                nxt = next((u for u in units if deadline is None or cycle_fits(estimates.of_unit(tasks, u), deadline,
-                                                                                time_limit)), None)
-                if nxt is None:
-                    units = []  # nothing fits any more (estimates only grow)
-                    break
-                units.remove(nxt)
-                worker = idle.pop(0)
-                for i in nxt:
-                    running[i] = worker
-                    view.start(i, pool.devices[worker] if len(nxt) == 1 else
-                               f"{pool.devices[worker] or 'its configured device'}, fused x{len(nxt)}")
-                common = {"force": force, "wait": wait, "deadline": deadline, "time_limit": time_limit,
-                          "estimate": estimates.of_unit(tasks, nxt)}
-                if len(nxt) == 1:
-                    i = nxt[0]
-                    pool.submit(worker, {"id": i, "exp": tasks[i].exp, "arm": tasks[i].arm, "seed": tasks[i].seed,
-                                         **common})
-                else:
-                    pool.submit(worker, {"id": nxt[0], "ids": list(nxt), **common,
-                                         "members": [(tasks[i].exp, tasks[i].arm, tasks[i].seed) for i in nxt]})
-    finally:
-        pool.close()
-        view.close()
-    summary.seconds = clock() - started
+    return shared
+
+
+@dataclass
+class _State:
+    """What the scheduler knows while runs are out: their tasks, the summary, estimates and display."""
+
+    tasks: list[Task]
+    summary: Summary
+    estimates: _Estimates
+    view: RunsDisplay
+    shared: dict[int, list[int]]
+    log: object
+    running: dict[int, int] = field(default_factory=dict)  # task id -> worker
+    idle: list[int] = field(default_factory=list)
+
+
+def _reap_dead(pool, st: _State, slots: int) -> bool:
+    """Runs of worker processes that died are failed; True when every worker is dead."""
+    for w in pool.dead():
+        for tid, worker in list(st.running.items()):
+            if worker == w:
+                st.summary.failed.append(f"{st.tasks[tid].label}: worker process died (exit code "
+                                         f"{pool.procs[w].exitcode}); finished cycles are kept")
+                st.view.end(tid, "died")
+                del st.running[tid]
+    return bool(pool.dead()) and len(pool.dead()) == slots
+
+
+def _on_message(st: _State, kind: str, key: int, value) -> None:
+    """A worker's message (see :mod:`alkit.workers`): update the task, the summary, the estimates and the display."""
+    tasks, summary, view = st.tasks, st.summary, st.view
+    if kind == "ready":
+        st.idle.append(key)
+    elif kind == "cycle":
+        t = tasks[key]
+        t.done, t.stopped = value["cycle"] + 1, value["stopped"]
+        summary.cycles_done += 1
+        st.estimates.add(t, value["seconds"])
+        view.cycle(key, value)
+    elif kind == "abandoned":  # a cycle given up mid-way (alkit.engine.timebox): its length, at least, is known now
+        st.estimates.add(tasks[key], value["seconds"])
+        summary.abandoned.append(f"{tasks[key].label}: {value['why']}")
+        view.line(f"gave up  {tasks[key].label} cycle {tasks[key].done}: {value['why']}")
+    elif kind == "done":
+        t = tasks[key]
+        t.done, t.stopped = value["done"], value["stopped"]
+        st.running.pop(key, None)
+        view.end(key, "finished" if t.finished else "paused (time limit)")
+        for j in st.shared.get(key, []) if t.finished else []:
+            copy_run(t, tasks[j])
+            view.line(f"copied   {t.label} -> {tasks[j].label} (same config)")
+    elif kind == "locked":
+        st.running.pop(key, None)
+        summary.locked.append(f"{tasks[key].label}: {value}")
+        view.end(key, "skipped (locked)")
+    elif kind == "waiting":
+        view.line(f"waiting  {tasks[key].label}: another process trains it ({value})")
+    elif kind == "failed":
+        st.running.pop(key, None)
+        summary.failed.append(f"{tasks[key].label}: {value.splitlines()[0]}")
+        view.end(key, "failed")
+        st.log(f"{tasks[key].label} failed:\n{value}")
+
+
+def _hand_out(pool, st: _State, units: list[list[int]], common: dict) -> list[list[int]]:
+    """Hand idle workers the runs (or fused groups) whose next cycle fits the time box; the units left."""
+    tasks, deadline = st.tasks, common["deadline"]
+    while st.idle and units:
+        nxt = next((u for u in units if deadline is None or timebox.cycle_fits(
+            st.estimates.of_unit(tasks, u), deadline, common["time_limit"])), None)
+        if nxt is None:
+            return []  # nothing fits any more (estimates only grow)
+        units.remove(nxt)
+        worker = st.idle.pop(0)
+        for i in nxt:
+            st.running[i] = worker
+            st.view.start(i, pool.devices[worker] if len(nxt) == 1 else
+                          f"{pool.devices[worker] or 'its configured device'}, fused x{len(nxt)}")
+        payload = dict(common, estimate=st.estimates.of_unit(tasks, nxt))
+        if len(nxt) == 1:
+            i = nxt[0]
+            pool.submit(worker, {"id": i, "exp": tasks[i].exp, "arm": tasks[i].arm, "seed": tasks[i].seed, **payload})
+        else:
+            pool.submit(worker, {"id": nxt[0], "ids": list(nxt), **payload,
+                                 "members": [(tasks[i].exp, tasks[i].arm, tasks[i].seed) for i in nxt]})
+    return units
+
+
+def _leftover(st: _State) -> None:
+    """The summary's finished runs, cycles left and their estimated time."""
+    tasks, summary = st.tasks, st.summary
     summary.finished = sum(t.finished for t in tasks)
     unfinished = [t for t in tasks if not t.finished]
     trained = [t for t in unfinished if t.same_as is None]  # shared runs are copied, not trained
     summary.cycles_left = sum(t.total - t.done for t in trained)
-    per_run = [estimates.of(t) for t in trained]
+    per_run = [st.estimates.of(t) for t in trained]
     if all(e is not None for e in per_run):
         summary.seconds_left = sum(e * (t.total - t.done) for e, t in zip(per_run, trained)) / summary.workers
-    return summary
-
-
-class _Progress:
-    """An overall bar (cycles) and one bar per running run on a terminal; plain log lines otherwise."""
-
-    def __init__(self, tasks: list[Task], enabled: bool, log=print):
-        from .progress import interactive
-
-        self.tasks, self.log = tasks, log or (lambda *_: None)
-        self.bars = enabled and interactive()
-        self.quiet = not enabled
-        self.total_runs = sum(not t.finished and t.same_as is None for t in tasks)
-        self.ended = 0
-        self.per_run: dict[int, object] = {}
-        self.free_positions: list[int] = []
-        self.overall = None
-        if self.bars:
-            from tqdm import tqdm
-
-            left = sum(t.total - t.done for t in tasks if not t.finished and t.same_as is None)
-            self.overall = tqdm(total=left, desc=f"runs 0/{self.total_runs}", unit="cycle", position=0, dynamic_ncols=True)
-
-    def line(self, text: str) -> None:
-        if self.bars:
-            from tqdm import tqdm
-
-            tqdm.write(text)
-        elif not self.quiet:
-            self.log(text)
-
-    def start(self, tid: int, device) -> None:
-        t = self.tasks[tid]
-        if self.bars:
-            from tqdm import tqdm
-
-            pos = self.free_positions.pop(0) if self.free_positions else len(self.per_run) + 1
-            self.per_run[tid] = tqdm(total=t.total, initial=t.done, desc=t.label, unit="cycle", position=pos,
-                                     leave=False, dynamic_ncols=True)
-        else:
-            self.line(f"start  {t.label} on {device or 'its configured device'} (cycle {t.done}/{t.total})")
-
-    def cycle(self, tid: int, value: dict) -> None:
-        t = self.tasks[tid]
-        if self.bars:
-            self.per_run[tid].update(1)
-            self.per_run[tid].set_postfix(test=f"{value['test_acc']:.3f}")
-            self.overall.update(1)
-        else:
-            self.line(f"cycle  {t.label} {value['cycle'] + 1}/{t.total}: test acc {value['test_acc']:.4f} "
-                       f"({value['seconds']:.1f} s)")
-
-    def end(self, tid: int, how: str) -> None:
-        t = self.tasks[tid]
-        self.ended += 1
-        bar = self.per_run.pop(tid, None)
-        if bar is not None:
-            self.free_positions.append(bar.pos if hasattr(bar, "pos") else 1)
-            bar.close()
-        if self.overall is not None:
-            self.overall.set_description(f"runs {self.ended}/{self.total_runs}")
-        self.line(f"{how:<8} {t.label}: {t.done}/{t.total} cycles  [{self.ended}/{self.total_runs} runs]")
-
-    def close(self) -> None:
-        for bar in self.per_run.values():
-            bar.close()
-        if self.overall is not None:
-            self.overall.close()

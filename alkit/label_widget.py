@@ -60,7 +60,7 @@ class LabelGrid:
     """The grid for ``session`` (:class:`alkit.oracle.LabelSession`); display ``.widget`` in a notebook."""
 
     def __init__(self, session, ncols: int = 6, scale: int = 3):
-        import ipywidgets as w
+        import ipywidgets as w  # optional (the notebooks extra): only the grid of notebook 06 needs it
 
         self.session, self.ncols, self.scale, self.w = session, ncols, scale, w
         self.widget = w.VBox()

@@ -18,15 +18,19 @@ import numpy as np
 import torch
 
 from . import results
-from .engine import timebox
-from .engine.timebox import clock  # wall-clock seconds for deadlines; tests replace loop.clock / jobs.clock
 from .config import ConfigError, from_dict, to_dict
+from .data import DATASETS
+from .diagnostics import latent_coverage, selection_diagnostics
+from .engine import drive_fused, timebox
 from .learners import TrainData, make_learner
 from .learners.base import LEARNERS
+from .own_data import load_data
 from .pool import BudgetError, InitialSet, Pool, initial_labelled
 from .progress import progress_bar
 from .strategies import Context, acquire, get_strategy
 from .strategies.base import make_params
+from .strategies.uncertainty import entropy_of
+from .train import accuracy, confusion_matrix
 
 #: config keys that may differ between the original and a resumed run
 RESUMABLE_DIFFERENCES = ("device",)
@@ -87,22 +91,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-TRAIN_SIZE = {"fashion_mnist": 60_000, "mnist": 60_000}  # the pool is this minus the validation split
-TEST_SIZE = {"fashion_mnist": 10_000, "mnist": 10_000}
-
-
 def validate(cfg: RunConfig) -> None:
     """Fail before any training on names, parameters and capabilities that cannot work."""
     spec = get_strategy(cfg.strategy)
-    if cfg.learner not in LEARNERS:
-        raise ConfigError(f"unknown learner {cfg.learner!r}; known learners: {', '.join(sorted(LEARNERS))}")
-    cls = LEARNERS[cfg.learner]
-    if cls.Params:
-        from_dict(cls.Params, cfg.learner_params, where=f"learner_params[{cfg.learner}]")
-    elif cfg.learner_params:
-        raise ConfigError(f"learner {cfg.learner!r} takes no parameters")
+    cls = _check_learner(cfg)
     sparams = make_params(spec, cfg.strategy_params)
-    pool_size = cfg.pool_size if cfg.pool_size is not None else TRAIN_SIZE.get(cfg.dataset, 0) - cfg.val_size
+    sizes = DATASETS[cfg.dataset]["sizes"] if cfg.dataset in DATASETS else None  # built-in: known before loading
+    pool_size = cfg.pool_size if cfg.pool_size is not None else (sizes["train"] if sizes else 0) - cfg.val_size
     limit = getattr(sparams, "max_pool", None)  # strategies for small candidate sets (network_norm, kernel_norm_exact)
     if limit is not None and (cfg.candidates or pool_size) > limit:
         raise ConfigError(
@@ -110,8 +105,8 @@ def validate(cfg: RunConfig) -> None:
             f"{cfg.candidates if cfg.candidates is not None else f'None (the whole pool of {pool_size})'}; "
             f"set candidates: {limit} or lower (a seeded subsample each cycle), or raise strategy_params.max_pool"
         )
-    if cfg.dataset in TRAIN_SIZE:
-        n_train = TRAIN_SIZE[cfg.dataset]
+    if sizes:
+        n_train = sizes["train"]  # the pool is this minus the validation split
         if cfg.val_size >= n_train:
             raise ConfigError(f"val_size: {cfg.val_size} leaves no pool of {cfg.dataset}'s {n_train:,} training "
                               f"images; allowed: 0 .. {n_train - 1}")
@@ -119,11 +114,11 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"pool_size: {cfg.pool_size} is larger than the {n_train - cfg.val_size:,} images "
                               f"left for the pool after val_size {cfg.val_size}; allowed: 1 .. {n_train - cfg.val_size}, "
                               "or null (all of them)")
-        if cfg.test_size is not None and cfg.test_size > TEST_SIZE[cfg.dataset]:
+        if cfg.test_size is not None and cfg.test_size > sizes["test"]:
             raise ConfigError(f"test_size: {cfg.test_size} is larger than {cfg.dataset}'s "
-                              f"{TEST_SIZE[cfg.dataset]:,} test images; allowed: 1 .. {TEST_SIZE[cfg.dataset]}, or null")
+                              f"{sizes['test']:,} test images; allowed: 1 .. {sizes['test']}, or null")
     needed = cfg.initial.n + cfg.cycles * cfg.budget
-    if cfg.dataset in TRAIN_SIZE and needed > pool_size:
+    if sizes and needed > pool_size:
         raise BudgetError(
             f"initial {cfg.initial.n} + {cfg.cycles} cycles x budget {cfg.budget} = {needed} labels, "
             f"but the pool has only {pool_size} points"
@@ -143,6 +138,22 @@ def validate(cfg: RunConfig) -> None:
             f"strategy {cfg.strategy!r} needs {sorted(missing)}, which learner {cfg.learner!r} lacks; "
             f"learners that fit: {', '.join(good)}"
         )
+
+
+def _check_learner(cfg: RunConfig):
+    """The learner class of ``cfg``, its parameters checked; a :class:`ConfigError` naming what is wrong."""
+    if cfg.learner not in LEARNERS:
+        raise ConfigError(f"unknown learner {cfg.learner!r}; known learners: {', '.join(sorted(LEARNERS))}")
+    cls = LEARNERS[cfg.learner]
+    if cls.Params:
+        from_dict(cls.Params, cfg.learner_params, where=f"learner_params[{cfg.learner}]")
+    elif cfg.learner_params:
+        raise ConfigError(f"learner {cfg.learner!r} takes no parameters")
+    if not callable(getattr(cls.Params, "iterations_per_cycle", None)):  # evaluate() records it every cycle
+        raise ConfigError(f"learner {cfg.learner!r}: its Params has no iterations_per_cycle(n_labelled, n_unlabelled), "
+                          "which every record stores; allowed: a Params that subclasses "
+                          "alkit.learners.schedule.ScheduleParams (or defines that method)")
+    return cls
 
 
 def check_simulated_data(cfg: RunConfig, data) -> None:
@@ -165,20 +176,6 @@ def check_simulated_data(cfg: RunConfig, data) -> None:
         )
 
 
-def _load_data(cfg: RunConfig, device: torch.device):
-    """The data of ``cfg``: a built-in dataset by name, or your own ``.npz`` / image folder by path."""
-    from .data import load_dataset
-    from .own_data import is_own_dataset, load_own
-
-    if is_own_dataset(cfg.dataset):
-        return load_own(cfg.dataset, device=device, split_seed=cfg.split_seed, val_size=cfg.val_size,
-                        pool_size=cfg.pool_size, test_size=cfg.test_size)
-    return load_dataset(
-        cfg.dataset, data_dir=cfg.data_dir, device=device, split_seed=cfg.split_seed,
-        val_size=cfg.val_size, pool_size=cfg.pool_size, test_size=cfg.test_size,
-    )
-
-
 def write_run_config(path: Path, cfg: RunConfig, device, meta: dict | None = None) -> None:
     """A run's ``config.json``: its config, seed, git commit, machine, device and start time, plus ``meta``."""
     results.write_json(path, {
@@ -188,8 +185,14 @@ def write_run_config(path: Path, cfg: RunConfig, device, meta: dict | None = Non
     })
 
 
-def _check_resumable(saved: dict, cfg_dict: dict, out_dir: Path) -> None:
-    diff = sorted(k for k in set(saved) | set(cfg_dict) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != cfg_dict.get(k))
+def config_difference(saved: dict, now: dict) -> list[str]:
+    """The keys in which two run configs (``to_dict``) differ, but those a resumed run may change."""
+    return sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_DIFFERENCES and saved.get(k) != now.get(k))
+
+
+def check_resumable(saved: dict, cfg_dict: dict, out_dir: Path) -> None:
+    """A :class:`ConfigError` when ``out_dir``'s saved config is another run's (resuming it would mix two runs)."""
+    diff = config_difference(saved, cfg_dict)
     if diff:
         raise ConfigError(
             f"{out_dir} holds a run with a different config (keys {', '.join(diff)}); "
@@ -224,7 +227,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
     records: list[dict] = []
     if out_dir is not None:
         out_dir = Path(out_dir)
-        cfg_path, rec_path = out_dir / results.CONFIG_FILE, out_dir / results.RECORDS_FILE
+        cfg_path, rec_path = results.config_path(out_dir), results.records_path(out_dir)
         if force:
             for p in (cfg_path, rec_path):
                 p.unlink(missing_ok=True)
@@ -232,12 +235,12 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
             raise ConfigError(f"{out_dir}: holds records but no {results.CONFIG_FILE}; allowed: alkit run <the "
                               "parameter file> --repair (alkit.experiment.repair_run) rewrites it, or force=True")
         if cfg_path.exists():
-            _check_resumable(results.read_json(cfg_path)["config"], cfg_dict, out_dir)
+            check_resumable(results.read_json(cfg_path)["config"], cfg_dict, out_dir)
             records = results.read_records(rec_path)
             if records and (len(records) == cfg.cycles + 1 or records[-1].get("stopped")):
                 return records
     if data is None:  # before any file is written: missing, corrupt or unusable data leaves nothing behind
-        data = _load_data(cfg, device)
+        data = load_data(cfg, device)
     check_simulated_data(cfg, data)
     data = data.to(device) if data.x_pool.device != device else data
     y_pool = data.y_pool.cpu().numpy()
@@ -259,7 +262,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
 
     previous = None
     if records and _warm_start(cfg):
-        previous = torch.load(out_dir / "learner.pt", weights_only=False)
+        previous = torch.load(results.warm_start_path(out_dir), weights_only=False)
     label = "/".join(str(x) for x in ((meta or {}).get("experiment"), (meta or {}).get("arm", cfg.strategy)) if x)
     return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}")
 
@@ -268,8 +271,8 @@ def _unstarted_leaves_no_config(state: _Run) -> None:
     """After a failure: a run with no record leaves no ``config.json``, which would hold the folder for this
     config and refuse the corrected one ("holds a run with a different config") until --force."""
     if state.out_dir is not None and not state.records and \
-            not results.read_records(state.out_dir / results.RECORDS_FILE):
-        (state.out_dir / results.CONFIG_FILE).unlink(missing_ok=True)
+            not results.read_records(results.records_path(state.out_dir)):
+        results.config_path(state.out_dir).unlink(missing_ok=True)
 
 
 def _commit(state: _Run, rec: dict, learner) -> None:
@@ -278,8 +281,8 @@ def _commit(state: _Run, rec: dict, learner) -> None:
     state.previous = learner
     if state.out_dir is not None:
         if _warm_start(state.cfg):
-            torch.save(learner, state.out_dir / "learner.pt")
-        results.write_records(state.out_dir / results.RECORDS_FILE, state.records)
+            torch.save(learner, results.warm_start_path(state.out_dir))
+        results.write_records(results.records_path(state.out_dir), state.records)
 
 
 def run(
@@ -304,12 +307,12 @@ def run(
     :class:`~alkit.data.Data` (it must match the config's dataset settings).
     ``meta`` (e.g. experiment and arm names) is stored in ``config.json``.
 
-    Time box: with ``deadline`` (a :func:`clock` time), no cycle starts that
-    :func:`cycle_fits` says will not end by then; the records so far are returned
+    Time box: with ``deadline`` (a :func:`alkit.engine.timebox.clock` time), no cycle starts that
+    :func:`alkit.engine.timebox.cycle_fits` says will not end by then; the records so far are returned
     (fewer than ``cycles + 1``: the run is unfinished and the same call resumes it).
     ``cycle_estimate`` (seconds) stands in for the run's own cycle times until it
     has one; with neither, a cycle starts only while half of ``time_limit`` is left. A cycle that its own
-    pace says cannot end by ``deadline`` is given up (:mod:`alkit.timebox`): nothing of it is written,
+    pace says cannot end by ``deadline`` is given up (:mod:`alkit.engine.timebox`): nothing of it is written,
     ``on_abandon(error)`` is called, and the records so far are returned. ``on_cycle(record)`` is called
     after each cycle is written.
     """
@@ -322,7 +325,7 @@ def run(
     bar = progress_bar(range(len(records), cfg.cycles + 1), desc=desc, unit="cycle", disable=not progress)
     try:
         for cycle in bar:
-            if deadline is not None and not cycle_fits(cycle_seconds(records) or cycle_estimate, deadline, time_limit):
+            if deadline is not None and not timebox.cycle_fits(timebox.cycle_seconds(records) or cycle_estimate, deadline, time_limit):
                 break
             try:
                 with timebox.cycle_deadline(deadline):
@@ -368,8 +371,6 @@ def run_group(
     group resumed after a kill trains every cycle exactly as the uninterrupted group does; a record says
     ``fused_k`` (runs trained together) and ``fused_group`` (who).
     """
-    from .engine import drive_fused
-
     states: list = []
     for k, (cfg, out_dir, meta) in enumerate(runs):
         try:
@@ -380,8 +381,8 @@ def run_group(
     active = [k for k, s in enumerate(states) if isinstance(s, _Run)]
     try:
         while active:
-            estimate = max((cycle_seconds(states[k].records) or cycle_estimate or 0.0) for k in active) or None
-            if deadline is not None and not cycle_fits(estimate, deadline, time_limit):
+            estimate = max((timebox.cycle_seconds(states[k].records) or cycle_estimate or 0.0) for k in active) or None
+            if deadline is not None and not timebox.cycle_fits(estimate, deadline, time_limit):
                 break
             members = []
             for k in active:
@@ -458,28 +459,6 @@ def fusion_key(cfg: RunConfig) -> str | None:
     return results.dumps([FUSION_FAMILY.get(cfg.learner, cfg.learner), shared, data], sort_keys=True)
 
 
-#: a cycle is started only if its estimate times this still ends before the deadline
-CYCLE_MARGIN = 1.15
-#: with no estimate at all, a cycle is started only if this share of the time box is left
-UNKNOWN_START_SHARE = 0.5
-
-
-def cycle_seconds(records: list[dict]) -> float | None:
-    """The longest measured cycle among ``records`` (train + evaluate + select + ...), None if none."""
-    times = [sum(r["seconds"].values()) for r in records if r.get("seconds")]
-    return max(times) if times else None
-
-
-def cycle_fits(estimate: float | None, deadline: float, time_limit: float | None = None) -> bool:
-    """True when a cycle estimated to take ``estimate`` seconds, started now, ends before ``deadline``
-    (with :data:`CYCLE_MARGIN`). With no estimate: True while at least :data:`UNKNOWN_START_SHARE` of
-    ``time_limit`` is left (or, without ``time_limit``, while the deadline has not passed)."""
-    left = deadline - clock()
-    if estimate is None:
-        return left > (UNKNOWN_START_SHARE * time_limit if time_limit else 0.0)
-    return estimate * CYCLE_MARGIN <= left
-
-
 def _warm_start(cfg: RunConfig) -> bool:
     return bool(cfg.learner_params.get("warm_start", False))
 
@@ -506,8 +485,6 @@ def final_probe(data) -> Callable[[torch.nn.Module], dict]:
     """What the engine measures of a validated phase's final state before it restores the best validated
     one: the test accuracy there, ``test_acc_final`` (beside the record's best-validated ``test_acc``:
     a validation set far larger than the labelled set picks the checkpoint -- Oliver et al., 2018)."""
-    from .train import accuracy
-
     def probe(model: torch.nn.Module) -> dict:
         return {"test_acc_final": accuracy(model, data.x_test, data.y_test)}
 
@@ -537,8 +514,6 @@ def evaluate(cfg: RunConfig, data, learner, lab: np.ndarray, unl: np.ndarray, cy
     """The cycle record of a fitted learner: validation and test accuracy, test confusion, labelled class
     counts, the learner's ``metrics``; adds ``seconds["evaluate"]``."""
     t = time.perf_counter()
-    from .train import confusion_matrix
-
     lab_t = torch.as_tensor(lab.copy(), device=data.x_pool.device)
     test_pred = learner.predict_proba(data.x_test).argmax(1)
     val_pred = learner.predict_proba(data.x_val).argmax(1)
@@ -613,27 +588,25 @@ def _after_fit(cfg: RunConfig, data, pool: Pool, cycle: int, device, learner, tr
         rec["diagnostics"] = _diagnostics(ctx, selected, y_sel)
         rec.update(_prediction_spread(ctx))
         if cfg.coverage_purity is not None:
-            from .diagnostics import latent_coverage
-
             rec["coverage"] = latent_coverage(ctx, np.searchsorted(ctx.unlabelled_indices, selected), cfg.coverage_purity)
         seconds["diagnostics"] = time.perf_counter() - t
         pool.label(selected)
     if cfg.save_learner and out_dir is not None:
         buf = io.BytesIO()
         torch.save(learner, buf)
-        results.atomic_write_bytes(out_dir / "learners" / f"cycle{cycle:02d}.pt", buf.getvalue())
+        results.atomic_write_bytes(results.learner_path(out_dir, cycle), buf.getvalue())
     if cfg.latent_sample and out_dir is not None:
         t = time.perf_counter()
-        _save_latent(cfg, data, learner, cycle, lab, rec["selected"], out_dir)
+        save_latent(cfg, data, learner, cycle, lab, rec["selected"], out_dir)
         seconds["latent"] = time.perf_counter() - t
     rec["seconds"] = seconds
     return rec
 
 
-def _save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray, selected, out_dir: Path) -> None:
+def save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray, selected, out_dir: Path) -> None:
     """Save latent codes of a fixed pool sample plus every labelled and just-selected point.
 
-    ``latent/cycle{k:02d}.npz`` holds ``pool_index`` (N,), ``z`` (N, d) float16,
+    ``latent/cycleNN.npz`` (:func:`alkit.results.latent_path`) holds ``pool_index`` (N,), ``z`` (N, d) float16,
     ``y`` (N,) and ``status`` (N,): 0 unlabelled, 1 labelled when the model was
     trained, 2 selected at the end of this cycle. The sample is the same in
     every cycle (seeded by the run seed only) so UMAP plots are comparable.
@@ -650,8 +623,7 @@ def _save_latent(cfg: RunConfig, data, learner, cycle: int, labelled: np.ndarray
     z = learner.embed(data.x_pool[keep_t]).float().cpu().numpy().astype(np.float16)
     buf = io.BytesIO()
     np.savez_compressed(buf, pool_index=keep, z=z, y=data.y_pool[keep_t].cpu().numpy(), status=status[keep])
-    path = out_dir / "latent" / f"cycle{cycle:02d}.npz"
-    results.atomic_write_bytes(path, buf.getvalue())
+    results.atomic_write_bytes(results.latent_path(out_dir, cycle), buf.getvalue())
 
 
 def _prediction_spread(ctx: Context) -> dict:
@@ -662,8 +634,6 @@ def _prediction_spread(ctx: Context) -> dict:
     discriminator-only result by the adversarial term equalising y'; these
     numbers let a notebook test that instead of restating it.
     """
-    from .strategies.uncertainty import entropy_of
-
     pu, pl = ctx.proba(), ctx.labelled_proba()
     share = torch.bincount(pu.argmax(1), minlength=ctx.num_classes).float() / max(len(pu), 1)
     return {
@@ -674,9 +644,5 @@ def _prediction_spread(ctx: Context) -> dict:
 
 
 def _diagnostics(ctx: Context, selected: np.ndarray, y_sel: torch.Tensor) -> dict | None:
-    try:
-        from .diagnostics import selection_diagnostics
-    except ImportError:
-        return None
     pos = np.searchsorted(ctx.unlabelled_indices, selected)
     return selection_diagnostics(ctx, pos, y_sel)

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import warnings
 from pathlib import Path
+
+import numpy as np
+import plotly
+import torch
+
+from .results import git_commit
 
 
 def setup() -> Path:
@@ -11,8 +19,6 @@ def setup() -> Path:
 
     Works from Jupyter (cwd = notebooks/), papermill (``--cwd`` root) and nbval alike.
     """
-    import warnings
-
     # umap/pynndescent import tqdm.auto, which warns when ipywidgets is absent; bars are off anyway
     warnings.filterwarnings("ignore", message="IProgress not found")
     root = find_root()
@@ -45,13 +51,7 @@ def find_root(cwd: Path | None = None) -> Path:
 
 
 def versions() -> str:
-    """The versions cell: python, torch, numpy, plotly, device, git commit."""
-    import numpy as np
-    import plotly
-    import torch
-
-    from .results import git_commit
-
+    """The versions cell: python, torch, numpy, plotly, device, the commit of the code (:func:`code_commit`)."""
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return "\n".join([
         f"python   {platform.python_version()}",
@@ -59,5 +59,25 @@ def versions() -> str:
         f"numpy    {np.__version__}",
         f"plotly   {plotly.__version__}",
         f"device   {device}",
-        f"commit   {git_commit()}",
+        f"commit   {code_commit()}",
     ])
+
+
+#: what draws a notebook: a commit that changes none of these (results, figures, notebooks) leaves the versions cell
+CODE_PATHS = ("alkit", "params", "pyproject.toml", "requirements")
+
+
+def code_commit() -> str:
+    """The last commit that changed the code or parameters (:data:`CODE_PATHS`), ``-dirty`` as
+    :func:`alkit.results.git_commit` says; so a rerun after a commit of results or notebooks alone prints
+    the same line. Outside git: :func:`alkit.results.git_commit`'s fallback."""
+    head = git_commit()
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%H", "--", *CODE_PATHS], cwd=find_root(),
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError, FileNotFoundError):
+        return head
+    sha = out.stdout.strip()
+    if out.returncode != 0 or not sha:
+        return head
+    return sha + ("-dirty" if head.endswith("-dirty") else "")

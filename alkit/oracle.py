@@ -3,7 +3,7 @@
 A :class:`LabelSession` is one run of the loop in which the labels of the proposed images come from
 whoever answers (you in notebook 06's grid, or :func:`true_labels` for a simulated oracle). It trains and
 selects with exactly the loop's code (:func:`alkit.loop.fit_and_evaluate`, :func:`alkit.loop.propose`),
-and keeps everything in one folder, each file written atomically:
+and keeps everything in one folder (its paths: :mod:`alkit.results`), each file written atomically:
 
 ================  ==================================================================================
 ``config.json``   the run config, git commit and machine, as every run
@@ -31,12 +31,10 @@ import torch
 
 from . import results
 from .config import ConfigError, to_dict
-from .loop import (RunConfig, _check_resumable, _load_data, _save_latent, derive_seed, fit_and_evaluate, propose,
-                   resolve_device, validate, write_run_config)
+from .loop import (RunConfig, check_resumable, derive_seed, fit_and_evaluate, propose, resolve_device, save_latent,
+                   validate, write_run_config)
+from .own_data import load_data
 from .pool import initial_labelled
-
-LABELS, DRAFT, PROPOSAL = "labels.json", "draft.json", "proposal.json"
-
 
 class LabelSession:
     """One active-learning session over ``cfg``'s data in ``folder``; resumes whatever the folder holds.
@@ -49,10 +47,10 @@ class LabelSession:
         validate(cfg)
         self.cfg, self.folder, self.progress = cfg, Path(folder), progress
         self.device = resolve_device(cfg.device)
-        cfg_path = self.folder / results.CONFIG_FILE
+        cfg_path = results.config_path(self.folder)
         if cfg_path.exists():
-            _check_resumable(results.read_json(cfg_path)["config"], to_dict(cfg), self.folder)
-        self.data = (data if data is not None else _load_data(cfg, self.device)).to(self.device)
+            check_resumable(results.read_json(cfg_path)["config"], to_dict(cfg), self.folder)
+        self.data = (data if data is not None else load_data(cfg, self.device)).to(self.device)
         truth = self.data.y_pool.cpu().numpy()
         self.class_names = tuple(self.data.class_names)
         if (truth < 0).any():  # images without labels: the labelled ones are the start
@@ -64,7 +62,8 @@ class LabelSession:
         self.initial = {int(i): int(truth[i]) for i in start}
         if not cfg_path.exists():
             write_run_config(cfg_path, cfg, self.device, {"oracle_session": True})
-        saved = results.read_json(self.folder / LABELS) if (self.folder / LABELS).exists() else {}
+        labels = results.labels_path(self.folder)
+        saved = results.read_json(labels) if labels.exists() else {}
         self.answers: list[dict] = list(saved.get("answers", []))
 
     # ---- state -------------------------------------------------------------------------------------
@@ -86,7 +85,7 @@ class LabelSession:
         return {int(a["index"]) for a in self.answers if a["label"] is None and int(a["index"]) not in answered}
 
     def records(self) -> list[dict]:
-        return results.read_records(self.folder / results.RECORDS_FILE)
+        return results.read_records(results.records_path(self.folder))
 
     def finished(self) -> bool:
         return self.round >= self.cfg.cycles or not len(self._unlabelled())
@@ -106,7 +105,7 @@ class LabelSession:
     def proposal(self) -> dict:
         """The current round's batch: ``{"round", "indices", "guess", "confidence"}`` (the model's
         prediction per image). Trains and selects only when the folder holds no proposal for this round."""
-        path = self.folder / PROPOSAL
+        path = results.proposal_path(self.folder)
         if path.exists():
             saved = results.read_json(path)
             if saved["round"] == self.round:
@@ -125,10 +124,10 @@ class LabelSession:
         seconds["select"] = time.perf_counter() - t
         proba = learner.predict_proba(data.x_pool[torch.as_tensor(selected, device=self.device)]).float().cpu()
         if self.cfg.latent_sample:  # coloured by the dataset's own labels where it has them (-1: unknown)
-            _save_latent(self.cfg, self.data, learner, self.round, lab, selected, self.folder)
+            save_latent(self.cfg, self.data, learner, self.round, lab, selected, self.folder)
         rec.update(selected=selected.tolist(), seconds=seconds, skipped=len(self.skipped()))
         history = [r for r in self.records() if r["cycle"] != self.round]
-        results.write_records(self.folder / results.RECORDS_FILE, history + [rec])
+        results.write_records(results.records_path(self.folder), history + [rec])
         out = {"round": self.round, "indices": selected.tolist(), "guess": proba.argmax(1).tolist(),
                "confidence": [round(float(p), 4) for p in proba.max(1).values]}
         results.write_json(path, out)
@@ -136,7 +135,7 @@ class LabelSession:
 
     def draft(self) -> dict[int, int | None]:
         """Answers clicked in the current round but not submitted (from ``draft.json``)."""
-        path = self.folder / DRAFT
+        path = results.draft_path(self.folder)
         if not path.exists():
             return {}
         saved = results.read_json(path)
@@ -144,7 +143,7 @@ class LabelSession:
 
     def save_draft(self, answers: Mapping[int, int | None]) -> None:
         """Keep the current round's answers so far (called at every click): closing loses nothing."""
-        results.write_json(self.folder / DRAFT, {"round": self.round, "answers": self._checked(answers)})
+        results.write_json(results.draft_path(self.folder), {"round": self.round, "answers": self._checked(answers)})
 
     def answer(self, answers: Mapping[int, int | None]) -> int:
         """Submit this round: ``{pool index: class (0 .. K-1), or None to skip}`` for images of the proposal.
@@ -157,7 +156,7 @@ class LabelSession:
             raise ConfigError("nothing to submit: label or skip at least one image of the batch")
         r = self.round
         self.answers += [{"index": int(i), "label": v, "round": r} for i, v in sorted(checked.items(), key=lambda kv: int(kv[0]))]
-        results.write_json(self.folder / LABELS, {"initial": {str(k): v for k, v in sorted(self.initial.items())},
+        results.write_json(results.labels_path(self.folder), {"initial": {str(k): v for k, v in sorted(self.initial.items())},
                                                   "class_names": list(self.class_names), "answers": self.answers})
         recs = self.records()  # the batch as the oracle labelled it, on the record of the round that proposed it
         for rec in recs:
@@ -165,9 +164,9 @@ class LabelSession:
                 given = [v for v in checked.values() if v is not None]
                 rec["selected_class_counts"] = np.bincount(given, minlength=len(self.class_names)).tolist()
                 rec["answered"], rec["skipped_in_batch"] = len(given), len(checked) - len(given)
-        results.write_records(self.folder / results.RECORDS_FILE, recs)
-        for name in (DRAFT, PROPOSAL):
-            (self.folder / name).unlink(missing_ok=True)
+        results.write_records(results.records_path(self.folder), recs)
+        for path in (results.draft_path(self.folder), results.proposal_path(self.folder)):
+            path.unlink(missing_ok=True)
         return sum(v is not None for v in checked.values())
 
     def _checked(self, answers: Mapping[int, int | None]) -> dict[str, int | None]:
@@ -206,7 +205,7 @@ class LabelSession:
         rec, _, _, seconds = fit_and_evaluate(self.cfg, data, lab, self._unlabelled(), self.round, self.device,
                                               progress=self.progress)
         rec.update(selected=None, seconds=seconds, skipped=len(self.skipped()))
-        results.write_records(self.folder / results.RECORDS_FILE, self.records() + [rec])
+        results.write_records(results.records_path(self.folder), self.records() + [rec])
         return rec
 
 

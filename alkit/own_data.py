@@ -1,4 +1,4 @@
-"""Your own images as a :class:`~alkit.data.Data`: an ``.npz`` in MedMNIST's layout, a folder of images, or arrays.
+"""A run's data (:func:`load_data`: built-in by name, yours by path); your own images as a :class:`~alkit.data.Data`: an ``.npz`` in MedMNIST's layout, a folder of images, or arrays.
 
 Three loaders, one result. Every image becomes ``(C, 28, 28)`` float32 in [0, 1] with C = 1 (grey) or 3
 (colour): other sizes are resized (area averaging when shrinking, bilinear when enlarging), so every model
@@ -19,13 +19,14 @@ Every problem is a :class:`~alkit.data.DataError` naming the split, the shape or
 """
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import Data, DataError, _subset
+from .data import Data, DataError, _subset, load_dataset
 
 SIDE = 28  #: every image is resized to SIDE x SIDE: alkit's models are built for 28 x 28
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -37,6 +38,19 @@ def is_own_dataset(name: str) -> bool:
     """True when ``dataset:`` names a file or folder rather than a built-in dataset."""
     text = str(name)
     return text.endswith(".npz") or "/" in text or "\\" in text or Path(text).expanduser().is_dir()
+
+
+def load_data(cfg, device="cpu") -> Data:
+    """The data of a run config ``cfg`` (:class:`alkit.loop.RunConfig`: ``dataset``, ``data_dir``, ``split_seed``,
+    ``val_size``, ``pool_size``, ``test_size``): a built-in dataset by name (:func:`alkit.data.load_dataset`),
+    or your own ``.npz`` / image folder by path (:func:`load_own`)."""
+    if is_own_dataset(cfg.dataset):
+        return load_own(cfg.dataset, device=device, split_seed=cfg.split_seed, val_size=cfg.val_size,
+                        pool_size=cfg.pool_size, test_size=cfg.test_size)
+    return load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, device=device, split_seed=cfg.split_seed,
+        val_size=cfg.val_size, pool_size=cfg.pool_size, test_size=cfg.test_size,
+    )
 
 
 def load_own(name: str, *, device="cpu", split_seed: int = 0, val_size: int | None = None,
@@ -201,7 +215,7 @@ def load_npz(path: str | Path, class_names=None) -> Data:
 def read_image(path: Path) -> np.ndarray:
     """(H, W) grey or (H, W, 3) RGB uint8 from an image file (Pillow; palette and alpha images are converted)."""
     try:
-        from PIL import Image
+        from PIL import Image  # optional (the notebooks extra): only image folders need it
     except ImportError:
         raise DataError("reading image folders needs Pillow: pip install 'alkit[notebooks]' (or pip install pillow)") from None
     try:
@@ -267,8 +281,6 @@ def subset(data: Data, *, seed: int = 0, val_size: int | None = None, pool_size:
     datasets (a run would otherwise train on fewer images than its config says); a ``val_size`` at least
     the validation split keeps it whole (the default 5,000 is the built-in datasets' split).
     """
-    import dataclasses
-
     parts = {}
     for part, size, stream in (("pool", pool_size, 1), ("val", val_size, 4), ("test", test_size, 2)):
         x, y = getattr(data, f"x_{part}"), getattr(data, f"y_{part}")

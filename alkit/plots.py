@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import analysis
+from .data import FASHION_MNIST_CLASSES
 from .export import Shown, save, show  # noqa: F401  (notebooks call plots.show)
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -36,7 +37,7 @@ ARM_ORDER = ("random", "vaal", "tavaal", "tavaal_random", "m2", "m2_random", "m2
              "m2_vaal_detached", "m2_vaal_detached_random", "m2_disc",
              "least_confidence", "entropy", "margin", "bald", "coreset", "kernel_norm_exact", "kernel_norm_approx",
              "network_norm", "alg1", "alg2")
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = FASHION_MNIST_CLASSES  # the default axis labels: the dataset registry's (alkit.data.DATASETS)
 LAYOUT = dict(template="plotly_white", font=dict(size=13), margin=dict(l=60, r=20, t=95, b=50))
 STUDY_STYLE = dict(line=dict(color="black", dash="dot"), marker=dict(symbol="x", size=8, color="black"))
 #: the discriminator loss of alkit (mean BCE on labelled + mean BCE on unlabelled) when D outputs 0.5 everywhere
@@ -84,7 +85,7 @@ def _seed_traces(rows: list[dict], arm: str, y: str, x: str, scale: float, color
     """One thin line per seed of ``arm`` (no legend entry; hover names the seed)."""
     out = []
     for (seed,), rs in sorted(analysis.group((r for r in rows if r.get("arm") == arm and r.get(y) is not None), "seed").items(),
-                              key=lambda kv: analysis._seed_order(kv[0][0])):
+                              key=lambda kv: analysis.seed_order(kv[0][0])):
         rs = sorted(rs, key=lambda r: r[x])
         out.append(go.Scatter(x=[r[x] for r in rs], y=[scale * r[y] for r in rs], mode="lines", showlegend=False,
                               legendgroup=str(arm), line=dict(color=color, width=1), opacity=0.45,
@@ -415,13 +416,14 @@ ARM_ORDER = ARM_ORDER + ("typiclust", "probcover", "badge")  # after the study's
 
 
 def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequence[str], title: str, subtitle: str = "",
-                     num_classes: int = 10) -> go.Figure:
+                     num_classes: int | None = None) -> go.Figure:
     """Two panels per label count: the latent coverage of each method's labelled set (%) and its class entropy.
 
-    ``coverage``: rows of :func:`alkit.lowbudget.coverage_rows` (share of pool points within
+    ``coverage``: rows of :func:`alkit.analysis.lowbudget.coverage_rows` (share of pool points within
     delta of a labelled point, in the latent the batch was chosen in); ``balance``: rows of
-    :func:`alkit.lowbudget.balance_rows`. Each seed thin, the mean over seeds thick; the right
-    panel has a dotted line at ln C, a perfectly balanced labelled set.
+    :func:`alkit.analysis.lowbudget.balance_rows`. Each seed thin, the mean over seeds thick; the right
+    panel has a dotted line at ln C, a perfectly balanced labelled set (C = ``num_classes``, else the
+    balance rows' ``classes``).
     """
     if not coverage and not balance:
         return _empty(title, subtitle)
@@ -438,8 +440,11 @@ def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequen
             fig.add_trace(go.Scatter(x=[m["n_labelled"] for m in mean], y=[scale * m["mean"] for m in mean], mode="lines+markers",
                                      line=dict(color=c, width=3), name=arm, legendgroup=str(arm), showlegend=col == 1,
                                      hovertemplate=f"{arm}<br>%{{x}} labels<br>mean %{{y:.3f}}<extra></extra>"), row=1, col=col)
-    fig.add_hline(y=math.log(num_classes), line_dash="dot", line_color="#666", row=1, col=2,
-                  annotation_text=f"balanced: ln {num_classes}", annotation_position="bottom right", annotation_font_size=11)
+    num_classes = num_classes or next((r["classes"] for r in balance if r.get("classes")), None)
+    if num_classes:
+        fig.add_hline(y=math.log(num_classes), line_dash="dot", line_color="#666", row=1, col=2,
+                      annotation_text=f"balanced: ln {num_classes}", annotation_position="bottom right",
+                      annotation_font_size=11)
     fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT)), **LAYOUT)
     fig.update_xaxes(title_text="labelled images")
     return fig

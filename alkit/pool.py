@@ -111,13 +111,16 @@ class InitialSet:
                               f"allowed: class numbers 0..{num_classes - 1}")
 
 
-def initial_labelled(labels: np.ndarray, spec: InitialSet, seed: int, num_classes: int = 10) -> np.ndarray:
+def initial_labelled(labels: np.ndarray, spec: InitialSet, seed: int, num_classes: int | None = None) -> np.ndarray:
     """Pool indices of the initial labelled set (sorted), drawn with ``seed``.
 
     ``labels`` are the pool labels: drawing a stratified or class-restricted
-    start is an oracle query the experimenter makes once, before the loop.
+    start is an oracle query the experimenter makes once, before the loop. ``num_classes``: the dataset's
+    (``Data.num_classes``); None: the labels' own, ``max + 1``.
     """
     labels = np.asarray(labels)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
     rng = np.random.default_rng([seed, 0xA1])
     if spec.kind == "random":
         if spec.n > labels.size:

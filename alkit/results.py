@@ -1,9 +1,24 @@
-"""Results on disk: atomic writes, per-run provenance, tidy per-cycle records, and loading them back.
+"""Results on disk: the layout of a run folder, atomic writes, per-run provenance, tidy per-cycle records,
+and loading them back.
 
-A run folder holds ``config.json`` (the resolved config, seed, git commit,
-versions) and ``records.jsonl`` (one JSON object per finished cycle). Both
-are written atomically (temp file + ``os.replace``), so a run killed at any
-moment leaves either the old file or the new one, never half a line.
+The layout, owned here (every other module asks these functions for a path)::
+
+    <root>/<profile>/<experiment>/            experiment_dir       norm_comparison.json  norm_comparison_path
+        <arm>/seed<N>/                          run_dir
+            learner.pt                          warm_start_path      the learner a warm start continues from
+            config.json                         config_path          the resolved config, seed, git commit, versions
+            records.jsonl                       records_path         one JSON object per finished cycle
+            learners/cycleNN.pt                 learner_path         the fitted learner (``save_learner``)
+            latent/cycleNN.npz                  latent_path          latent codes of a pool sample (``latent_sample``)
+            latent/umap_cycleNN.npz             umap_path            their 2-D UMAP map (cached by alkit.derive)
+            views/cycleNN.npz                   views_path           reconstructions and samples (cached by alkit.derive)
+            oracle/                             session_dir          an oracle session (alkit.oracle): its own
+                                                                     config.json, records.jsonl, latent/ and
+                labels.json, draft.json, proposal.json   labels_path, draft_path, proposal_path
+        .seed<N>.lock                           lock_path
+
+``config.json`` and ``records.jsonl`` are written atomically (temp file + ``os.replace``), so a run
+killed at any moment leaves either the old file or the new one, never half a line.
 """
 from __future__ import annotations
 
@@ -22,6 +37,86 @@ import numpy as np
 
 CONFIG_FILE = "config.json"
 RECORDS_FILE = "records.jsonl"
+NORM_COMPARISON_FILE = "norm_comparison.json"
+LABELS_FILE, DRAFT_FILE, PROPOSAL_FILE = "labels.json", "draft.json", "proposal.json"
+
+
+def experiment_dir(root: str | Path, profile: str, name: str) -> Path:
+    """The folder of an experiment's runs: ``<root>/<profile>/<name>``."""
+    return Path(root) / profile / name
+
+
+def run_dir(folder: str | Path, arm: str, seed: int) -> Path:
+    """The folder of one run of an experiment (``folder``): ``<arm>/seed<seed>``."""
+    return Path(folder) / arm / f"seed{seed}"
+
+
+def session_dir(run: str | Path) -> Path:
+    """The folder of an oracle session (:mod:`alkit.oracle`) beside a run's own files: ``oracle/``."""
+    return Path(run) / "oracle"
+
+
+def config_path(run: str | Path) -> Path:
+    return Path(run) / CONFIG_FILE
+
+
+def records_path(run: str | Path) -> Path:
+    return Path(run) / RECORDS_FILE
+
+
+def _cycle_name(cycle: int, suffix: str) -> str:
+    return f"cycle{cycle:02d}{suffix}"
+
+
+def learner_path(run: str | Path, cycle: int) -> Path:
+    """The learner fitted in ``cycle``, pickled (``save_learner``): ``learners/cycleNN.pt``."""
+    return Path(run) / "learners" / _cycle_name(cycle, ".pt")
+
+
+def latent_path(run: str | Path, cycle: int) -> Path:
+    """The latent codes saved in ``cycle`` (``latent_sample``): ``latent/cycleNN.npz``."""
+    return Path(run) / "latent" / _cycle_name(cycle, ".npz")
+
+
+def latent_cycles(run: str | Path) -> list[int]:
+    """Cycles (rounds) with saved latent codes (:func:`latent_path`) in a run or oracle session folder, sorted."""
+    return sorted(int(p.stem[5:]) for p in (Path(run) / "latent").glob("cycle[0-9][0-9].npz"))
+
+
+def umap_path(latent: str | Path) -> Path:
+    """The cached UMAP map of a :func:`latent_path` file, beside it: ``latent/umap_cycleNN.npz``."""
+    latent = Path(latent)
+    return latent.with_name(f"umap_{latent.name}")
+
+
+def views_path(run: str | Path, cycle: int) -> Path:
+    """The cached reconstructions and samples of ``cycle``'s learner: ``views/cycleNN.npz``."""
+    return Path(run) / "views" / _cycle_name(cycle, ".npz")
+
+
+def warm_start_path(run: str | Path) -> Path:
+    """The last cycle's learner a warm-started run continues from: ``learner.pt``."""
+    return Path(run) / "learner.pt"
+
+
+def norm_comparison_path(folder: str | Path) -> Path:
+    """The cached exact-vs-approximate norm comparison of an experiment (:func:`alkit.derive.norm_comparison`)."""
+    return Path(folder) / NORM_COMPARISON_FILE
+
+
+def labels_path(session: str | Path) -> Path:
+    """An oracle session's answers so far (:mod:`alkit.oracle`)."""
+    return Path(session) / LABELS_FILE
+
+
+def draft_path(session: str | Path) -> Path:
+    """An oracle session's answers of the current round, not yet submitted."""
+    return Path(session) / DRAFT_FILE
+
+
+def proposal_path(session: str | Path) -> Path:
+    """An oracle session's current batch, written after training."""
+    return Path(session) / PROPOSAL_FILE
 
 
 def _default(o: Any):
@@ -181,7 +276,7 @@ def run_lock(run_dir: str | Path, wait: bool = False, on_wait: Callable[[str], N
     :class:`RunLocked` naming the holder (``wait=False``), or ``on_wait(holder)`` and a blocking wait.
     A group of runs trained together takes the locks of all of them with :func:`run_locks`.
     """
-    import fcntl
+    import fcntl  # POSIX only: imported where a lock is taken, so reading records works everywhere
 
     path = lock_path(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +351,7 @@ def environment() -> dict:
     AVX512, ...) are recorded because CPU results are only reproducible bit for bit on the same
     kind of machine: other CPUs take other kernels and round differently.
     """
-    import torch
+    import torch  # results is the bottom layer and reads records without torch (alkit.batch, figure code)
 
     try:
         capability = torch.backends.cpu.get_cpu_capability()

@@ -38,3 +38,26 @@ def fmnist_small(fmnist_dir):
         data_dir=fmnist_dir, device="cpu", split_seed=0, val_size=1000, pool_size=2000,
         test_size=1000, download=False,
     )
+
+
+@pytest.fixture(scope="session")
+def data():
+    """A planted synthetic dataset (200 pool, 100 val, 100 test; class c lights rows 2c..2c+5), shared by the
+    loop and strategy-contract tests; no test changes it (``Data.to`` copies)."""
+    from helpers import synthetic_data
+
+    return synthetic_data(pool=200)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny models: they gain nothing from intra-op threads, and on a shared
+    2-core box the OpenMP hand-offs made test_generative ~8x slower (123 s vs 15 s); results do not depend on it.
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+

@@ -2,7 +2,7 @@
 
 Every expected number is worked out in a comment or written as a literal, never by calling numpy the
 way the implementation does. Records look like those of ``alkit.loop.run`` plus the ``arm`` that
-``results.load_results`` adds. ``norm_comparison`` and ``latent_summary`` need saved runs and are not
+``results.load_results`` adds. ``alkit.derive.norm_comparison`` and ``latent_summary`` need saved runs and are not
 covered here.
 """
 from __future__ import annotations
@@ -622,7 +622,7 @@ def test_adversary_sweep_table_planted():
         return {"arm": arm, "seed": seed, "cycle": cycle, "n_labelled": 60 + 20 * cycle, "test_acc": 0.3 + 0.1 * cycle,
                 "selected_class_counts": counts, "diagnostics": {"class_entropy": analysis_entropy(counts)}}
 
-    from alkit.diagnostics import class_entropy as analysis_entropy
+    from alkit.analysis import class_entropy as analysis_entropy
     rows = []
     for seed in (0, 1):
         rows += [r("vaal", seed, c, [0, 0, 10, 0, 10, 0, 0, 0, 0, 0]) for c in range(2)]  # only start classes
@@ -673,3 +673,16 @@ def test_checkpoint_table_and_tests_from_planted_records():
     assert "| random | 50 | 500 | 3 | 60.00 | 57.00 | +3.00 |" in text
     assert "- vaal: best-validated \u2212 final state: +1.50 points (per seed +1.00, +2.00" in text
     assert analysis.checkpoint_markdown([r for r in rows if "test_acc_final" not in r], ["vaal"]) == ""
+
+
+def test_checkpoint_gap_of_one_state_is_zero_whatever_the_float_type():
+    """test_acc is a float32 mean, test_acc_final an exact fraction: the same state (0.587 both ways) has gap 0,
+    not -1e-8 (which printed as '-0.00' and '-1.99e-07 points')."""
+    import numpy as np
+
+    rows = [{"arm": "a", "seed": s, "cycle": c, "n_labelled": 50 * (c + 1), "n_val": 500,
+             "test_acc": float(np.float32(0.587)), "test_acc_final": 0.587} for s in (0, 1) for c in (0, 1)]
+    assert analysis.checkpoint_rows(rows, ["a"])[0]["gap"] == 0.0
+    t = analysis.checkpoint_tests(rows, ["a"])[0]
+    assert t["diffs"] == [0.0, 0.0]
+    assert "+0.00 |" in analysis.checkpoint_markdown(rows, ["a"])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # each script runs end to end in its own process (make test runs them, test-fast not)
 
 
 def _run(*args: str, timeout: float = 300) -> str:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from alkit import comparisons
+from alkit import analysis, comparisons
 from alkit.config import ConfigError
 from alkit.experiment import Experiment, load_experiment
 
@@ -101,5 +101,5 @@ def test_family_is_holm_corrected_over_the_notebook_pairs():
     assert all(d["family_size"] == 2 for d in fam) and fam[0]["verdict"] == "vaal higher"
     assert fam[1]["verdict"] == "within noise" and fam[1]["mde"] is not None
     assert fam[0]["labels"] == [200, 300]  # cycles >= 1 only: one AUBC definition
-    table = comparisons.family_markdown(fam)
+    table = analysis.family_markdown(fam)
     assert "Holm p" in table and "raw p" in table and "learner `vaal`" in table

@@ -208,6 +208,7 @@ def _partial_copy(stem: str, dest: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("state", ["partial", "empty"])
 @pytest.mark.parametrize("stem", ["01_vae_latent_space", "02_vaal_vs_random", "03_three_class_start",
                                   "04_discriminator_only", "05_latent_acquisition"])
@@ -249,3 +250,44 @@ def test_batch_draw_only_leaves_oracle_sessions_out(monkeypatch, capsys):
     monkeypatch.setattr(batch, "_merge_runtimes", lambda report, rows: rows)
     assert batch.main(["--profile", "paper", "--draw-only", "--only", "05", "06"]) == 0
     assert ran == ["05_latent_acquisition.ipynb"] and "06_label_your_own.ipynb: skipped" in capsys.readouterr().out
+
+
+def test_executed_notebooks_keep_no_timestamps_so_an_unchanged_rerun_changes_no_file(tmp_path):
+    """``python -m alkit.batch`` strips papermill's and nbclient's timestamps, durations and paths
+    (:func:`alkit.batch.strip_volatile`): two runs with the same outputs write the same bytes."""
+    from alkit import batch
+
+    def executed(stamp: str) -> dict:
+        cell = {"cell_type": "code", "execution_count": 1, "source": "1 + 1", "id": "a1",
+                "outputs": [{"output_type": "execute_result", "execution_count": 1, "metadata": {}, "data": {"text/plain": "2"}}],
+                "metadata": {"tags": ["parameters"], "execution": {"iopub.execute_input": stamp, "shell.execute_reply": stamp},
+                             "papermill": {"duration": 0.1, "start_time": stamp, "end_time": stamp, "exception": False,
+                                           "status": "completed"}}}
+        injected = {"cell_type": "code", "execution_count": 2, "source": "profile = 'smoke'", "outputs": [],
+                    "id": stamp[-3:-1] + "f00d", "metadata": {"tags": ["injected-parameters"]}}  # papermill: a new id per run
+        return {"nbformat": 4, "nbformat_minor": 5, "cells": [cell, injected],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                             "papermill": {"duration": 5.0, "start_time": stamp, "end_time": stamp, "exception": None,
+                                           "input_path": f"/{stamp}/nb.ipynb", "output_path": f"/{stamp}/nb.ipynb",
+                                           "parameters": {"profile": "smoke"}, "version": "2.6.0"}}}
+
+    first, second = tmp_path / "first.ipynb", tmp_path / "second.ipynb"
+    first.write_text(json.dumps(executed("2026-01-01T00:00:00Z")))
+    second.write_text(json.dumps(executed("2026-06-30T12:34:56Z")))
+    assert batch.strip_volatile(first) and batch.strip_volatile(second)
+    assert first.read_bytes() == second.read_bytes()
+    assert not batch.strip_volatile(first)  # nothing left to strip: the file is not rewritten
+    nb = json.loads(first.read_text())
+    assert nb["metadata"]["papermill"] == {"exception": None, "parameters": {"profile": "smoke"}, "version": "2.6.0"}
+    assert nb["cells"][0]["metadata"] == {"tags": ["parameters"], "papermill": {"exception": False, "status": "completed"}}
+    assert nb["cells"][0]["outputs"][0]["data"] == {"text/plain": ["2"]}  # outputs untouched (nbformat's line lists)
+    assert nb["cells"][1]["id"] == "injected-parameters"
+
+
+def test_committed_notebooks_carry_no_volatile_metadata():
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        for meta in [nb["metadata"]] + [c["metadata"] for c in nb["cells"]]:
+            stamps = {"execution"} & set(meta) | set(meta.get("papermill", {})) & {"start_time", "end_time", "duration",
+                                                                                   "input_path", "output_path"}
+            assert not stamps, f"{path.name}: volatile metadata {sorted(stamps)}: run python -m alkit.batch (it strips them)"

@@ -21,12 +21,7 @@ from helpers import synthetic_images
 WITH_DISC = ["vaal", "tavaal", "m2_disc", "m2_vaal"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread for tiny models
 
 
 def fingerprinted(n_lab=40, n_unl=120, n_val=30, seed=0) -> TrainData:

@@ -18,14 +18,7 @@ GENERATIVE = ["vaal", "tavaal", "m2", "m2_disc", "m2_vaal"]
 WITH_DISC = ["vaal", "tavaal", "m2_disc", "m2_vaal"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box the OpenMP
-    hand-offs made this module ~8x slower (123 s vs 15 s); results do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread for tiny models
 
 
 def synthetic_images(cls: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -71,6 +71,7 @@ def screenshot(html: Path, out: Path) -> bytes:
     return out.read_bytes()
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
 def test_a_committed_html_figure_draws_offline_and_a_missing_plotlyjs_would_show(tmp_path):
     page = tmp_path / "figures" / "smoke" / "02_vaal_vs_random" / "accuracy.html"

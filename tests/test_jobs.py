@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from alkit import jobs, loop
+from alkit.engine import timebox
 from alkit.experiment import load_experiment
 from alkit.results import load_results
 
@@ -70,8 +71,7 @@ def test_time_box_then_resume_gives_the_uninterrupted_records(tmp_path, referenc
     threads = torch.get_num_threads()
     try:
         monkeypatch.setattr(loop, "_cycle", counting_cycle)
-        monkeypatch.setattr(loop, "clock", fake_clock)
-        monkeypatch.setattr(jobs, "clock", fake_clock)
+        monkeypatch.setattr(timebox, "clock", fake_clock)  # the one clock of the scheduler, the loop and the box
         first = in_process(tmp_path, time_limit=100.0)
         assert (first.cycles_done, first.cycles_left, first.finished) == (3, 9, 1)
         assert first.seconds_left is None and not first.failed  # vaal and m2_vaal have no measured cycle yet
@@ -110,13 +110,13 @@ def test_bad_run_options_are_one_error_line_before_anything_is_written(tmp_path,
 
 
 def test_cycle_fits_uses_the_margin_and_the_half_box_rule(monkeypatch):
-    monkeypatch.setattr(loop, "clock", lambda: 100.0)
-    assert loop.cycle_fits(10.0, deadline=100.0 + 10 * loop.CYCLE_MARGIN)
-    assert not loop.cycle_fits(10.0, deadline=100.0 + 10 * loop.CYCLE_MARGIN - 0.01)
-    assert loop.cycle_fits(None, deadline=160.0, time_limit=100.0)  # 60 % of the box left
-    assert not loop.cycle_fits(None, deadline=140.0, time_limit=100.0)  # 40 % left: no blind start
-    assert loop.cycle_seconds([{"seconds": {"train": 2.0, "select": 1.0}}, {"seconds": {"train": 2.5}}]) == 3.0
-    assert loop.cycle_seconds([{}]) is None
+    monkeypatch.setattr(timebox, "clock", lambda: 100.0)
+    assert timebox.cycle_fits(10.0, deadline=100.0 + 10 * timebox.CYCLE_MARGIN)
+    assert not timebox.cycle_fits(10.0, deadline=100.0 + 10 * timebox.CYCLE_MARGIN - 0.01)
+    assert timebox.cycle_fits(None, deadline=160.0, time_limit=100.0)  # 60 % of the box left
+    assert not timebox.cycle_fits(None, deadline=140.0, time_limit=100.0)  # 40 % left: no blind start
+    assert timebox.cycle_seconds([{"seconds": {"train": 2.0, "select": 1.0}}, {"seconds": {"train": 2.5}}]) == 3.0
+    assert timebox.cycle_seconds([{}]) is None
 
 
 def test_a_run_two_experiments_share_is_trained_once_and_copied(tmp_path, fmnist_dir):
@@ -147,6 +147,7 @@ def test_a_run_two_experiments_share_is_trained_once_and_copied(tmp_path, fmnist
     assert [r["arm"] for r in load_results(exps[1].folder)].count("random") == 2
 
 
+@pytest.mark.ray
 def test_ray_executor_gives_the_records_of_the_local_one_and_resumes_like_it(tmp_path, reference):
     """Each run a Ray task on a local Ray (this machine's CPUs, 1 CPU and 1 torch thread per run): the same
     records as the runs one after another in one process; the same command again finds them finished

@@ -36,6 +36,7 @@ WIDTH, HEIGHT = 1400, 1000
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (chromium, chromium-browser, google-chrome)"),
     pytest.mark.skipif(bool(MISSING), reason=f"not installed: {', '.join(MISSING)} (pip install -e .[notebooks,test])"),
 ]

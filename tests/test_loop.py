@@ -9,7 +9,7 @@ from alkit.config import ConfigError
 from alkit.loop import RunConfig, run
 from alkit.pool import BudgetError, InitialSet
 from alkit.results import load_results, read_json
-from helpers import synthetic_data
+
 
 FAST = {"iterations": 4, "batch_size": 32, "val_every": 2}
 
@@ -19,11 +19,6 @@ def cfg(**kw) -> RunConfig:
                 learner_params=FAST, strategy="least_confidence", seed=4, device="cpu")
     base.update(kw)
     return RunConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_data(pool=200)
 
 
 def strip_timing(records):
@@ -181,3 +176,18 @@ def test_notebook_root_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("ALKIT_ROOT", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="ALKIT_ROOT"):
         find_root(tmp_path)
+
+
+def test_a_learner_whose_params_lack_iterations_per_cycle_is_refused_before_training(monkeypatch):
+    """Every record stores ``iterations_per_cycle``: a plug-in learner without it fails in validate, not after a cycle."""
+    from dataclasses import dataclass
+
+    from alkit.learners.base import LEARNERS, Learner
+
+    @dataclass
+    class Bare:
+        width: int = 4
+
+    monkeypatch.setitem(LEARNERS, "bare", type("BareLearner", (Learner,), {"name": "bare", "Params": Bare}))
+    with pytest.raises(ConfigError, match="bare.*no iterations_per_cycle.*ScheduleParams"):
+        loop.validate(cfg(learner="bare", learner_params={}, strategy="random"))

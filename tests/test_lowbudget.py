@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from alkit import lowbudget as lo
 from alkit import plots
+from alkit.analysis import lowbudget as lo, stats
 from helpers import rec
 
 
@@ -23,16 +23,16 @@ def runs(effects: dict, seeds, noise=None, cycles=3, base=0.60):
 
 
 def test_holm_by_hand():
-    assert lo.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert lo.holm([0.5]) == [0.5]
-    assert lo.holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5]) == [0.5]
+    assert stats.holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])
 
 
 def test_min_detectable_effect_by_hand():
     # (t_{0.975, 2} + t_{0.8, 2}) / sqrt(3) = (4.3027 + 1.0607) / 1.7321
-    assert lo.min_detectable_effect(1.0, 3) == pytest.approx((4.302653 + 1.060660) / math.sqrt(3), rel=1e-5)
-    assert lo.min_detectable_effect(1.0, 1) is None
-    assert lo.min_detectable_effect(2.0, 5) == pytest.approx(2 * lo.min_detectable_effect(1.0, 5))
+    assert stats.minimum_detectable_effect(1.0, 3) == pytest.approx((4.302653 + 1.060660) / math.sqrt(3), rel=1e-5)
+    assert stats.minimum_detectable_effect(1.0, 1) is None
+    assert stats.minimum_detectable_effect(2.0, 5) == pytest.approx(2 * stats.minimum_detectable_effect(1.0, 5))
 
 
 def test_two_seeds_are_not_testable_however_large_the_difference():
@@ -52,8 +52,8 @@ def test_family_is_holm_corrected_and_within_noise_states_the_detectable_effect(
     assert by["typiclust"]["verdict"] == "typiclust higher"
     assert by["badge"]["verdict"] == "within noise"
     assert all(d["family"] == 2 for d in fam)
-    assert by["badge"]["p_holm"] == pytest.approx(lo.holm([by["typiclust"]["p"], by["badge"]["p"]])[1])
-    assert by["badge"]["mde"] == pytest.approx(lo.min_detectable_effect(by["badge"]["std"], 4, 0.05 / 2))
+    assert by["badge"]["p_holm"] == pytest.approx(stats.holm([by["typiclust"]["p"], by["badge"]["p"]])[1])
+    assert by["badge"]["mde"] == pytest.approx(stats.minimum_detectable_effect(by["badge"]["std"], 4, 0.05 / 2))
     text = "\n".join(lo.describe_family(fam))
     assert "Holm-adjusted over 2 comparisons" in text
     assert f"{100 * by['badge']['mde']:.2f} points" in text and "smallest effect" in text

@@ -16,6 +16,7 @@ NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("stem", NOTEBOOKS)
 def test_notebook_runs_from_scratch(stem, tmp_path):
     papermill = pytest.importorskip("papermill")

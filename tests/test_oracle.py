@@ -17,16 +17,16 @@ CFG = dict(initial={"kind": "stratified", "n": 20}, budget=8, cycles=2, device="
 
 
 @pytest.fixture(scope="module")
-def data():
+def named_data():
     x, y = synthetic_images(200, seed=9)
     return from_arrays(x[:120].numpy(), y[:120].numpy(), val_images=x[120:160].numpy(), val_labels=y[120:160].numpy(),
                        test_images=x[160:].numpy(), test_labels=y[160:].numpy(), class_names=[f"c{i}" for i in range(10)])
 
 
-def test_a_simulated_oracle_gives_exactly_the_records_of_the_loop(data, tmp_path):
+def test_a_simulated_oracle_gives_exactly_the_records_of_the_loop(named_data, tmp_path):
     cfg = RunConfig(**CFG)
-    ref = loop.run(cfg, data=data, progress=False)
-    recs = LabelSession(cfg, tmp_path / "s", data=data).run(true_labels(data))
+    ref = loop.run(cfg, data=named_data, progress=False)
+    recs = LabelSession(cfg, tmp_path / "s", data=named_data).run(true_labels(named_data))
     for a, b in zip(ref, recs):
         assert (a["cycle"], a["n_labelled"], a["selected"], a["val_acc"], a["test_acc"]) == \
                (b["cycle"], b["n_labelled"], b["selected"], b["val_acc"], b["test_acc"])
@@ -35,26 +35,26 @@ def test_a_simulated_oracle_gives_exactly_the_records_of_the_loop(data, tmp_path
     assert len(recs) == len(ref) == 3
 
 
-def test_answers_are_on_disk_at_once_and_reopening_resumes_without_training(data, tmp_path, monkeypatch):
+def test_answers_are_on_disk_at_once_and_reopening_resumes_without_training(named_data, tmp_path, monkeypatch):
     cfg = RunConfig(**CFG)
-    s = LabelSession(cfg, tmp_path / "s", data=data)
+    s = LabelSession(cfg, tmp_path / "s", data=named_data)
     batch = s.proposal()["indices"]
     s.save_draft({batch[0]: 4, batch[1]: None})
     monkeypatch.setattr(oracle, "fit_and_evaluate", lambda *a, **k: pytest.fail("retrained on reopening"))
-    again = LabelSession(cfg, tmp_path / "s", data=data)  # the notebook was closed and opened again
+    again = LabelSession(cfg, tmp_path / "s", data=named_data)  # the notebook was closed and opened again
     assert again.proposal()["indices"] == batch and again.draft() == {batch[0]: 4, batch[1]: None}
     assert again.answer({batch[0]: 4, batch[1]: None, batch[2]: 7}) == 2
     saved = json.loads((tmp_path / "s" / "labels.json").read_text())
     assert [(a["index"], a["label"], a["round"]) for a in saved["answers"]] == [(i, v, 0) for i, v in
                                                                                 sorted({batch[0]: 4, batch[1]: None, batch[2]: 7}.items())]
     assert not (tmp_path / "s" / "draft.json").exists() and not (tmp_path / "s" / "proposal.json").exists()
-    third = LabelSession(cfg, tmp_path / "s", data=data)
+    third = LabelSession(cfg, tmp_path / "s", data=named_data)
     assert third.round == 1 and third.labels()[batch[0]] == 4 and third.labels()[batch[2]] == 7  # the person's label wins
     assert third.skipped() == {batch[1]} and batch[3] not in third.labels()  # left open: still unlabelled
 
 
-def test_skipped_images_are_not_proposed_again_and_bad_answers_are_refused(data, tmp_path):
-    s = LabelSession(RunConfig(**CFG), tmp_path / "s", data=data)
+def test_skipped_images_are_not_proposed_again_and_bad_answers_are_refused(named_data, tmp_path):
+    s = LabelSession(RunConfig(**CFG), tmp_path / "s", data=named_data)
     batch = s.proposal()["indices"]
     outside = next(i for i in range(120) if i not in batch)
     with pytest.raises(ConfigError, match=f"pool index {outside}: not in this round's batch"):
@@ -103,22 +103,22 @@ def test_png_tiles_decode_to_the_pixels():
     assert rgb.shape == (28, 28, 3)
 
 
-def test_the_grid_saves_clicks_as_drafts_and_submits_a_round(data, tmp_path):
+def test_the_grid_saves_clicks_as_drafts_and_submits_a_round(named_data, tmp_path):
     pytest.importorskip("ipywidgets")
     from alkit.label_widget import OPEN, SKIP, LabelGrid
 
     cfg = RunConfig(**CFG)
-    grid = LabelGrid(LabelSession(cfg, tmp_path / "s", data=data))
+    grid = LabelGrid(LabelSession(cfg, tmp_path / "s", data=named_data))
     batch = list(grid.indices)
     assert len(grid.dropdowns) == 8 and "Round 0" in grid.widget.children[0].value
     grid.dropdowns[0].value = 5  # a click
-    assert LabelSession(cfg, tmp_path / "s", data=data).draft() == {batch[0]: 5}
+    assert LabelSession(cfg, tmp_path / "s", data=named_data).draft() == {batch[0]: 5}
     grid.keys.value = "-2"  # keys: skip the first, class 2 for the second
     assert [d.value for d in grid.dropdowns[:3]] == [SKIP, 2, OPEN]
     grid.keys.value = "9x"
     assert "is not a class" in grid.message.value
-    reopened = LabelGrid(LabelSession(cfg, tmp_path / "s", data=data))  # the draft comes back
+    reopened = LabelGrid(LabelSession(cfg, tmp_path / "s", data=named_data))  # the draft comes back
     assert [d.value for d in reopened.dropdowns[:2]] == [SKIP, 2]
     reopened._submit()
     assert "Round 1" in reopened.widget.children[0].value and reopened.indices != batch
-    assert LabelSession(cfg, tmp_path / "s", data=data).labels()[batch[1]] == 2
+    assert LabelSession(cfg, tmp_path / "s", data=named_data).labels()[batch[1]] == 2

@@ -202,3 +202,35 @@ def test_the_committed_rgb_npz_is_the_one_the_helper_writes(tmp_path):
     assert sorted(committed.files) == sorted(again.files)
     assert all(np.array_equal(committed[k], again[k]) for k in committed.files)
     assert committed["train_images"].shape == (120, 32, 32, 3)
+
+
+@pytest.mark.parametrize("classes", [3, 15])
+def test_any_number_of_classes_runs_a_strategy_a_learner_and_the_notebook_analysis(classes, tmp_path):
+    """Own data of 3 and of 15 classes: M2 + ProbCover from a stratified start, its latent coverage recorded
+    (notebook 05's path), and the records' tables and figures sized by the data's classes, not by ten."""
+    from alkit import analysis, lowbudget, plots
+
+    x, y = synthetic_images(240, seed=7, num_classes=classes)
+    g = (x[:, 0].numpy() * 255).astype(np.uint8)  # (N, 28, 28) grey
+    path = tmp_path / f"k{classes}.npz"
+    parts = {"train": slice(0, 150), "val": slice(150, 195), "test": slice(195, 240)}
+    np.savez(path, **{f"{k}_images": g[s] for k, s in parts.items()}, **{f"{k}_labels": y[s].numpy() for k, s in parts.items()})
+    extra = {"initial": {"kind": "stratified", "n": 2 * classes}, "coverage_purity": 0.95}
+    exp = load_experiment(_experiment_file(tmp_path, path, "m2", "probcover", extra), results_root=str(tmp_path / "r"))
+    rows = run_experiment(exp, progress=False, log=None)
+    first = rows[0]
+    assert first["labelled_class_counts"] == [2] * classes  # stratified: two of every class
+    assert np.asarray(first["test_confusion"]).shape == (classes, classes)
+    assert len(first["selected_class_counts"]) == classes == len(first["pred_class_share_unlabelled"])
+    assert analysis.count_classes(rows) == classes
+    table = analysis.class_counts_by_cycle(rows, "probcover")
+    assert [name for name, _ in table] == ["initial set", "batch 1"] and all(len(c) == classes for _, c in table)
+    bal = lowbudget.balance_rows(rows)
+    assert {r["classes"] for r in bal} == {classes}
+    assert any(f"nats of ln {classes} = {np.log(classes):.3f}" in line
+               for line in lowbudget.describe_coverage(rows, ["probcover"], baseline="probcover"))
+    fig = plots.coverage_balance(lowbudget.coverage_rows(rows), bal, order=["probcover"], title="t")
+    assert [a.text for a in fig.layout.annotations if a.text.startswith("balanced")] == [f"balanced: ln {classes}"]
+    names = [str(c) for c in range(classes)]
+    heat = plots.class_histograms(rows, arms=["probcover"], class_names=names).data[0]
+    assert list(heat.x) == names and np.asarray(heat.z).shape == (2, classes)

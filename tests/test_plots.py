@@ -141,18 +141,17 @@ def test_the_setting_line_names_profile_pool_schedule_and_seeds():
 
 
 def test_summaries_that_notebooks_used_to_compute_inline():
-    from alkit import views
 
     table = analysis.curve(ROWS)
     assert [(r["arm"], r["n_labelled"]) for r in analysis.at_largest_budget(table)] == [("random", 200), ("vaal", 200)]
     assert analysis.describe_largest(table, ["vaal", "random"]).startswith("vaal 63.00 ± 1.41 % (200 labels, 2 seeds), random 60.00")
     gap = analysis.entropy_gap([{"pred_entropy_unlabelled": 1.5, "pred_entropy_labelled": 1.0}, {"pred_entropy_labelled": 1.0}])
     assert [r["entropy_gap"] for r in gap] == [0.5]
-    assert views.sample_row_labels(["y=0", "y=9", "", "y=x"], plots.FASHION_CLASSES) == ["T-shirt/top", "Ankle boot", "", ""]
+    assert analysis.sample_row_labels(["y=0", "y=9", "", "y=x"], plots.FASHION_CLASSES) == ["T-shirt/top", "Ankle boot", "", ""]
     x = np.random.default_rng(0).random((8, 28, 28))
-    assert views.reconstruction_quality(x, x)["gain"] == 1.0
-    blurred = views.reconstruction_quality(x, np.broadcast_to(x.mean(0), x.shape))
-    assert abs(blurred["gain"]) < 1e-12 and "too small or too briefly trained" in views.describe_reconstruction("m", 10, blurred, 50)
+    assert analysis.reconstruction_quality(x, x)["gain"] == 1.0
+    blurred = analysis.reconstruction_quality(x, np.broadcast_to(x.mean(0), x.shape))
+    assert abs(blurred["gain"]) < 1e-12 and "too small or too briefly trained" in analysis.describe_reconstruction("m", 10, blurred, 50)
 
 
 def test_large_figures_show_as_an_image_and_a_link_small_ones_interactive(tmp_path):

@@ -498,6 +498,7 @@ def _kill(pids) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_two_node_ray_cluster_gives_the_local_records_and_resumes_after_a_node_dies(tmp_path, fmnist_dir):
     """`ray start --head` and `ray start --address` (two raylets on loopback, 1 CPU each), then `alkit run
     --executor ray --ray-address auto`; the second node's raylet is killed (SIGKILL) while one of its workers

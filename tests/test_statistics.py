@@ -328,7 +328,7 @@ def test_versus_separates_the_learner_gap_at_cycle_0_from_the_gap_after_acquisit
 
 
 def test_small_effects_keep_their_digits():
-    from alkit.analysis import _signed
+    from alkit.analysis import signed as _signed
 
     assert _signed(0.00312) == "+0.00312" and _signed(-0.0004567) == "\u22120.000457"
     assert _signed(1.234) == "+1.23" and _signed(-0.4) == "\u22120.40" and _signed(0.0) == "+0.00"

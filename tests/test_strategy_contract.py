@@ -13,7 +13,7 @@ from alkit.learners import LEARNERS
 from alkit.loop import RunConfig, derive_seed, run
 from alkit.pool import InitialSet, initial_labelled
 from alkit.strategies import STRATEGIES, get_strategy
-from helpers import synthetic_data, with_shuffled_unlabelled_labels
+from helpers import with_shuffled_unlabelled_labels
 
 BUDGET = 25
 PREFERENCE = ["classifier", "m2", "vaal", "m2_disc", "m2_vaal", "tavaal"]
@@ -40,11 +40,6 @@ def config(strategy: str) -> RunConfig:
         learner_params=dict(LEARNERS[learner].test_params), strategy=strategy, seed=11, device="cpu", pool_size=200,  # the synthetic pool below
         **SMALL_CANDIDATE_SETS.get(strategy, {}),
     )
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_data(pool=200)
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

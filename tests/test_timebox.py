@@ -15,26 +15,23 @@ MICRO = ROOT / "tests" / "params" / "02_vaal_vs_random.yaml"  # 4 iterations per
 
 
 class PacedClock:
-    """One clock for loop, jobs and timebox: still while ``pace`` is 0; each timebox reading adds ``pace`` s."""
+    """The one clock of loop, jobs and timebox (``timebox.clock``): time passes only inside a cycle's time box
+    (while it trains), ``pace`` s per reading; the scheduler's and the loop's readings between cycles see it still."""
 
     def __init__(self):
         self.now, self.pace, self.reads = 1000.0, 0.0, 0
 
-    def wall(self) -> float:
-        return self.now
-
-    def training(self) -> float:
+    def read(self) -> float:
         self.reads += 1
-        self.now += self.pace
+        if timebox._deadline.get() is not None:
+            self.now += self.pace
         return self.now
 
 
 @pytest.fixture
 def paced(monkeypatch):
     clock = PacedClock()
-    monkeypatch.setattr(loop, "clock", clock.wall)
-    monkeypatch.setattr(jobs, "clock", clock.wall)
-    monkeypatch.setattr(timebox, "clock", clock.training)
+    monkeypatch.setattr(timebox, "clock", clock.read)
     monkeypatch.setattr(timebox, "MIN_ITERATIONS", 2)  # the micro trainings have 4 iterations
     monkeypatch.setattr(timebox, "CHECK_EVERY", 1)
     monkeypatch.setattr(timebox, "MIN_SECONDS", 0.0)

@@ -1,7 +1,7 @@
-"""The time box inside a cycle: give a cycle up early when its own pace says it cannot end in time.
+"""The time box: start no cycle that will not end in time, and give a cycle up early when its own pace says it cannot.
 
-Between cycles, :func:`alkit.loop.cycle_fits` decides from measured cycles whether the next one
-fits. The first cycle of an arm in a chunk has no measurement, and a cycle that is started and then
+One :func:`clock` for every deadline (the scheduler's, the loop's, the training loops'). Between cycles,
+:func:`cycle_fits` decides from measured cycles (:func:`cycle_seconds`) whether the next one fits. The first cycle of an arm in a chunk has no measurement, and a cycle that is started and then
 killed at the chunk's end is lost whole: on the first lent GPU (H200, 15 runs at once, a 420 s box)
 12 of 15 runs trained for 458 s and kept nothing, while holding the GPU that the 3 runs whose cycles
 did fit were waiting for. So each training loop reports its progress here; once it has run
@@ -46,8 +46,8 @@ class CycleAbandoned(RuntimeError):
 
 
 def clock() -> float:
-    """Wall-clock seconds (``time.time``) for deadlines; :mod:`alkit.loop` and :mod:`alkit.jobs` use it too.
-    Tests replace each module's name (``timebox.clock``, ``loop.clock``, ``jobs.clock``) on its own."""
+    """Wall-clock seconds (``time.time``) for deadlines; :mod:`alkit.loop` and :mod:`alkit.jobs` read it here
+    (``timebox.clock()``), so a test replaces this one name."""
     return time.time()
 
 
@@ -89,3 +89,25 @@ class Watch:
                 f"{self.where}: {done} of {self.iterations} iterations in {spent:.0f} s; the other "
                 f"{self.iterations - done} would need ~{rest:.0f} s, {max(self.deadline - now, 0):.0f} s are left "
                 f"before the time limit: cycle given up (at least {length:.0f} s)", seconds=length)
+
+
+#: a cycle is started only if its estimate times this still ends before the deadline
+CYCLE_MARGIN = 1.15
+#: with no estimate at all, a cycle is started only if this share of the time box is left
+UNKNOWN_START_SHARE = 0.5
+
+
+def cycle_seconds(records: list[dict]) -> float | None:
+    """The longest measured cycle among ``records`` (train + evaluate + select + ...), None if none."""
+    times = [sum(r["seconds"].values()) for r in records if r.get("seconds")]
+    return max(times) if times else None
+
+
+def cycle_fits(estimate: float | None, deadline: float, time_limit: float | None = None) -> bool:
+    """True when a cycle estimated to take ``estimate`` seconds, started now, ends before ``deadline``
+    (with :data:`CYCLE_MARGIN`). With no estimate: True while at least :data:`UNKNOWN_START_SHARE` of
+    ``time_limit`` is left (or, without ``time_limit``, while the deadline has not passed)."""
+    left = deadline - clock()
+    if estimate is None:
+        return left > (UNKNOWN_START_SHARE * time_limit if time_limit else 0.0)
+    return estimate * CYCLE_MARGIN <= left

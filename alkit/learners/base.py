@@ -49,7 +49,11 @@ class TrainData:
 
 
 class Learner:
-    """Base class. Subclasses set ``name``, ``Params`` and implement ``fit`` and ``predict_proba``."""
+    """Base class. Subclasses set ``name``, ``Params`` and implement ``fit`` (or ``fit_phases``) and ``predict_proba``.
+
+    ``Params`` is a dataclass with ``iterations_per_cycle(n_labelled, n_unlabelled)`` (every record stores it;
+    :func:`alkit.loop.validate` refuses a learner without it): subclass
+    :class:`~alkit.learners.schedule.ScheduleParams`. See ARCHITECTURE.md, "How to add a learner"."""
 
     name: str = "base"
     Params: type | None = None

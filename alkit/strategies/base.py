@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, from_dict
+from ..pool import BudgetError
 
 
 class UnknownStrategyError(KeyError):
@@ -88,6 +89,16 @@ class Context:
         """A fresh generator for ``stream``; the same seed gives the same draws."""
         return np.random.default_rng([self.seed, 0x5E1EC7, stream])
 
+    def computed(self, key: str) -> torch.Tensor | None:
+        """A model output already computed for every candidate (``"proba"``, ``"latent"``, ...), else None:
+        diagnostics read rows of it instead of running the model again."""
+        return self._cache.get(key)
+
+    def provide(self, **outputs: torch.Tensor) -> None:
+        """Model outputs computed elsewhere (``latent=``, ``labelled_latent=``, ...: saved codes standing in
+        for the model); :meth:`latent` and the others return them."""
+        self._cache.update(outputs)
+
     def _cached(self, key: str, fn: Callable[[], Any]):
         if key not in self._cache:
             self._cache[key] = fn()
@@ -142,8 +153,6 @@ def make_params(spec: StrategySpec, values: dict | None):
 
 def acquire(name: str, ctx: Context, budget: int) -> np.ndarray:
     """Run strategy ``name`` on ``ctx`` and return ``budget`` pool indices (in pick order)."""
-    from ..pool import BudgetError
-
     spec = get_strategy(name)
     n = len(ctx.unlabelled_indices)
     if budget > n:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..train import batched
 from .base import Context, register
 from .latent import _greedy_threads
 
@@ -332,7 +333,7 @@ def max_coverage(centre: np.ndarray, target: np.ndarray, n_centres: int, n_targe
     official ``argmax``). Stops early when no eligible centre covers anything new;
     returns the picks and ``covered``.
     """
-    from scipy import sparse
+    from scipy import sparse  # optional (the notebooks extra): only ProbCover needs it
 
     ones = np.ones(centre.size, dtype=np.int32)
     by_centre = sparse.csr_matrix((ones, (centre, target)), shape=(n_centres, n_targets))
@@ -442,8 +443,6 @@ def penultimate_features(learner, x: torch.Tensor) -> torch.Tensor:
     Uses the network's ``penultimate`` method when it has one (alkit's
     :class:`~alkit.models.Classifier`), else a forward hook on its last ``nn.Linear``.
     """
-    from ..train import batched
-
     net = learner.task_network()
     was_training = net.training
     net.eval()

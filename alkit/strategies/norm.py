@@ -109,6 +109,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 
 from .base import Context, register, select
 
@@ -423,8 +424,6 @@ def network_norm_scores(
     minibatch (drawn from ``rng`` up front). Memory: chunk * C copies of the
     weights and their activations on ``batch_size + 1`` images.
     """
-    from torch.func import functional_call, grad, vmap
-
     x, x_lab, y_lab, theta, batches = _prepare(
         net, x, x_labelled, y_labelled, num_classes, rng, steps=steps, batch_size=batch_size, max_pool=max_pool
     )

@@ -1,8 +1,11 @@
-"""What a trained generative learner looks like: reconstructions, samples and UMAP maps of its latent space.
+"""Files derived from a run's saved files, for the figures: what a trained generative learner looks like
+(reconstructions, samples, UMAP maps of its latent space), the numbers behind a UMAP map, and notebook 05's
+exact-vs-approximate norm comparison.
 
-Computed once from a run's saved files (``learners/cycleNN.pt``, ``latent/cycleNN.npz``)
-and cached beside them as ``.npz``, so a notebook redraws its figures without a model,
-the data, or a UMAP fit.
+Each is computed once from what a run saved (``learners/cycleNN.pt``, ``latent/cycleNN.npz``: paths in
+:mod:`alkit.results`) and cached beside it, so a notebook redraws its figures without a model, the data,
+or a UMAP fit. This is the one step between training and drawing that loads models and data; the records
+themselves are read by :mod:`alkit.analysis`.
 """
 from __future__ import annotations
 
@@ -12,7 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import results
+from .analysis.tables import count_classes
 from .models import M2, VAE
+from .own_data import load_data
 from .results import atomic_write_bytes
 
 
@@ -78,19 +84,17 @@ def generative_views(exp, arm: str, seed: int, cycle: int, examples: int = 16, p
     The originals are the first ``examples`` test images of the run's data
     split (loaded only when the cache is missing). Needs ``save_learner: true``.
     """
-    from .loop import _load_data
-
     run_dir = exp.run_dir(arm, seed)
 
     def compute():
-        x_examples = _load_data(exp.config(arm, seed), torch.device("cpu")).x_test[:examples]
-        learner = torch.load(run_dir / "learners" / f"cycle{cycle:02d}.pt", weights_only=False, map_location="cpu")
+        x_examples = load_data(exp.config(arm, seed), torch.device("cpu")).x_test[:examples]
+        learner = torch.load(results.learner_path(run_dir, cycle), weights_only=False, map_location="cpu")
         learner.device = torch.device("cpu")
         samples, row_labels = sample(learner, per_class, seed)
         return {"original": x_examples[:, 0].cpu().numpy(), "reconstruction": reconstruct(learner, x_examples.cpu()),
                 "samples": samples, "sample_rows": np.array(row_labels)}
 
-    return _cached(run_dir / "views" / f"cycle{cycle:02d}.npz", compute)
+    return _cached(results.views_path(run_dir, cycle), compute)
 
 
 def umap_map(exp, arm: str, seed: int, cycle: int, n_neighbors: int = 15, min_dist: float = 0.1) -> dict:
@@ -100,8 +104,7 @@ def umap_map(exp, arm: str, seed: int, cycle: int, n_neighbors: int = 15, min_di
     2 just selected) and ``pool_index`` (N,). UMAP is fitted with a fixed
     ``random_state`` (single-threaded, so the map is reproducible).
     """
-    run_dir = exp.run_dir(arm, seed)
-    return umap_file(run_dir / "latent" / f"cycle{cycle:02d}.npz", seed, n_neighbors, min_dist)
+    return umap_file(results.latent_path(exp.run_dir(arm, seed), cycle), seed, n_neighbors, min_dist)
 
 
 def umap_file(src: Path, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> dict:
@@ -109,54 +112,14 @@ def umap_file(src: Path, seed: int = 0, n_neighbors: int = 15, min_dist: float =
     src = Path(src)
 
     def compute():
-        import umap
+        import umap  # heavy (numba compiles on first use): imported only when a map is missing
 
         with np.load(src) as f:
             z, y, status, idx = f["z"].astype(np.float32), f["y"], f["status"], f["pool_index"]
         xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1).fit_transform(z)
         return {"xy": xy.astype(np.float32), "y": y, "status": status, "pool_index": idx}
 
-    return _cached(src.with_name(f"umap_{src.name}"), compute)
-
-
-def sample_row_labels(sample_rows, class_names) -> list[str]:
-    """Row labels of a samples grid: ``"y=k"`` (an M2 row decoded with class k) -> ``class_names[k]``, else ``""``."""
-    out = []
-    for s in (str(v) for v in sample_rows):
-        k = s[2:] if s.startswith("y=") else ""
-        out.append(class_names[int(k)] if k.isdigit() and int(k) < len(class_names) else "")
-    return out
-
-
-def reconstruction_quality(original: np.ndarray, reconstruction: np.ndarray) -> dict:
-    """How much better the reconstructions are than drawing the average image, per pixel.
-
-    ``mse``: mean squared error of the reconstructions; ``mse_mean_image``: that of the average of the
-    originals drawn for every one; ``gain`` = 1 - mse / mse_mean_image (0: no better than the average
-    image; 1: perfect). Inputs (N, H, W) in [0, 1].
-    """
-    original, reconstruction = np.asarray(original, float), np.asarray(reconstruction, float)
-    mse = float(np.mean((reconstruction - original) ** 2))
-    base = float(np.mean((original.mean(0, keepdims=True) - original) ** 2))
-    return {"mse": mse, "mse_mean_image": base, "gain": 1.0 - mse / base if base > 0 else float("nan")}
-
-
-def describe_reconstruction(arm: str, n_labelled: int, quality: dict, iterations: int | None = None,
-                            min_gain: float = 0.3) -> str:
-    """One sentence on a reconstruction figure, computed: says so when the model is too small or too briefly
-    trained to reconstruct (``gain`` below ``min_gain``: it explains less than 30 % of the pixel variance)."""
-    head = (f"{arm} at {n_labelled:,} labels: reconstruction error {quality['mse']:.4f} per pixel against "
-            f"{quality['mse_mean_image']:.4f} for the average image ({100 * quality['gain']:.0f} % of the pixel variance explained)")
-    if quality["gain"] < min_gain:
-        trained = f" ({iterations:,} iterations per cycle)" if iterations else ""
-        return (head + f" — too small or too briefly trained{trained} to reconstruct: these images show the "
-                "pipeline, not the model's quality; the `paper` profile trains it at the study's scale.")
-    return head + "."
-
-
-def latent_cycles(folder: Path) -> list[int]:
-    """Cycles (rounds) with saved latent codes under ``folder/latent/`` (``cycleNN.npz``), sorted."""
-    return sorted(int(p.stem[5:]) for p in (Path(folder) / "latent").glob("cycle[0-9][0-9].npz"))
+    return _cached(results.umap_path(src), compute)
 
 
 def drawable(exp, rows, arms, seed: int, cycles=(0, 1), need: str = "views") -> tuple[list[tuple[str, int, dict]], list[str]]:
@@ -175,10 +138,75 @@ def drawable(exp, rows, arms, seed: int, cycles=(0, 1), need: str = "views") -> 
             if rec is None:
                 notes.append(f"{arm}, cycle {cycle}: no record on disk yet")
                 continue
-            files = ([run_dir / "views" / f"cycle{cycle:02d}.npz", run_dir / "learners" / f"cycle{cycle:02d}.pt"]
-                     if need == "views" else [run_dir / "latent" / f"cycle{cycle:02d}.npz"])
+            files = ([results.views_path(run_dir, cycle), results.learner_path(run_dir, cycle)]
+                     if need == "views" else [results.latent_path(run_dir, cycle)])
             if any(f.exists() for f in files):
                 ok.append((arm, cycle, rec))
             else:
                 notes.append(f"{arm}, cycle {cycle}: no {' or '.join(f.relative_to(run_dir).as_posix() for f in files)} on disk")
     return ok, notes
+
+
+def norm_comparison(exp, arm: str = "kernel_norm_approx", seed: int | None = None, cycle: int = 0,
+                    pool: int = 400, budget: int = 25) -> dict:
+    """Exact vs approximate norm-based maximin on one small pool, from a run's saved latent codes.
+
+    Uses ``latent/cycleNN.npz`` of (``arm``, ``seed``) — the run must set
+    ``latent_sample`` — so no model is needed: candidates are the unlabelled
+    sample points, anchors the labelled ones with their labels. The result
+    (with the time of each method) is cached as ``norm_comparison.json`` in
+    the experiment folder, so redrawing does not re-time it. None when the run has not reached
+    ``cycle`` yet (partial results: no record of that cycle on disk).
+    """
+    from .strategies import Context
+    from .strategies.norm import compare_norm
+
+    seed = exp.seeds[0] if seed is None else seed
+    cache = results.norm_comparison_path(exp.folder)
+    key = {"arm": arm, "seed": seed, "cycle": cycle, "pool": pool, "budget": budget}
+    if cache.exists():
+        saved = results.read_json(cache)
+        if saved.get("key") == key:
+            return saved["result"]
+    path = results.latent_path(exp.run_dir(arm, seed), cycle)
+    if not path.exists():
+        if not any(r.get("cycle") == cycle for r in results.read_records(results.records_path(exp.run_dir(arm, seed)))):
+            return None  # the run has not reached this cycle yet
+        raise FileNotFoundError(f"{path} missing: set latent_sample for arm {arm!r} to compare norm scores")
+    f = np.load(path)
+    z = torch.as_tensor(f["z"].astype(np.float32))
+    unl, lab = f["status"] == 0, f["status"] == 1
+    classes = count_classes(results.read_records(results.records_path(exp.run_dir(arm, seed))))
+    ctx = Context(learner=None, x_unlabelled=z[unl], x_labelled=z[lab], y_labelled=torch.as_tensor(f["y"][lab]).long(),
+                  unlabelled_indices=f["pool_index"][unl], labelled_indices=f["pool_index"][lab],
+                  num_classes=classes or int(f["y"].max()) + 1, seed=seed)
+    ctx.provide(latent=z[unl], labelled_latent=z[lab])  # the saved codes stand in for the model
+    raw = compare_norm(ctx, budget=budget, pool_size=pool)
+    result = {"pool": raw["n_candidates"], "labelled": raw["n_labelled"], "exact_seconds": raw["seconds_exact"],
+              "approx_seconds": raw["seconds_approx"], "spearman": raw["spearman"], "overlap": raw["top_overlap"]}
+    results.write_json(cache, {"key": key, "result": result, "raw": raw})
+    return result
+
+
+def latent_summary(exp, arm: str, seed: int, cycle: int, umap_map: dict) -> dict:
+    """Numbers behind a UMAP figure: how class-organised the map is, and where the selected batch lies.
+
+    ``knn_purity``: share of points whose 10 nearest neighbours on the 2-D map
+    vote for their true class. ``selected_classes``: classes present in the
+    batch selected at this cycle. ``selected_to_labelled``: mean latent (not
+    map) distance from a selected point to its nearest labelled point, divided
+    by the same for the unlabelled sample.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    xy, y, status = umap_map["xy"], umap_map["y"], umap_map["status"]
+    knn = KNeighborsClassifier(n_neighbors=11).fit(xy, y)
+    neigh = knn.kneighbors(xy, return_distance=False)[:, 1:]  # drop the point itself
+    votes = np.array([np.bincount(y[n]).argmax() for n in neigh])  # the majority class among the neighbours
+    with np.load(results.latent_path(exp.run_dir(arm, seed), cycle)) as f:
+        z = torch.as_tensor(f["z"].astype(np.float32))
+    lab = z[torch.as_tensor(status == 1)]
+    near = lambda pts: torch.cdist(pts, lab).min(1).values.mean().item() if len(pts) and len(lab) else float("nan")
+    sel, unl = z[torch.as_tensor(status == 2)], z[torch.as_tensor(status == 0)]
+    return {"knn_purity": float((votes == y).mean()), "selected_classes": int(np.unique(y[status == 2]).size),
+            "selected_to_labelled": near(sel) / near(unl) if len(sel) else float("nan")}
