@@ -208,7 +208,8 @@ def test_the_committed_rgb_npz_is_the_one_the_helper_writes(tmp_path):
 def test_any_number_of_classes_runs_a_strategy_a_learner_and_the_notebook_analysis(classes, tmp_path):
     """Own data of 3 and of 15 classes: M2 + ProbCover from a stratified start, its latent coverage recorded
     (notebook 05's path), and the records' tables and figures sized by the data's classes, not by ten."""
-    from alkit import analysis, lowbudget, plots
+    from alkit import analysis, plots
+    from alkit.analysis import lowbudget
 
     x, y = synthetic_images(240, seed=7, num_classes=classes)
     g = (x[:, 0].numpy() * 255).astype(np.uint8)  # (N, 28, 28) grey

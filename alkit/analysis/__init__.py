@@ -22,11 +22,11 @@ from .study import (  # noqa: F401
 )
 from .tables import (  # noqa: F401
     AUBC_MIN_CYCLE, adversary_sweep, at_largest_budget, aubc, beside_study, beside_study_arms_markdown,
-    beside_study_markdown, checkpoint_rows, chosen_cycles, class_counts_by_cycle, class_coverage,
+    beside_study_markdown, checkpoint_rows, chosen_cycles, class_counts_by_cycle, class_coverage, count_classes,
     common_labels, confusions_by_cycle, coverage, curve, curve_markdown, cycle_span, diagnostics_rows,
     diagnostics_summary, differences, entropy_gap, final_confusions, first_below, group, markdown_table,
     on_common_labels, paired_difference, per_class_error, per_seed, sample_row_labels, seed_order,
-    stop_decisions, sweep_arm,
+    rounded_accuracies, stop_decisions, sweep_arm,
 )
 from .stats import (  # noqa: F401
     MIN_SEEDS_FOR_DIRECTION, auc_noise, checkpoint_tests, class_entropy, compare_seeds, confusion_claim_tests,
