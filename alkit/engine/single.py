@@ -99,15 +99,11 @@ def run_phase(phase: Phase, progress: bool = False) -> PhaseResult:
                 if val.patience is not None and since >= val.patience:
                     break
         watch.tick(it)
-    final = {}
-    if val is not None and phase.probe is not None:
-        for m in mods.values():
-            m.eval()
-        final = dict(phase.probe(_scored(phase)))
+    for m in mods.values():  # eval mode for the probe and after (load_state_dict keeps the mode)
+        m.eval()
+    final = dict(phase.probe(_scored(phase))) if val is not None and phase.probe is not None else {}
     if best_state is not None:
         for m, state in zip(val.keep, best_state):
             mods[m].load_state_dict(state)
-    for m in mods.values():
-        m.eval()
     return PhaseResult(last=last, iterations=it + 1, val_checks=checks, best_acc=best_acc, best_iteration=best_it,
                        lr={k: o.param_groups[0]["lr"] for k, o in opts.items()}, final=final)
