@@ -29,7 +29,13 @@ distribution, not bit for bit. (``randomness="same"`` draws one mask for all run
 tests check a fused step against K unfused ones exactly.) Records say ``fused_k`` and ``fused_group``.
 
 Per iteration no host sync and no Python per run: the host reads the clock (time box) and, at the
-schedule's validation points, one (K,) vector of accuracies and the loss means.
+schedule's validation points, one (K,) vector of accuracies and the loss means. The iteration itself (all
+its steps) is one function of static device tensors: before it, the host copies each draw's (K, rows)
+indices into preallocated index buffers (device to device) and applies the lr schedule; inside it, the
+steps gather their batches from those buffers, train, and add their loss terms in place into
+preallocated sums (:class:`~.means.StaticSums`), read and reset at validation points. Run eagerly it
+computes exactly what the former per-step loop computed (``tests/test_fused_static.py``); with
+``fused_graphs`` (CUDA) it is captured once as a CUDA graph and replayed (:mod:`.graph`).
 """
 from __future__ import annotations
 
@@ -40,8 +46,10 @@ from torch.func import functional_call
 from ..progress import progress_bar
 from ..train import inference_chunk
 from .batches import IndexBlocks, generator
-from .means import RunningMeans
-from .phase import LrDrops, Phase, PhaseResult, make_optimizer
+from .graph import IterationGraphs, graph_optimizer
+from .means import StaticSums
+from .phase import LrDrops, Phase, PhaseResult, Step, lr_value, make_optimizer
+from .speed import require_cuda
 from .timebox import Watch
 
 
@@ -85,6 +93,27 @@ def _scored(phase: Phase) -> tuple[nn.Module, str]:
     return (getattr(m, v.attr) if v.attr else m), v.module + "." + (v.attr + "." if v.attr else "")
 
 
+def draw_plan(steps: list[Step]) -> tuple[list[list[tuple[int, int | None] | None]], int, int]:
+    """Where each step's repeats take their batch within one iteration: per step, per repeat, ``(labelled slot,
+    unlabelled slot or None)`` of a fresh draw, in the order the steps draw, or None (the last batch again:
+    ``draw="reuse"``); and the labelled and unlabelled draws per iteration. The first repeat of an iteration
+    cannot reuse (no batch precedes it: the former loop failed there at iteration 0)."""
+    plan, n_l, n_u = [], 0, 0
+    for step in steps:
+        slots = []
+        for r in range(step.times):
+            if step.draw == "reuse" and r == 0:
+                if n_l == 0:
+                    raise ValueError(f"step {step.name!r} reuses the last batch, but no step draws one before it")
+                slots.append(None)
+                continue
+            both = step.draw in ("both", "reuse")
+            slots.append((n_l, n_u if both else None))
+            n_l, n_u = n_l + 1, n_u + both
+        plan.append(slots)
+    return plan, n_l, n_u
+
+
 def _stack_sets(parts: list[torch.Tensor | None]):
     """Concatenate K runs' sets; returns (all, (K, 1) offsets)."""
     if parts[0] is None:
@@ -108,6 +137,9 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
     if noise_seed is not None:
         torch.manual_seed(int(noise_seed) % (2**63))
     device, speed = t.device, t.speed
+    graphs = speed.fused_graphs
+    if graphs:
+        require_cuda(device)
     trainable = {m for o in t.optimizers.values() for m in o.modules}
     params, buffers = {}, {}
     for name, mod in t.modules.items():
@@ -117,9 +149,12 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
             params[f"{name}.{key}"] = torch.stack([p[key].detach() for p in own_p]).requires_grad_(name in trainable)
         for key, _ in mod.named_buffers():
             buffers[f"{name}.{key}"] = torch.stack([b[key] for b in own_b])
-    # multi-tensor (foreach) optimisers: one kernel per update op for all tensors (same arithmetic per element)
-    opts = {k: make_optimizer(o, [params[f"{m}.{key}"] for m in o.modules for key, _ in t.modules[m].named_parameters()],
-                              speed, foreach=True)
+    # multi-tensor (foreach) optimisers: one kernel per update op for all tensors (same arithmetic per element);
+    # under CUDA graphs capturable ones with a tensor lr (graph.graph_optimizer)
+    def optimizer(o, tensors):
+        return graph_optimizer(o, tensors, speed) if graphs else make_optimizer(o, tensors, speed, foreach=True)
+
+    opts = {k: optimizer(o, [params[f"{m}.{key}"] for m in o.modules for key, _ in t.modules[m].named_parameters()])
             for k, o in t.optimizers.items()}
     drops = [LrDrops(opts[k], o.lr_drop_every, t.iterations) for k, o in t.optimizers.items() if o.lr_drop_every]
     detached = {k: v.detach() for k, v in params.items()}
@@ -142,11 +177,23 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
         unl = IndexBlocks([len(ph.unlabelled[0]) for ph in phases], t.batch_size,
                           [generator(ph.seed_unlabelled, device) for ph in phases], block)
 
-    def draw(kind):
-        il = lab.next() + l_off  # (K, rows) rows of the concatenated sets
+    plan, n_lab, n_unl = draw_plan(t.steps)
+    # the iteration's indices, (draws, K, rows): written before each iteration, read by its gathers
+    lab_idx = torch.empty((n_lab, K, lab.rows), dtype=torch.long, device=device)
+    unl_idx = None if unl is None else torch.empty((n_unl, K, unl.rows), dtype=torch.long, device=device)
+
+    def load_indices() -> None:
+        """Each draw's (K, rows) indices of the coming iteration, in the order the steps draw (device to device)."""
+        for j in range(n_lab):
+            lab_idx[j].copy_(lab.next())
+        for j in range(n_unl):
+            unl_idx[j].copy_(unl.next())
+
+    def gather(j, u):
+        il = lab_idx[j] + l_off  # (K, rows) rows of the concatenated sets
         batch = {"xl": xl_all[il], "yl": yl_all[il], "wl": None if wl_all is None else wl_all[il]}
-        if kind == "both":
-            iu = unl.next() + u_off
+        if u is not None:
+            iu = unl_idx[u] + u_off
             batch.update(xu=xu_all[iu], wu=None if wu_all is None else wu_all[iu])
         return batch
 
@@ -172,33 +219,47 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
     active = [True] * K
     out: list[PhaseResult | Exception | None] = [None] * K
     lasts: list[dict] = [{} for _ in range(K)]
-    means = RunningMeans()
+    sums = StaticSums()
+
+    def iteration(it: int) -> None:
+        """Every step of iteration ``it``, from the static tensors only (no host sync: a CUDA graph can capture it)."""
+        batch = None
+        for step, slots in zip(t.steps, plan):
+            for slot in slots:
+                if slot is not None:
+                    batch = gather(*slot)
+                for m in step.train:
+                    t.modules[m].train()
+                for m in step.eval:
+                    t.modules[m].eval()
+                with speed.autocast(cache=not graphs):
+                    loss, terms = vmapped(step.loss, it, batch)(step_params[step.name], batch, hp, buffers)  # (K,), {term: (K,)}
+                opt = opts[step.optimizer]
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()  # runs are independent: each slice gets its own run's gradient
+                opt.step()
+                sums.add(**terms)
+
+    def variant(it: int) -> tuple:
+        """What the steps' losses read of iteration ``it`` (Step.phase_of): one CUDA graph per distinct value."""
+        return tuple(s.phase_of(it) if s.phase_of else None for s in t.steps)
+
+    run = IterationGraphs(iteration, sums) if graphs else None
     bar = progress_bar(range(t.iterations), desc=f"{t.name} x{K}", leave=False, disable=not progress, mininterval=1.0)
     watch = Watch(t.iterations, f"{t.watch or t.name} (fused x{K})")
-    batch, it = None, -1
+    it = -1
     try:
         for it in bar:
             for d in drops:
                 d.before(it)
-            for step in t.steps:
-                for r in range(step.times):
-                    if step.draw != "reuse" or r > 0:
-                        batch = draw("both" if step.draw == "reuse" else step.draw)
-                    for m in step.train:
-                        t.modules[m].train()
-                    for m in step.eval:
-                        t.modules[m].eval()
-                    with speed.autocast():
-                        loss, terms = vmapped(step.loss, it, batch)(step_params[step.name], batch, hp, buffers)  # (K,), {term: (K,)}
-                    opt = opts[step.optimizer]
-                    opt.zero_grad(set_to_none=True)
-                    loss.sum().backward()  # runs are independent: each slice gets its own run's gradient
-                    opt.step()
-                    means.add(**terms)
+            load_indices()
+            if run is None:
+                iteration(it)
+            else:
+                run(it, variant(it))
             if t.validates_at(it, t.iterations):
                 checks += 1
-                per_run = [means.per_run(k) for k in range(K)]
-                means = RunningMeans()
+                per_run = sums.read(K)
                 accs = _accuracies(scored, prefix, params, buffers, x_val, y_val, shared_val) if val else None
                 improved = []
                 for k in range(K):
@@ -243,9 +304,12 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
         t.static.update(saved_static)
     last_state = {**params, **buffers}
     final = last_state if best is None else {**last_state, **best}
+    captured = 0 if run is None else run.captured
     for k, ph in enumerate(phases):
         if out[k] is None:
             out[k] = _result(lasts[k], it + 1, checks, best_acc[k], best_it[k], opts, K)
+        if isinstance(out[k], PhaseResult):
+            out[k].graphs = captured
         if val is not None and ph.probe is not None and isinstance(out[k], PhaseResult):
             _load(ph, last_state, k, stopped.get(k, {}))  # the run's final state: its last iteration or its stop
             out[k].final = dict(ph.probe(_scored(ph)[0]))
@@ -268,7 +332,7 @@ def _load(ph: Phase, state: dict[str, torch.Tensor], k: int, own: dict[str, torc
 
 def _result(last, iterations, checks, best_acc, best_it, opts, K) -> PhaseResult:
     return PhaseResult(last=dict(last), iterations=iterations, val_checks=checks, best_acc=best_acc,
-                       best_iteration=best_it, lr={k: o.param_groups[0]["lr"] for k, o in opts.items()}, fused=K)
+                       best_iteration=best_it, lr={k: lr_value(o.param_groups[0]) for k, o in opts.items()}, fused=K)
 
 
 @torch.no_grad()

@@ -122,6 +122,7 @@ class PhaseResult:
     lr: dict = field(default_factory=dict)  # optimiser -> final learning rate
     fused: int = 1  # runs trained together (1: alone)
     final: dict = field(default_factory=dict)  # what Phase.probe said of the final state (validated phases)
+    graphs: int = 0  # CUDA graphs of the whole iteration captured and replayed (Speed.fused_graphs; 0: none)
 
 
 def make_optimizer(spec: Optim, params, speed: Speed = OFF, foreach: bool | None = None) -> torch.optim.Optimizer:
@@ -138,7 +139,11 @@ def make_optimizer(spec: Optim, params, speed: Speed = OFF, foreach: bool | None
 
 
 class LrDrops:
-    """VAAL's step schedule: before iteration ``i > 0`` with ``i % (fraction * iterations) == 0``, lr /= 10."""
+    """VAAL's step schedule: before iteration ``i > 0`` with ``i % (fraction * iterations) == 0``, lr /= 10.
+
+    A tensor lr (a CUDA-graph optimiser's, :mod:`.graph`: the captured step reads that very tensor) is
+    refilled in place, outside the iteration, from the same float schedule: ``group["float_lr"]`` (the
+    Python float the tensor holds, rounded to its dtype) is divided as a float lr is, then copied in."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, fraction: float | None, iterations: int):
         self.optimizer = optimizer
@@ -147,4 +152,18 @@ class LrDrops:
     def before(self, iteration: int) -> None:
         if self.every and iteration and iteration % self.every == 0:
             for group in self.optimizer.param_groups:
-                group["lr"] = group["lr"] / 10
+                if torch.is_tensor(group["lr"]):
+                    if "float_lr" not in group:
+                        group["float_lr"] = float(group["lr"])
+                    group["float_lr"] = group["float_lr"] / 10
+                    group["lr"].fill_(group["float_lr"])  # a host scalar written on the device: no sync
+                else:
+                    group["lr"] = group["lr"] / 10
+
+
+def lr_value(group: dict) -> float:
+    """An optimiser group's learning rate as a float (a tensor lr's float schedule, :class:`LrDrops`)."""
+    lr = group["lr"]
+    if not torch.is_tensor(lr):
+        return lr
+    return group["float_lr"] if "float_lr" in group else float(lr)

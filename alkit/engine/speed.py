@@ -1,8 +1,8 @@
-"""How fast a training step runs: optional compilation, bf16 autocast, channels_last and fused optimisers.
+"""How fast a training step runs: compilation, bf16 autocast, channels_last, fused optimisers, whole-iteration CUDA graphs.
 
 28x28 models are launch-bound on a GPU: a step costs a few milliseconds whatever the batch,
 most of it Python and kernel launches. :class:`SpeedParams` (mixed into every learner's
-parameters, like :class:`~.schedule.ScheduleParams`) names four ways to cut that cost; each
+parameters, like :class:`~.schedule.ScheduleParams`) names five ways to cut that cost; each
 changes *how* a step is computed, never what it computes (same losses, same batches, same
 schedule), though not bit for bit:
 
@@ -17,6 +17,13 @@ schedule), though not bit for bit:
 ``channels_last``  conv weights (and hence activations) in NHWC memory layout.
 ``fused_optim``    ``fused=True`` Adam (generative models, discriminators) and SGD (task model):
                    one kernel per optimiser step instead of a few per parameter group.
+``fused_graphs``   the fused engine (:mod:`.fused`, K runs as one stacked model) captures its whole
+                   iteration (every step's draws, forward, backward and optimiser step) as one
+                   CUDA graph after a few eager warm-up iterations, and replays it every iteration
+                   (:mod:`.graph`): one graph launch per iteration, not one per kernel. CUDA only (asked
+                   for on another device: an error); its optimisers become capturable ones (SGD
+                   ``fused=True``, Adam ``capturable=True``) with the learning rate as a device
+                   tensor. The unfused engine ignores it (its graphs are ``compile``'s).
 =================  ==========================================================================
 
 Each field defaults to ``None`` = automatic, resolved per device by :func:`resolve_speed`:
@@ -27,6 +34,14 @@ resolved options are recorded in every cycle record as flat booleans (``speed_co
 ``speed_cuda_graphs``, ``speed_bf16``, ``speed_channels_last``, ``speed_fused_optim``: records hold
 scalars only), so every record says how it was trained. With every option off the training code runs exactly the former eager path
 (records bit-identical to those before the options existed).
+
+The two kinds of CUDA graphs are two fields: ``speed_cuda_graphs`` is ``compile="reduce-overhead"``'s
+(per compiled step, unfused engine; :attr:`Speed.cuda_graphs`), ``speed_fused_graphs`` the fused
+engine's whole-iteration graph. ``speed_fused_graphs`` is in a record only where the option was asked
+for (so that every record from before it stays byte-identical), and there it says what happened: true
+if the run's iterations were replayed as graphs (a fused phase of enough iterations), false if it
+trained otherwise (unfused, or a phase too short to capture) -- :func:`~.drive.drive` and
+:func:`~.drive.drive_fused` set it from the engine's :attr:`~.phase.PhaseResult.graphs`.
 
 No step syncs with the host: losses are summed on device (:class:`~alkit.train.RunningMeans`)
 and read at validation points only.
@@ -41,6 +56,8 @@ import torch
 
 COMPILE_MODES = ("off", "default", "reduce-overhead")
 FLAGS = ("bf16", "channels_last", "fused_optim")
+#: options of the fused engine alone (recorded only where asked for: module docstring)
+FUSED_FLAGS = ("fused_graphs",)
 
 #: learner name -> {option: value} used on CUDA devices where a field is None (automatic).
 #: Empty: no GPU benchmark has been run yet, so automatic means off everywhere. Fill it from
@@ -57,6 +74,7 @@ class SpeedParams:
     bf16: bool | None = None  # bfloat16 autocast of forward + loss; None = auto
     channels_last: bool | None = None  # NHWC conv weights and activations; None = auto
     fused_optim: bool | None = None  # fused Adam / SGD kernels; None = auto
+    fused_graphs: bool | None = None  # fused engine: each whole iteration as one CUDA graph (CUDA only); None = auto
 
     def __post_init__(self):
         check_speed(self)
@@ -73,8 +91,8 @@ def _check_compile(value) -> str | None:
 def check_speed(p) -> None:
     """Reject values no option knows; normalises ``compile: off`` (YAML's False) to ``"off"``."""
     p.compile = _check_compile(p.compile)
-    for name in FLAGS:
-        value = getattr(p, name)
+    for name in (*FLAGS, *FUSED_FLAGS):
+        value = getattr(p, name, None)
         if value is not None and not isinstance(value, bool):
             raise ValueError(f"{name} must be true, false or None (automatic), got {value!r}")
 
@@ -87,20 +105,24 @@ class Speed:
     bf16: bool = False
     channels_last: bool = False
     fused_optim: bool = False
+    fused_graphs: bool = False
     device_type: str = "cpu"
 
     @property
     def cuda_graphs(self) -> bool:
+        """``compile="reduce-overhead"``'s CUDA graphs (per compiled step); the fused engine's are ``fused_graphs``."""
         return self.compile == "reduce-overhead" and self.device_type == "cuda"
 
     def record(self) -> dict:
-        """The options as stored in each cycle record: flat ``speed_*`` booleans (records hold scalars)."""
+        """The options as stored in each cycle record: flat ``speed_*`` booleans (records hold scalars);
+        ``speed_fused_graphs`` only where asked for (module docstring; the engine then sets what happened)."""
         return {"speed_compile": self.compile != "off", "speed_cuda_graphs": self.cuda_graphs,
-                **{f"speed_{name}": getattr(self, name) for name in FLAGS}}
+                **{f"speed_{name}": getattr(self, name) for name in FLAGS},
+                **({"speed_fused_graphs": True} if self.fused_graphs else {})}
 
     @property
     def off(self) -> bool:
-        return self.compile == "off" and not (self.bf16 or self.channels_last or self.fused_optim)
+        return self.compile == "off" and not (self.bf16 or self.channels_last or self.fused_optim or self.fused_graphs)
 
     def prepare(self, *modules: torch.nn.Module) -> None:
         """Put the modules' conv weights in the chosen memory layout (in place)."""
@@ -115,10 +137,13 @@ class Speed:
     def adam(self, params, **kw) -> torch.optim.Adam:
         return torch.optim.Adam(params, **kw, **self.optimizer_kwargs())
 
-    def autocast(self):
-        """Context of a step's forward + loss: bf16 autocast, or nothing."""
+    def autocast(self, cache: bool = True):
+        """Context of a step's forward + loss: bf16 autocast, or nothing. ``cache=False``: without autocast's
+        cache of cast weights, as a CUDA graph capture needs (a cache filled at capture is stale at replay)."""
         if self.bf16:
-            return torch.autocast(self.device_type, dtype=torch.bfloat16)
+            if cache:
+                return torch.autocast(self.device_type, dtype=torch.bfloat16)
+            return torch.autocast(self.device_type, dtype=torch.bfloat16, cache_enabled=False)
         return contextlib.nullcontext()
 
     def step(self, fn: Callable) -> Callable:
@@ -166,12 +191,23 @@ OFF = Speed()
 
 def resolve_speed(params, device, learner: str | None = None) -> Speed:
     """The options for ``device``: each explicit field as given; each ``None`` from :data:`GPU_DEFAULTS`
-    (``learner``'s entry) on CUDA, off elsewhere. ``params`` may lack the fields (all automatic)."""
+    (``learner``'s entry) on CUDA, off elsewhere. ``params`` may lack the fields (all automatic).
+    ``fused_graphs: true`` on a device other than CUDA is refused (ValueError)."""
     device = torch.device(device)
     table = GPU_DEFAULTS.get(learner, {}) if device.type == "cuda" else {}
     values = {}
-    for name, off in (("compile", "off"), *((f, False) for f in FLAGS)):
+    for name, off in (("compile", "off"), *((f, False) for f in (*FLAGS, *FUSED_FLAGS))):
         given = getattr(params, name, None)
         values[name] = given if given is not None else table.get(name, off)
     values["compile"] = _check_compile(values["compile"]) or "off"
+    if values["fused_graphs"]:
+        require_cuda(device)
     return Speed(**values, device_type=device.type)
+
+
+def require_cuda(device) -> None:
+    """``fused_graphs`` needs CUDA: a clear error elsewhere (asked for explicitly, never automatic there)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"fused_graphs: true needs a CUDA device (CUDA graphs), but this run trains on {device}; "
+                         "leave fused_graphs unset (automatic: off there) or set it false")
