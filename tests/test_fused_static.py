@@ -405,3 +405,27 @@ def test_iteration_graph_replays_on_cuda():
         for key in a:
             if a[key].is_floating_point():
                 torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-4, msg=key)
+
+
+@cuda
+def test_iteration_graphs_warm_up_capture_and_replay():
+    """IterationGraphs on CUDA: WARMUP eager iterations, then one capture replayed at every later iteration;
+    a second variant gets its own warm-up and graph; the sums count every iteration once."""
+    from alkit.engine.graph import WARMUP, IterationGraphs
+
+    x = torch.zeros(3, device="cuda")
+    sums = StaticSums()
+
+    def iteration(it):
+        x.add_(1)
+        sums.add(t=x * 2)
+
+    run = IterationGraphs(iteration, sums)
+    n = WARMUP + 3
+    for it in range(n):
+        run(it, "a")
+    assert run.captured == 1 and x.tolist() == [float(n)] * 3
+    assert sums.read(3)[0][0] == {"t": float(n + 1)}  # the mean of 2, 4, ..., 2n
+    for it in range(WARMUP + 1):
+        run(it, "b")
+    assert run.captured == 2 and x.tolist() == [float(n + WARMUP + 1)] * 3
