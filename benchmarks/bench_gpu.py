@@ -54,9 +54,15 @@ Fused runs (issue 25; ``--fuse-learners``, default ``classifier, vaal, tavaal, m
 - *rates*: K fresh learners (seeds 0..K-1) on the bench's data, their ``fit_phases`` generators driven
   by :func:`alkit.engine.drive_fused` (one stacked model per phase), timed as above (three fits, t3 - t2);
   aggregate iterations/s = K / (seconds per fused iteration), for K in ``--fuse-k`` (1, 3, 9, 27) and each
-  of ``--fuse-options``: ``off``, ``bf16``, ``fused_optim``, ``all`` (``compile`` is not one: the fused
-  engine never compiles; ``channels_last`` is no layout of its own, in ``all`` only; K = 1 is
-  ``drive_fused``'s group of one, i.e. ``run_phase``). Compared with *today's best*: the default pipeline
+  of ``--fuse-options``: ``off``, ``bf16``, ``fused_optim``, ``graphs`` (``fused_graphs``: each fused
+  iteration captured once as one CUDA graph and replayed, ``alkit/engine/graph.py``; CUDA only), ``all``
+  (every option; on CUDA with ``graphs``) and ``all_eager`` (``all`` without ``graphs``; CUDA only, the
+  same as ``all`` elsewhere). Off CUDA ``graphs`` and ``all_eager`` are reported as not applicable
+  (``fuse_options_not_applicable``), not measured. ``compile`` is not one: the fused engine never
+  compiles; ``channels_last`` is no layout of its own, in ``all`` only; K = 1 is ``drive_fused``'s group
+  of one, i.e. ``run_phase``, but with ``graphs`` the fused engine at K = 1. With ``graphs`` the warm-up
+  fits run at least ``graph.WARMUP + 1`` iterations, so that t3 - t2 times replayed iterations only.
+  Compared with *today's best*: the default pipeline
   with 4 processes (``--jobs 4``) where measured (here or in ``--baseline``), else the best N, else 1 process.
 - *FLOPs* of one unfused model-iteration (``torch.utils.flop_counter.FlopCounterMode``, forward + backward
   of every step: matmuls and convolutions only), counted as (fit of 2 + ``--ops-iters`` iterations) -
@@ -287,18 +293,38 @@ FUSE_KEYS = ("classifier", "vaal", "tavaal", "m2_vaal", "m2_large")
 #: ``channels_last`` is not the fused engine's either: each run's learner puts its weights in NHWC
 #: (``Speed.prepare``) and ``torch.stack`` keeps those strides, but the stacked images stay NCHW and vmap's
 #: conv rule reshapes both; kept in ``all`` so that ``all`` is the fast pipeline's set without compilation.
+#: ``graphs`` (``fused_graphs``: the whole fused iteration as one CUDA graph, alkit/engine/graph.py) is CUDA
+#: only: on CUDA ``all`` includes it and ``all_eager`` is ``all`` without it; on another device both
+#: ``graphs`` and ``all_eager`` are not applicable (reported, not measured) and ``all`` is ``all_eager``.
 FUSE_OPTIONS = {
     "off": {},
     "bf16": {"bf16": True},
     "fused_optim": {"fused_optim": True},
-    "all": {"bf16": True, "channels_last": True, "fused_optim": True},
+    "graphs": {"fused_graphs": True},
+    "all": {"bf16": True, "channels_last": True, "fused_optim": True, "fused_graphs": True},
+    "all_eager": {"bf16": True, "channels_last": True, "fused_optim": True},
 }
+CUDA_ONLY = {"graphs": "CUDA graphs need a CUDA device (fused_graphs is refused elsewhere)",
+             "all_eager": "'all' without CUDA graphs: the same as 'all' on a device without them"}
 FUSE_NOTES = {
     "compile": "not measured fused: alkit.engine.run_fused never calls Speed.step, so compile is ignored there",
     "channels_last": "no layout of the fused engine's own (the runs' NHWC weights are stacked as they are, "
                      "the images stay NCHW); part of 'all' only",
-    "K=1": "drive_fused trains a group of one with run_phase: the K=1 row is the unfused engine in this process",
+    "K=1": "drive_fused trains a group of one with run_phase (the unfused engine in this process), but with "
+           "fused_graphs (graphs, all on CUDA) with run_fused at K=1, whose iteration the CUDA graph captures",
+    "graphs": "fused_graphs: each fused iteration captured once as a CUDA graph and replayed (after "
+              "alkit.engine.graph.WARMUP eager iterations per phase; the warm-up fits are made long enough to "
+              "capture, so t3 - t2 times replays); its optimisers are fused SGD and capturable Adam",
 }
+
+
+def fuse_options(names: list[str], gpu: bool) -> tuple[dict[str, dict], dict[str, str]]:
+    """The ``--fuse-options`` to measure on this device (name -> speed options) and those not applicable here
+    (name -> why): :data:`CUDA_ONLY` ones off CUDA, where ``all`` drops ``fused_graphs``."""
+    if gpu:
+        return {o: FUSE_OPTIONS[o] for o in names}, {}
+    run = {o: {k: v for k, v in FUSE_OPTIONS[o].items() if k != "fused_graphs"} for o in names if o not in CUDA_ONLY}
+    return run, {o: CUDA_ONLY[o] for o in names if o in CUDA_ONLY}
 #: dense bf16 tensor-core peak, TFLOP/s, by a piece of torch.cuda.get_device_name (first match wins);
 #: H100 PCIe / NVL (756 / 835) are not H100 SXM: unknown here rather than a wrong 989
 PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 PCIe", None), ("H100 NVL", None), ("H100", 989.0), ("A100", 312.0),
@@ -332,7 +358,13 @@ def fused_fit(key, K, options, tiny, iterations, data, device, noise_seed=0, see
 
 
 def measure_fused(key, K, options, tiny, warmup, iters, data, device) -> dict:
-    """Aggregate iterations/s of K fused runs, timed as :func:`measure` times one run (t3 - t2 method)."""
+    """Aggregate iterations/s of K fused runs, timed as :func:`measure` times one run (t3 - t2 method). With
+    ``fused_graphs`` the warm-up fits run at least ``graph.WARMUP + 1`` iterations, so that fits 2 and 3 both
+    capture their graphs and t3 - t2 is ``iters`` replayed iterations."""
+    if options.get("fused_graphs"):
+        from alkit.engine.graph import WARMUP
+
+        warmup = max(warmup, WARMUP + 1)
     t1, _ = fused_fit(key, K, options, tiny, warmup, data, device)
     t2, _ = fused_fit(key, K, options, tiny, warmup, data, device)
     t3, ms = fused_fit(key, K, options, tiny, warmup + iters, data, device)
@@ -679,6 +711,7 @@ def main(argv=None) -> None:
     if [o for o in fuse_opts if o not in FUSE_OPTIONS]:
         raise SystemExit(f"--fuse-options: unknown {[o for o in fuse_opts if o not in FUSE_OPTIONS]}; "
                          f"known: {', '.join(FUSE_OPTIONS)}")
+    fuse_run, fuse_na = fuse_options(fuse_opts, gpu)
     ops_ks = [int(k) for k in args.ops_k.split(",") if k]
 
     from alkit.results import environment, git_commit
@@ -691,7 +724,8 @@ def main(argv=None) -> None:
               "pipeline_options": pipelines, "bench": {k: {"learner": BENCH[k][0], "params": bench_params(k, args.tiny)}
                                                       for k in keys},
               "single": {}, "accuracy": {}, "concurrency": {}, "projection": {},
-              "fused": {}, "fused_notes": FUSE_NOTES, "fuse_options": {o: FUSE_OPTIONS[o] for o in fuse_opts},
+              "fused": {}, "fused_notes": FUSE_NOTES, "fuse_options": fuse_run,
+              "fuse_options_not_applicable": fuse_na, "fused_errors": {},
               "ops_per_iteration": {}, "flops_per_iteration": {}, "accuracy_fused": {}, "throughput": {},
               "peak_bf16_tflops": peak_bf16_tflops(torch.cuda.get_device_name(device) if gpu else None),
               "sizes": "CPU, tiny: absolute times are not claims, ratios within this run are" if args.tiny and not gpu
@@ -711,6 +745,9 @@ def main(argv=None) -> None:
     result["data"] = {"labelled": len(data.x_labelled), "unlabelled": len(data.x_unlabelled), "val": len(data.x_val)}
     log(f"{device} {result['device_name'] or result['environment']['cpu']}: labelled {len(data.x_labelled)}, "
         f"unlabelled {len(data.x_unlabelled)}, val {len(data.x_val)}; warm-up {args.warmup}, timed {args.iters}")
+    for opt, why in fuse_na.items():
+        if fuse_keys and fuse_ks:
+            log(f"fused option {opt}: not applicable on {device.type} ({why}); not measured")
     for key in fuse_keys:  # hardware-independent counts first: cheap, and what the CPU can settle
         if key not in keys:
             continue
@@ -764,9 +801,17 @@ def main(argv=None) -> None:
             if key not in keys or str(K) in result["fused"].get(key, {}):
                 continue
             by_k = result["fused"].setdefault(key, {}).setdefault(str(K), {})
-            for opt in fuse_opts:
+            for opt, options in fuse_run.items():
                 t = time.perf_counter()
-                m = measure_fused(key, K, FUSE_OPTIONS[opt], args.tiny, args.warmup, args.iters, data, device)
+                try:
+                    m = measure_fused(key, K, options, args.tiny, args.warmup, args.iters, data, device)
+                except Exception as exc:  # noqa: BLE001  (first GPU run of an option: keep what the others measure)
+                    if not options.get("fused_graphs"):
+                        raise
+                    result["fused_errors"].setdefault(key, {}).setdefault(str(K), {})[opt] = repr(exc)
+                    log(f"{key:10s} fused K={K:<3d} {opt:12s} failed: {exc!r}")
+                    save()
+                    continue
                 by_k[opt] = m
                 log(f"{key:10s} fused K={K:<3d} {opt:12s} {m['aggregate_it_s']:9.1f} it/s aggregate "
                     f"({time.perf_counter() - t:.0f} s)")
@@ -866,6 +911,11 @@ def print_fused(result: dict) -> None:
     print("today = " + "; ".join(f"{k}: {v['today_source']}" for k, v in result["throughput"].items()))
     for name, note in result["fused_notes"].items():
         print(f"  {name}: {note}")
+    for name, why in result.get("fuse_options_not_applicable", {}).items():
+        print(f"  {name}: not applicable here ({why})")
+    for k, by_k in result.get("fused_errors", {}).items():
+        for K, by_o in by_k.items():
+            print(f"  {k} K={K}: " + "; ".join(f"{o} failed: {e}" for o, e in by_o.items()))
     ops = result["ops_per_iteration"]
     if ops or result["flops_per_iteration"]:
         ok = sorted({K for o in ops.values() for K in o["fused"]}, key=int)
