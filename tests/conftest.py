@@ -61,3 +61,66 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 
+
+
+#: tests `make test-fast` leaves to `make test`: each over ~1.4 s on a quiet 2-core machine (pytest --durations,
+#: 2026-12-02), mostly because it starts `python -m alkit` processes, trains several micro runs end to end,
+#: or simulates thousands of null studies. A node id, or its prefix before "[" (every parameter).
+#: The ``slow`` marker does the deselecting, so `-m slow` runs exactly these (plus the modules marked slow).
+SLOW = (
+    "tests/test_safety.py::test_two_alkit_runs_at_once_train_every_run_once_and_no_records_file_shrinks",
+    "tests/test_safety.py::test_a_locked_run_is_skipped_and_said_so_and_wait_waits_for_it",
+    "tests/test_safety.py::test_a_run_creates_no_file_outside_its_results_root",
+    "tests/test_safety.py::test_a_finished_run_without_its_config_is_refused_then_repaired_and_never_dropped",
+    "tests/test_safety.py::test_repair_refuses_records_of_another_config",
+    "tests/test_safety.py::test_a_cut_off_last_records_line_is_one_error_line_and_repair_drops_it",
+    "tests/test_jobs.py::test_two_workers_give_the_records_of_one",
+    "tests/test_jobs.py::test_time_box_then_resume_gives_the_uninterrupted_records",
+    "tests/test_jobs.py::test_a_time_limit_shorter_than_any_cycle_trains_nothing_and_exits_0",
+    "tests/test_jobs.py::test_bad_run_options_are_one_error_line_before_anything_is_written",
+    "tests/test_jobs.py::test_a_run_two_experiments_share_is_trained_once_and_copied",
+    "tests/test_device_kit.py::test_dry_run_as_on_the_gpu_then_unpack",
+    "tests/test_device_kit.py::test_prepare_counts_what_travels_and_prints_the_call",
+    "tests/test_device_kit.py::test_prepare_refuses_a_tree_over_64_mib",
+    "tests/test_fused.py::test_fused_group_of_three_runs_matches_the_unfused_runs",
+    "tests/test_fused.py::test_probe_reads_each_runs_final_state_alone_and_fused",
+    "tests/test_fused.py::test_killed_fused_group_resumes_to_the_uninterrupted_records",
+    *(f"tests/test_fused.py::test_fused_phases_equal_separate_runs[{n}-20]" for n in ("m2", "m2_disc", "m2_vaal", "tavaal", "vaal")),
+    "tests/test_cli.py::test_own_strategy_from_a_file_runs_through_the_cli",
+    "tests/test_cli.py::test_unknown_arm_and_missing_file",
+    "tests/test_cli.py::test_strategies_and_learners_are_listed",
+    "tests/test_cli.py::test_bad_input_is_one_clear_line_and_exit_2",
+    "tests/test_cli.py::test_own_data_is_checked_before_any_training",
+    "tests/test_cli.py::test_oracle_sessions_are_left_to_their_notebook",
+    # the contract of every strategy but two (random, entropy: the loop's plumbing and one scored strategy)
+    *(f"tests/test_strategy_contract.py::test_strategy_contract[{s}]" for s in (
+        "alg1", "alg2", "badge", "bald", "coreset", "kernel_norm_approx", "kernel_norm_exact", "least_confidence",
+        "margin", "network_norm", "probcover", "typiclust", "vaal")),
+    "tests/test_strategy_contract.py::test_readme_example_strategy_registers_and_keeps_the_contract",
+    "tests/test_loop.py::test_two_cycle_end_to_end_on_real_fashion_mnist",
+    "tests/test_statistics.py::test_holm_keeps_the_familywise_false_positive_rate",
+    "tests/test_generative.py::test_discriminator_ranks_planted_cluster_first",
+    "tests/test_plots.py::test_redrawing_the_same_figure_writes_identical_bytes_and_touches_nothing",
+    "tests/test_coverage.py::test_loop_records_coverage_only_when_asked_and_changes_nothing_else",
+    "tests/test_timebox.py::test_a_given_up_cycle_keeps_nothing_and_the_resumed_run_equals_the_uninterrupted_one",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Mark :data:`SLOW`'s tests ``slow``; an entry naming no test of a collected file is an error (a renamed
+    test would otherwise join the fast subset unnoticed)."""
+    used, files = set(), {item.nodeid.split("::", 1)[0] for item in items}
+    for item in items:
+        for entry in SLOW:
+            if item.nodeid == entry or item.nodeid.split("[", 1)[0] == entry:
+                item.add_marker(pytest.mark.slow)
+                used.add(entry)
+    stale = [e for e in SLOW if e.split("::", 1)[0] in files and e not in used and not _filtered(config)]
+    if stale:
+        raise pytest.UsageError("tests/conftest.py SLOW names no collected test: " + ", ".join(stale))
+
+
+def _filtered(config) -> bool:
+    """A -k or node-id selection collects part of a file: stale entries cannot be told from unselected ones."""
+    return bool(config.getoption("keyword")) or any("::" in str(a) for a in config.args)
