@@ -1,9 +1,14 @@
 """Shared pytest fixtures. Data fixtures: the real Fashion-MNIST files, skipped cleanly when absent."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# One intra-op thread in this process and in every process it starts (kernels, `python -m alkit`, workers).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 FMNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 _FMNIST_FILES = (
@@ -61,6 +66,21 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 
+
+
+@pytest.fixture(autouse=True)
+def _one_ray_test_at_a_time(request):
+    """Tests marked ``ray`` take a machine-wide lock: under ``pytest -n`` two Ray tests in two workers would
+    otherwise start clusters side by side, and a local ``ray.init()`` may join the other test's cluster."""
+    if request.node.get_closest_marker("ray") is None:
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "alkit-tests-ray.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 #: tests `make test-fast` leaves to `make test`: each over ~1.4 s on a quiet 2-core machine (pytest --durations,
