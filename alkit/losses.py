@@ -175,9 +175,26 @@ def m2_unlabelled_loss(
     return _reduce(expected - entropy, reduction)
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """``F.cross_entropy`` of (B, C) logits and (B,) classes, ``reduction`` "mean" or "none".
+
+    Under ``torch.vmap`` (the fused engine, :mod:`alkit.engine.fused`) the same quantity as
+    ``-log_softmax.gather``: vmap has no batching rule for ``nll_loss`` and runs its Python decomposition
+    (masks, ``where``, two sums: 32 dispatched ops forward and backward at K = 9, against 19 for the gather
+    form). Unbatched it is ``F.cross_entropy`` itself, so an unfused run computes exactly what it did."""
+    if not torch._C._functorch.is_batchedtensor(logits):
+        return F.cross_entropy(logits, y, reduction=reduction)
+    nll = -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)  # (B,)
+    if reduction == "none":
+        return nll
+    if reduction == "mean":
+        return nll.mean()
+    raise ValueError(f"cross_entropy: reduction must be 'mean' or 'none', got {reduction!r}")
+
+
 def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """E_labelled[-log q(y|x)]: cross-entropy, mean over the batch. Weighted by alpha in :func:`m2_objective`."""
-    return F.cross_entropy(logits, y)
+    return cross_entropy(logits, y)
 
 
 def kingma_alpha(n_labelled: int, n_total: int, scale: float = 0.1) -> float:

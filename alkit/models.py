@@ -10,6 +10,11 @@ References
   https://arxiv.org/abs/2002.04709
 
 Shapes: B = batch, C = classes, d = latent size. Images are float in [0, 1].
+
+ReLUs are not in place (VAAL's code has ``inplace=True``): the same numbers, bit for bit, but under
+``torch.vmap`` (the fused engine) a conv's or linear's output is a view of the batched result, and an
+in-place op on a view that needs a gradient makes autograd rebuild the base (``CopySlices``,
+``AsStridedBackward``): 16 of a fused classifier iteration's 238 dispatched ops at K = 9.
 """
 from __future__ import annotations
 
@@ -40,13 +45,13 @@ class Classifier(nn.Module):
             raise ValueError(f"classifier size must be 'small' or 'large', got {size!r}")
         layers, c_in, side = [], in_channels, 28
         for w in widths:
-            layers += [nn.Conv2d(c_in, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c_in, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
             c_in, side = w, side // 2  # 28 -> 14 -> 7 -> 3
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Linear(c_in * side * side, hidden),  # (B, c*s*s) -> (B, hidden)
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),  # (B, C) logits
         )
@@ -91,13 +96,13 @@ class ConvEncoder(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, w, 4, 2, 1, bias=False),  # (B, w, 14, 14)
             nn.BatchNorm2d(w),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False),  # (B, 2w, 7, 7)
             nn.BatchNorm2d(2 * w),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False),  # (B, 4w, 4, 4)
             nn.BatchNorm2d(4 * w),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Flatten(),  # (B, 16*4w)
         )
         self.out_features = 16 * 4 * w
@@ -123,10 +128,10 @@ class ConvDecoder(nn.Module):
         self.net = nn.Sequential(
             nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, bias=False),  # (B, 2w, 7, 7)
             nn.BatchNorm2d(2 * w),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False),  # (B, w, 14, 14)
             nn.BatchNorm2d(w),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.ConvTranspose2d(w, out_channels, 4, 2, 1),  # (B, out_channels, 28, 28) logits
         )
 
@@ -276,9 +281,9 @@ class Discriminator(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden),  # (B, hidden)
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Linear(hidden, hidden),  # (B, hidden)
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Linear(hidden, 1),  # (B, 1)
         )
         _kaiming_init(self)

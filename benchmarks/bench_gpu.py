@@ -65,13 +65,14 @@ Fused runs (issue 25; ``--fuse-learners``, default ``classifier, vaal, tavaal, m
   Compared with *today's best*: the default pipeline
   with 4 processes (``--jobs 4``) where measured (here or in ``--baseline``), else the best N, else 1 process.
 - *FLOPs* of one unfused model-iteration (``torch.utils.flop_counter.FlopCounterMode``, forward + backward
-  of every step: matmuls and convolutions only), counted as (fit of 2 + ``--ops-iters`` iterations) -
-  (fit of 2) so that building, validations and held-out scores cancel; never on the fused model (it
-  over-counts batched weight gradients). Achieved TFLOP/s = FLOPs x aggregate it/s, and its share of the
+  of every step: matmuls and convolutions only), counted in one fit of 2 + ``--ops-iters`` iterations
+  between the end of its iteration 0 and of its iteration ``--ops-iters`` (``Watch.tick``), where it only
+  trains: building, validations, best-state copies and held-out scores fall outside; never on the fused
+  model (it over-counts batched weight gradients). Achieved TFLOP/s = FLOPs x aggregate it/s, and its share of the
   device's dense bf16 peak (:data:`PEAK_BF16_TFLOPS`; null where unknown, e.g. a CPU).
-- *dispatched ops* per model-iteration, the same difference of two fits under a ``TorchDispatchMode``:
-  every op (views and ``detach`` included) and the non-view aten ops (what can launch a kernel),
-  unfused vs fused at each ``--ops-k`` divided by K. Hardware-independent but for the optimisers: on
+- *dispatched ops* per model-iteration under a ``TorchDispatchMode``, counted the same way: every op (views
+  and ``detach`` included) and the non-view aten ops (what can launch a kernel), unfused vs fused at each
+  ``--ops-k`` divided by K, for the fused learners and ``--ops-learners``. Hardware-independent but for the optimisers: on
   CPU torch's SGD / Adam loop over parameters, on CUDA they default to ``foreach`` kernels.
 - *accuracy* (with ``--accuracy-iters``): the best validation accuracy of the seeds trained unfused and
   as one fused group, paired by seed; the mean difference against its 95 % half-width (the smallest
@@ -101,6 +102,7 @@ from alkit.config import from_dict, to_dict  # noqa: E402
 from alkit.data import load_dataset  # noqa: E402
 from alkit.learners import LEARNERS, TrainData  # noqa: E402
 from alkit.engine.speed import FLAGS  # noqa: E402
+from alkit.engine.timebox import Watch  # noqa: E402
 from alkit.jobs import FUSE_MAX  # noqa: E402  (alkit run --fuse-max's default: runs per fused group at most)
 
 #: benchmark name -> (learner, parameter overrides of the paper profile's defaults)
@@ -394,45 +396,43 @@ class OpCounter(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _counted(mode_factory, read, fit) -> float:
-    mode = mode_factory()
-    with mode:
-        fit()
-    return read(mode)
+def per_iteration(key, K, tiny, data, device, mode_factory, read, extra: int):
+    """``read(mode)`` of one steady model-iteration, from one fit of ``2 + extra`` iterations under ``mode``:
+    its count at the end of iteration ``extra`` minus that at the end of iteration 0 (the engine's
+    ``Watch.tick``, called once per iteration by both engines), summed over the fit's phases, over ``extra``
+    and K. Between those two
+    points the fit neither builds, validates, copies a best state nor scores (it validates at iterations 0 and
+    its last): only ``extra`` training iterations. (The former difference of two fits was not that: a fit
+    whose last validation improves copies its best state and one whose last does not copies nothing, e.g.
+    m2_large unfused, tiny: 377, 1433, 905, 905 ops for fits of 3, 4, 5, 6 iterations.) ``K`` 0: one unfused
+    ``learner.fit``; else :func:`alkit.engine.drive_fused` of K runs (the K=1 group is run_phase's)."""
+    mode, marks = mode_factory(), {}  # Watch (one per phase: vaal trains its task model, then VAE + discriminator) -> counts
+    tick = Watch.tick
 
+    def marked(self, it):
+        marks.setdefault(id(self), []).append(np.asarray(read(mode), dtype=float))
+        tick(self, it)
 
-def per_iteration(key, K, tiny, data, device, mode_factory, read, extra: int) -> float:
-    """``read(mode)`` of one model-iteration: (count over ``2 + extra`` iterations - count over 2) / extra / K.
-
-    Both fits validate at iterations 0 and their last and build, score and hold out the same, so the
-    difference is ``extra`` steady-state iterations. ``K`` 0: one unfused ``learner.fit``; else
-    :func:`alkit.engine.drive_fused` of K runs (the K=1 group is run_phase's)."""
-    def fit(n):
-        if K == 0:
-            return lambda: timed_fit(key, "default", OPTIONS_OFF, tiny, n, data, device)
-        return lambda: fused_fit(key, K, {}, tiny, n, data, device)
-
-    a = _counted(mode_factory, read, fit(2))
-    b = _counted(mode_factory, read, fit(2 + extra))
-    return (b - a) / extra / max(K, 1)
+    Watch.tick = marked
+    try:
+        with mode:
+            if K == 0:
+                timed_fit(key, "default", OPTIONS_OFF, tiny, 2 + extra, data, device)
+            else:
+                fused_fit(key, K, {}, tiny, 2 + extra, data, device)
+    finally:
+        Watch.tick = tick
+    if not marks or any(len(m) != 2 + extra for m in marks.values()):
+        raise RuntimeError(f"{key} K={K}: iteration marks per phase {[len(m) for m in marks.values()]} for a fit "
+                           f"of {2 + extra} iterations")
+    return sum(m[extra] - m[0] for m in marks.values()) / extra / max(K, 1)
 
 
 def ops_per_iteration(key, ks, tiny, data, device, extra) -> dict:
     """Dispatched ops per model-iteration, unfused and fused at each K, and the ratio fused / unfused; the
-    same for the non-view aten ops (``kernels_*``). One count of each fit gives both."""
-    read = lambda m: (m.n, m.kernels)
-
+    same for the non-view aten ops (``kernels_*``). One count of each fit gives both (:func:`per_iteration`)."""
     def count(K):
-        def fit(n):
-            mode = OpCounter()
-            with mode:
-                if K == 0:
-                    timed_fit(key, "default", OPTIONS_OFF, tiny, n, data, device)
-                else:
-                    fused_fit(key, K, {}, tiny, n, data, device)
-            return np.array(read(mode), dtype=float)
-
-        return (fit(2 + extra) - fit(2)) / extra / max(K, 1)
+        return per_iteration(key, K, tiny, data, device, OpCounter, lambda m: (m.n, m.kernels), extra)
 
     u = count(0)
     f = {str(k): count(k) for k in ks}
@@ -448,8 +448,8 @@ def flops_per_iteration(key, tiny, data, device, extra=1) -> float:
     flop_counter over-counts batched (grouped) weight gradients."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    return per_iteration(key, 0, tiny, data, device, lambda: FlopCounterMode(display=False),
-                         lambda m: m.get_total_flops(), extra)
+    return float(per_iteration(key, 0, tiny, data, device, lambda: FlopCounterMode(display=False),
+                               lambda m: m.get_total_flops(), extra))
 
 
 # t_{0.975, df}: the 95 % two-sided quantile of Student's t (no scipy on the device image)
@@ -668,6 +668,8 @@ def main(argv=None) -> None:
                     help="learners of the fused part: its timings, ops, FLOPs and fused accuracy check")
     ap.add_argument("--ops-k", default="9", help="K at which dispatched ops are counted (empty: skip ops)")
     ap.add_argument("--ops-iters", type=int, default=4, help="iterations the ops and FLOP counts average over")
+    ap.add_argument("--ops-learners", default="", help="learners whose ops and FLOPs are counted besides "
+                    "--fuse-learners (counts only: no fused timings)")
     ap.add_argument("--baseline", default=None, help="an earlier bench_gpu JSON of this device whose concurrency "
                     "rates stand for today's best where this run measures none (saves spawning 4 processes)")
     ap.add_argument("--labelled", type=int, default=1000)
@@ -713,6 +715,11 @@ def main(argv=None) -> None:
                          f"known: {', '.join(FUSE_OPTIONS)}")
     fuse_run, fuse_na = fuse_options(fuse_opts, gpu)
     ops_ks = [int(k) for k in args.ops_k.split(",") if k]
+    if args.ops_iters < 1:
+        raise SystemExit(f"--ops-iters: {args.ops_iters}; at least 1")
+    count_keys = list(dict.fromkeys(fuse_keys + [k for k in args.ops_learners.split(",") if k]))
+    if [k for k in count_keys if k not in BENCH]:
+        raise SystemExit(f"--ops-learners: unknown {[k for k in count_keys if k not in BENCH]}; known: {', '.join(BENCH)}")
 
     from alkit.results import environment, git_commit
 
@@ -748,7 +755,7 @@ def main(argv=None) -> None:
     for opt, why in fuse_na.items():
         if fuse_keys and fuse_ks:
             log(f"fused option {opt}: not applicable on {device.type} ({why}); not measured")
-    for key in fuse_keys:  # hardware-independent counts first: cheap, and what the CPU can settle
+    for key in count_keys:  # hardware-independent counts first: cheap, and what the CPU can settle
         if key not in keys:
             continue
         t = time.perf_counter()

@@ -154,8 +154,10 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
     def optimizer(o, tensors):
         return graph_optimizer(o, tensors, speed) if graphs else make_optimizer(o, tensors, speed, foreach=True)
 
-    opts = {k: optimizer(o, [params[f"{m}.{key}"] for m in o.modules for key, _ in t.modules[m].named_parameters()])
-            for k, o in t.optimizers.items()}
+    opt_params = {k: [params[f"{m}.{key}"] for m in o.modules for key, _ in t.modules[m].named_parameters()]
+                  for k, o in t.optimizers.items()}
+    opts = {k: optimizer(o, opt_params[k]) for k, o in t.optimizers.items()}
+    ones: dict[torch.dtype, torch.Tensor] = {}  # (K,) ones: the gradient of the runs' summed loss, made once per dtype
     drops = [LrDrops(opts[k], o.lr_drop_every, t.iterations) for k, o in t.optimizers.items() if o.lr_drop_every]
     detached = {k: v.detach() for k, v in params.items()}
     step_params = {s.name: {k: (detached[k] if k.split(".", 1)[0] in s.frozen else v) for k, v in params.items()}
@@ -234,10 +236,15 @@ def run_fused(phases: list[Phase], progress: bool = False, randomness: str = "di
                     t.modules[m].eval()
                 with speed.autocast(cache=not graphs):
                     loss, terms = vmapped(step.loss, it, batch)(step_params[step.name], batch, hp, buffers)  # (K,), {term: (K,)}
-                opt = opts[step.optimizer]
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()  # runs are independent: each slice gets its own run's gradient
-                opt.step()
+                # runs are independent: each slice gets its own run's gradient. autograd.grad of the optimiser's
+                # own tensors, not backward(): no AccumulateGrad per tensor (detach, layout copies) and no
+                # gradients of other optimisers' tensors, which their own steps would discard (zero_grad first)
+                own = opt_params[step.optimizer]
+                if loss.dtype not in ones:  # in the first (eager) iteration, never inside a graph capture
+                    ones[loss.dtype] = torch.ones_like(loss)
+                for p, g in zip(own, torch.autograd.grad(loss, own, ones[loss.dtype], allow_unused=True)):
+                    p.grad = g
+                opts[step.optimizer].step()
                 sums.add(**terms)
 
     def variant(it: int) -> tuple:

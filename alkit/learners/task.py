@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Optim, Phase, PhaseResult, Step, Validation, run_phase
 from ..engine.batches import tensor_batches
 from ..engine.speed import OFF
+from ..losses import cross_entropy
 from ..models import Classifier, count_parameters
 from ..train import seed_everything
 
@@ -23,7 +23,7 @@ def cross_entropy_loss(model: nn.Module) -> Callable:
     """The default task-model loss: mean cross-entropy of the batch."""
 
     def loss(batch, hp, iteration):
-        value = F.cross_entropy(model(batch["xl"]), batch["yl"])
+        value = cross_entropy(model(batch["xl"]), batch["yl"])
         return value, {"task_loss": value}
 
     return loss

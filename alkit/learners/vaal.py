@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..losses import VAE_LOSSES, beta_elbo_loss, loss_prediction_loss, vaal_adversarial_loss, vaal_vae_loss
+from ..losses import (VAE_LOSSES, beta_elbo_loss, cross_entropy, loss_prediction_loss, vaal_adversarial_loss,
+                      vaal_vae_loss)
 from ..models import VAE, Classifier, Discriminator, LossPredictor, classifier_taps, count_parameters
 from ..engine.batches import generator
 from ..train import mc_dropout_proba, seed_everything
@@ -220,7 +221,7 @@ def ranking_loss(model: Classifier, ranker: LossPredictor, weight: float, margin
 
     def loss(batch, hp, iteration):
         logits, taps = classifier_taps(model, batch["xl"])
-        ce = F.cross_entropy(logits, batch["yl"], reduction="none")  # (B,)
+        ce = cross_entropy(logits, batch["yl"], reduction="none")  # (B,)
         if iteration >= detach_from:
             taps = [t.detach() for t in taps]
         rank = loss_prediction_loss(ranker(taps), ce, margin)
