@@ -68,12 +68,12 @@ Fused runs (issue 25; ``--fuse-learners``, default ``classifier, vaal, tavaal, m
   of every step: matmuls and convolutions only), counted in one fit of 2 + ``--ops-iters`` iterations
   between the end of its iteration 0 and of its iteration ``--ops-iters`` (``Watch.tick``), where it only
   trains: building, validations, best-state copies and held-out scores fall outside; never on the fused
-  model (it over-counts batched weight gradients). Achieved TFLOP/s = FLOPs x aggregate it/s, and its share of the
-  device's dense bf16 peak (:data:`PEAK_BF16_TFLOPS`; null where unknown, e.g. a CPU).
+  model (it over-counts batched weight gradients). Achieved TFLOP/s = FLOPs x aggregate it/s, and its
+  share of the device's dense bf16 peak (:data:`PEAK_BF16_TFLOPS`; null where unknown, e.g. a CPU).
 - *dispatched ops* per model-iteration under a ``TorchDispatchMode``, counted the same way: every op (views
   and ``detach`` included) and the non-view aten ops (what can launch a kernel), unfused vs fused at each
-  ``--ops-k`` divided by K, for the fused learners and ``--ops-learners``. Hardware-independent but for the optimisers: on
-  CPU torch's SGD / Adam loop over parameters, on CUDA they default to ``foreach`` kernels.
+  ``--ops-k`` divided by K, for the fused learners and ``--ops-learners``. Hardware-independent but for
+  the optimisers: on CPU torch's SGD / Adam loop over parameters, on CUDA they default to ``foreach`` kernels.
 - *accuracy* (with ``--accuracy-iters``): the best validation accuracy of the seeds trained unfused and
   as one fused group, paired by seed; the mean difference against its 95 % half-width (the smallest
   difference these seeds can detect).
@@ -400,13 +400,12 @@ def per_iteration(key, K, tiny, data, device, mode_factory, read, extra: int):
     """``read(mode)`` of one steady model-iteration, from one fit of ``2 + extra`` iterations under ``mode``:
     its count at the end of iteration ``extra`` minus that at the end of iteration 0 (the engine's
     ``Watch.tick``, called once per iteration by both engines), summed over the fit's phases, over ``extra``
-    and K. Between those two
-    points the fit neither builds, validates, copies a best state nor scores (it validates at iterations 0 and
-    its last): only ``extra`` training iterations. (The former difference of two fits was not that: a fit
+    and K. Between those two points the fit neither builds, validates, copies a best state nor scores (it
+    validates at iterations 0 and its last): only ``extra`` training iterations. (The former difference of two fits was not that: a fit
     whose last validation improves copies its best state and one whose last does not copies nothing, e.g.
     m2_large unfused, tiny: 377, 1433, 905, 905 ops for fits of 3, 4, 5, 6 iterations.) ``K`` 0: one unfused
     ``learner.fit``; else :func:`alkit.engine.drive_fused` of K runs (the K=1 group is run_phase's)."""
-    mode, marks = mode_factory(), {}  # Watch (one per phase: vaal trains its task model, then VAE + discriminator) -> counts
+    mode, marks = mode_factory(), {}  # id(Watch) -> counts; a Watch per phase (vaal: task model, then VAE + disc)
     tick = Watch.tick
 
     def marked(self, it):
