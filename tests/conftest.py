@@ -139,15 +139,6 @@ def pytest_collection_modifyitems(config, items):
     stale = [e for e in SLOW if e.split("::", 1)[0] in files and e not in used and not _filtered(config)]
     if stale:
         raise pytest.UsageError("tests/conftest.py SLOW names no collected test: " + ", ".join(stale))
-    rank = {f: i for i, f in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: a file keeps its order
-
-
-#: test files by their summed time, longest first (2 cores, clean clone, junit durations): collected first,
-#: so ``make test``'s workers (``--dist loadfile``: a file stays on one worker) start the long files first
-#: and end together, instead of one worker finishing the Ray file alone; order within a file is unchanged
-HEAVY_FIRST = ("tests/test_notebooks.py", "tests/test_safety.py", "tests/test_jobs.py", "tests/test_benchmarks.py",
-               "tests/test_fused.py", "tests/test_draw_only.py", "tests/test_cli.py", "tests/test_strategy_contract.py")
 
 
 def _filtered(config) -> bool:
