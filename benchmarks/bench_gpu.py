@@ -405,11 +405,14 @@ def per_iteration(key, K, tiny, data, device, mode_factory, read, extra: int):
     whose last validation improves copies its best state and one whose last does not copies nothing, e.g.
     m2_large unfused, tiny: 377, 1433, 905, 905 ops for fits of 3, 4, 5, 6 iterations.) ``K`` 0: one unfused
     ``learner.fit``; else :func:`alkit.engine.drive_fused` of K runs (the K=1 group is run_phase's)."""
-    mode, marks = mode_factory(), {}  # id(Watch) -> counts; a Watch per phase (vaal: task model, then VAE + disc)
+    # Watch -> counts; a Watch per phase (vaal: task model, then VAE + disc). Keyed by the object, which the dict
+    # keeps alive: keyed by id(), a finished phase's freed Watch could lend its id to the next phase's, merging
+    # the two phases' marks (tavaal unfused under FlopCounterMode: 6 marks for one "phase" of a 3-iteration fit)
+    mode, marks = mode_factory(), {}
     tick = Watch.tick
 
     def marked(self, it):
-        marks.setdefault(id(self), []).append(np.asarray(read(mode), dtype=float))
+        marks.setdefault(self, []).append(np.asarray(read(mode), dtype=float))
         tick(self, it)
 
     Watch.tick = marked
