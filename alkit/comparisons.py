@@ -32,6 +32,8 @@ from .strategies.base import make_params
 
 #: learner -> the learner whose task model it trains step for step (tested; see the module docstring)
 SAME_TASK_MODEL = {"vaal": "classifier", "m2_disc": "m2"}
+#: learner -> {its parameter: the same parameter's name in its SAME_TASK_MODEL learner}
+SAME_PARAMETER = {"vaal": {"classifier_size": "size"}}
 
 #: run-config keys that record or budget a run but do not change what it learns or selects
 NOT_THE_EXPERIMENT = ("seed", "device", "latent_sample", "save_learner", "data_dir")
@@ -69,7 +71,8 @@ def _learner_key(cfg) -> tuple:
     name = SAME_TASK_MODEL.get(cfg.learner, cfg.learner)
     cls = LEARNERS[name]
     own = {f.name for f in dataclasses.fields(cls.Params)} if cls.Params else set()
-    values = {k: v for k, v in (cfg.learner_params or {}).items() if k in own or name == cfg.learner}
+    renamed = {SAME_PARAMETER.get(cfg.learner, {}).get(k, k): v for k, v in (cfg.learner_params or {}).items()}
+    values = {k: v for k, v in renamed.items() if k in own or name == cfg.learner}
     params = dataclasses.asdict(cls.Params(**values)) if cls.Params else {}
     return name, tuple(sorted((k, repr(v)) for k, v in params.items()))
 

@@ -122,7 +122,9 @@ POOL = 55_000
 def bench_params(key: str, tiny: bool) -> dict:
     """Learner parameters of benchmark ``key``: the paper profile's (the learners' defaults) or, tiny, test-sized."""
     learner, extra = BENCH[key]
-    base = {**LEARNERS[learner].test_params, "val_every": 1000} if tiny else {}
+    # tiny keeps the task model the study's small CNN (the test_params' "tiny" one would time a different model)
+    size = {"size" if learner == "classifier" else "classifier_size": "small"}
+    base = {**LEARNERS[learner].test_params, "val_every": 1000, **size} if tiny else {}
     return {**base, **extra}
 
 

@@ -69,6 +69,19 @@ def test_a_pair_that_differs_in_both_is_refused():
             del comparisons.PAIRS["test_bad"]
 
 
+def test_vaals_classifier_size_is_the_classifiers_size():
+    """VAAL names its task model's size ``classifier_size``, the classifier learner ``size``: the same parameter,
+    so a large-CNN VAAL against the small-CNN classifier differs in both (it used to pass as an acquisition pair,
+    ``classifier_size`` being dropped as a VAE-side parameter), and against a large classifier in acquisition only."""
+    arms = {"random": {"learner": "classifier", "strategy": "random"},
+            "random_large": {"learner": "classifier", "strategy": "random", "learner_params": {"size": "large"}},
+            "vaal_large": {"learner": "vaal", "strategy": "vaal", "learner_params": {"classifier_size": "large"}}}
+    e = exp(arms)
+    with pytest.raises(ConfigError, match="vaal_large .* differs in both learner and strategy"):
+        comparisons.kind_of(e, "vaal_large", "random")
+    assert comparisons.kind_of(e, "vaal_large", "random_large") == "acquisition"
+
+
 def test_learner_parameters_and_run_settings_count():
     e = exp({"a": {"learner": "m2", "strategy": "random", "learner_params": {"width": 8}},
              "b": {"learner": "m2", "strategy": "entropy", "learner_params": {"width": 16}},

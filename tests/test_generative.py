@@ -145,7 +145,8 @@ def test_vaal_task_model_is_the_classifier_learner(small_data):
     """VAAL's task classifier is trained exactly as the ``classifier`` baseline: same seed, same predictions."""
     vaal = make_learner("vaal", {**LEARNERS["vaal"].test_params, "iterations": 5}, 3, "cpu")
     vaal.fit(small_data, seed=4)
-    base = make_learner("classifier", {"iterations": 5, "batch_size": 32, "val_every": 2}, 3, "cpu")
+    base = make_learner("classifier", {"iterations": 5, "batch_size": 32, "val_every": 2,
+                                       "size": vaal.params.classifier_size}, 3, "cpu")
     base.fit(small_data, seed=4)
     torch.testing.assert_close(vaal.predict_proba(small_data.x_val), base.predict_proba(small_data.x_val))
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ..losses import LIKELIHOODS, discriminator_loss
-from ..models import Discriminator
+from ..models import Discriminator, check_classifier_size
 from ..engine import Optim, Phase, Step, Validation
 from ..engine.batches import tensor_batches
 from ..engine.speed import OFF, Speed
@@ -77,8 +77,8 @@ def check_generative(p) -> None:
         raise ValueError(f"disc_holdout must be in (0, 0.5], got {p.disc_holdout}")
     if getattr(p, "adversary_weight", 0.0) < 0:
         raise ValueError(f"adversary_weight must be >= 0, got {p.adversary_weight}")
-    if getattr(p, "classifier_size", "small") not in ("small", "large"):
-        raise ValueError(f"classifier_size must be 'small' or 'large', got {p.classifier_size!r}")
+    if hasattr(p, "classifier_size"):
+        check_classifier_size("classifier_size", p.classifier_size)
     if getattr(p, "alpha", None) is not None and p.alpha < 0:
         raise ValueError(f"alpha must be >= 0 or None, got {p.alpha}")
 

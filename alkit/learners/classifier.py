@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.batches import tensor_batches
+from ..models import check_classifier_size
 from ..train import mc_dropout_proba
 from .base import Learner, TrainData, batched, register_learner
 from .schedule import ScheduleParams, TaskOptimParams
@@ -17,15 +18,14 @@ from .task import train_task_classifier
 class ClassifierParams(ScheduleParams, TaskOptimParams, SpeedParams):
     """The task classifier alone; schedule and optimiser as VAAL trains its task model (see :mod:`.schedule`)."""
 
-    size: str = "small"  # "small" (~0.42M params) or "large" (~3M, the study's low-label setting)
+    size: str = "small"  # "small" (~0.42M params), "large" (~3M, the study's low-label setting), "tiny" (tests)
     dropout: float = 0.3
 
     def __post_init__(self):
         ScheduleParams.__post_init__(self)
         TaskOptimParams.__post_init__(self)
         check_speed(self)
-        if self.size not in ("small", "large"):
-            raise ValueError(f"size must be 'small' or 'large', got {self.size!r}")
+        check_classifier_size("size", self.size)
 
 
 @register_learner
@@ -34,7 +34,7 @@ class ClassifierLearner(Learner):
 
     name = "classifier"
     Params = ClassifierParams
-    test_params = {"iterations": 6, "batch_size": 32, "val_every": 3}
+    test_params = {"iterations": 6, "batch_size": 32, "val_every": 3, "size": "tiny"}
     #: yields ``(idx, xb, yb)`` minibatches (:func:`~alkit.train.tensor_batches`); benchmarks swap it
     batch_source = staticmethod(tensor_batches)
 

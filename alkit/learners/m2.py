@@ -113,7 +113,7 @@ class M2Learner(GenerativeLearner):
     name = "m2"
     Params = M2Params
     test_params = {"iterations": 4, "batch_size": 32, "val_every": 2, "latent_dim": 4, "width": 4, "hidden": 8,
-                   "vae_steps": 1}
+                   "vae_steps": 1, "classifier_size": "tiny"}
     adversarial = False  # add the VAAL adversarial loss to the M2 objective
 
     def _generative_modules(self):
@@ -274,7 +274,7 @@ class M2DiscLearner(M2Learner, DiscriminatorLearner):
     Params = M2DiscParams
     has_disc = True
     test_params = {"iterations": 4, "batch_size": 32, "val_every": 2, "latent_dim": 4, "disc_hidden": 16,
-                   "width": 4, "hidden": 8, "vae_steps": 1}
+                   "width": 4, "hidden": 8, "vae_steps": 1, "classifier_size": "tiny"}
 
 
 @register_learner

@@ -103,7 +103,7 @@ class TAVAALParams(VAALParams):
             raise ValueError(f"ranker_detach_after must be in [0, 1], got {self.ranker_detach_after}")
 
 
-TINY = {"iterations": 4, "batch_size": 32, "val_every": 2, "latent_dim": 4, "disc_hidden": 16}
+TINY = {"iterations": 4, "batch_size": 32, "val_every": 2, "latent_dim": 4, "disc_hidden": 16, "classifier_size": "tiny"}
 
 
 @register_learner
