@@ -29,16 +29,27 @@ def test_bench_selection_runs():
         assert name in out
 
 
-def test_bench_gpu_runs_on_cpu_tiny(fmnist_dir, tmp_path):
+#: one tiny CPU invocation of bench_gpu.py for the tests below (two, before: the second re-timed every learner's
+#: unfused rate): every learner x pipeline timed, concurrency measured, fused K = 9 with every option for vaal and
+#: m2_vaal, ops at K = 9, FLOPs, the fused accuracy check on 2 seeds, the paper profile projected. The fused grid
+#: (K = 1, 3, 9, 27 x 4 options, 5 learners) is benchmarks/results/bench_fused_cpu.json.
+BENCH_ARGS = ("--device", "cpu", "--tiny", "--fuse-k", "9", "--fuse-options", "all", "--fuse-learners", "vaal,m2_vaal",
+              "--ops-k", "9", "--ops-iters", "1", "--ops-learners", "classifier,tavaal",
+              "--accuracy-iters", "2", "--accuracy-seeds", "0,1")
+
+
+@pytest.fixture(scope="module")
+def bench(fmnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_gpu") / "bench_gpu.json"
+    text = _run("benchmarks/bench_gpu.py", *BENCH_ARGS, "--out", str(out), timeout=1500)
+    return json.loads(out.read_text()), text
+
+
+def test_bench_gpu_runs_on_cpu_tiny(bench):
     """bench_gpu.py at CPU test sizes: every learner x pipeline timed, concurrency measured, the paper
     profile projected (1,063 trainings of 8,593 iterations; 928 distinct configurations: 781 and 691 before
-    notebook 05 gained typiclust, probcover and badge and 02-04 their same-learner random controls). The fused part
-    (``--fuse-learners ""``: none) is the next test's."""
-    import json
-
-    out = tmp_path / "bench_gpu.json"
-    text = _run("benchmarks/bench_gpu.py", "--device", "cpu", "--tiny", "--fuse-learners", "", "--out", str(out))
-    res = json.loads(out.read_text())
+    notebook 05 gained typiclust, probcover and badge and 02-04 their same-learner random controls)."""
+    res, text = bench
     learners = {"classifier", "vaal", "tavaal", "m2", "m2_vaal", "m2_large"}
     assert set(res["single"]) == learners
     for by_pipeline in res["single"].values():
@@ -46,32 +57,17 @@ def test_bench_gpu_runs_on_cpu_tiny(fmnist_dir, tmp_path):
         assert all(m["ms_per_iteration"] > 0 for m in by_pipeline.values())
         assert by_pipeline["default"]["speed"]["speed_bf16"] is False and by_pipeline["fast"]["speed"]["speed_bf16"]
     assert {n for by_n in res["concurrency"]["default"].values() for n in by_n} == {"1", "2"}
+    assert set(res["projection"]) == {"reference", "default", "fast", "best"}
     for proj in res["projection"].values():
         assert (proj["trainings"], proj["trainings_distinct"], proj["iterations"]) == (1063, 928, 1063 * 8593)
         assert proj["minutes"] > 0 and not proj["unmeasured"] and len(proj["per_experiment"]) == 5
     assert res["git_commit"] and res["environment"]["torch"] and "projected minutes" in text
 
 
-#: the fused part at CPU test sizes: unfused single-process rates of every learner (the projection needs
-#: them all), fused K = 9 with every option for vaal and m2_vaal, ops at K = 9, FLOPs, the fused accuracy
-#: check on 2 seeds. The grid (K = 1, 3, 9, 27 x 4 options, 5 learners) is benchmarks/results/bench_fused_cpu.json.
-FUSED_ARGS = ("--device", "cpu", "--tiny", "--pipelines", "default", "--concurrency", "", "--fuse-k", "9",
-              "--fuse-options", "all", "--fuse-learners", "vaal,m2_vaal", "--ops-k", "9", "--ops-iters", "1",
-              "--ops-learners", "classifier,tavaal",
-              "--accuracy-iters", "2", "--accuracy-seeds", "0,1")
-
-
-@pytest.fixture(scope="module")
-def fused_bench(fmnist_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench_fused") / "bench_fused.json"
-    text = _run("benchmarks/bench_gpu.py", *FUSED_ARGS, "--out", str(out), timeout=1500)
-    return json.loads(out.read_text()), text
-
-
-def test_bench_gpu_fused_rows_flops_projection(fused_bench):
+def test_bench_gpu_fused_rows_flops_projection(bench):
     """The fused part of one tiny CPU invocation: fused rows per K and option, ops and FLOPs per
     model-iteration, the fused accuracy check and the projection at the best measured rates."""
-    res, text = fused_bench
+    res, text = bench
     assert set(res["fused"]) == {"vaal", "m2_vaal"}
     for by_k in res["fused"].values():
         assert set(by_k) == {"9"}
@@ -94,12 +90,12 @@ def test_bench_gpu_fused_rows_flops_projection(fused_bench):
     assert "fused runs" in text and "dispatched ops per model-iteration" in text and "fused vs unfused" in text
 
 
-def test_fused_ops_per_model_iteration_goal(fused_bench):
+def test_fused_ops_per_model_iteration_goal(bench):
     """Issue 25's CPU goal: at K = 9, dispatched ops per model-iteration at most 1/5 of unfused, every op
     counted (views too), for four of the five fused learners (torch's default optimisers unfused; the fused
     engine's are multi-tensor); m2_large (about 20 s to count here) is in benchmarks/results/bench_fused_cpu.json.
     Measured there: classifier 0.187, vaal 0.177, tavaal 0.188, m2_vaal 0.180, m2_large 0.157."""
-    res, _ = fused_bench
+    res, _ = bench
     assert set(res["ops_per_iteration"]) == {"classifier", "vaal", "tavaal", "m2_vaal"}  # m2_large: the committed JSON
     assert set(res["fused"]) == {"vaal", "m2_vaal"}  # --ops-learners are counted, not timed
     for key, ops in res["ops_per_iteration"].items():
