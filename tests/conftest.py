@@ -54,6 +54,43 @@ def data():
     return synthetic_data(pool=200)
 
 
+@pytest.fixture(scope="session")
+def micro_reference(tmp_path_factory, fmnist_dir) -> list[dict]:
+    """The records (without timings) of ``helpers.MICRO``'s ``MICRO_ARMS`` runs trained one after another in one
+    process with 1 torch thread: what concurrent, time-boxed, Ray and killed-and-resumed runs must reproduce.
+
+    Trained once per pytest run: under xdist the first worker that asks trains it while holding a lock in the
+    run's shared temp folder, and the others read its JSON (records read back from disk either way)."""
+    import fcntl
+    import json
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.mktemp("micro_reference")
+    cache = shared / "micro_reference.json"
+    with open(shared / "micro_reference.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cache.exists():
+            cache.write_text(json.dumps(_train_micro_reference(shared / "micro_reference")))
+    return json.loads(cache.read_text())
+
+
+def _train_micro_reference(root: Path) -> list[dict]:
+    import torch
+
+    from alkit import jobs
+    from alkit.experiment import load_experiment
+    from helpers import MICRO, MICRO_ARMS, records_without_timings
+
+    threads = torch.get_num_threads()
+    try:
+        summary = jobs.run_tasks(jobs.plan([load_experiment(MICRO, results_root=str(root))], arms=list(MICRO_ARMS)),
+                                 threads=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert summary.finished == summary.runs == 6 and summary.cycles_done == 12 and not summary.failed
+    return records_without_timings(root)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module of tiny models: they gain nothing from intra-op threads, and on a shared

@@ -1,6 +1,8 @@
 """Synthetic data for fast tests: 10 classes of 28x28 images with a planted class structure."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -66,3 +68,18 @@ def rgb_bands(x: torch.Tensor, side: int = 32) -> np.ndarray:
     """(N, 1, 28, 28) in [0, 1] -> (N, side, side, 3) uint8, a different tint per channel (MedMNIST's RGB layout)."""
     grey = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)[:, 0].numpy()
     return (np.stack([grey, grey * 0.7, 1 - grey], axis=3) * 255).round().astype(np.uint8)
+
+
+#: the micro experiment of the "same records as one process" tests (test_jobs, test_safety; conftest's
+#: ``micro_reference``): 2 seeds x 2 cycles of each arm
+MICRO = Path(__file__).resolve().parent / "params" / "02_vaal_vs_random.yaml"
+MICRO_ARMS = ("random", "vaal", "m2_vaal")
+
+
+def records_without_timings(root) -> list[dict]:
+    """Every record below ``root`` without its timings (the only field that differs between equal runs), by run
+    and cycle."""
+    from alkit.results import load_results
+
+    rows = [{k: v for k, v in r.items() if k != "seconds"} for r in load_results(root)]
+    return sorted(rows, key=lambda r: (r["run"], r["cycle"]))

@@ -10,10 +10,10 @@ from alkit import jobs, loop
 from alkit.engine import timebox
 from alkit.experiment import load_experiment
 from alkit.results import load_results
+from helpers import MICRO, MICRO_ARMS, records_without_timings
 
 ROOT = Path(__file__).resolve().parent.parent
-MICRO = ROOT / "tests" / "params" / "02_vaal_vs_random.yaml"  # 2 seeds, 2 trainings per run
-ARMS = ["random", "vaal", "m2_vaal"]
+ARMS = list(MICRO_ARMS)
 
 
 def alkit(*args):
@@ -21,40 +21,21 @@ def alkit(*args):
                           text=True, timeout=600)
 
 
-def records(root: Path) -> list[dict]:
-    """Every record below ``root`` without its timings (the only field that differs between equal runs)."""
-    rows = [{k: v for k, v in r.items() if k != "seconds"} for r in load_results(root)]
-    return sorted(rows, key=lambda r: (r["run"], r["cycle"]))
-
-
 def in_process(root: Path, **kwargs) -> jobs.Summary:
     exp = load_experiment(MICRO, results_root=str(root))
     return jobs.run_tasks(jobs.plan([exp], arms=ARMS), threads=1, progress=False, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, fmnist_dir):
-    """The micro runs, one after another in this process, 1 torch thread."""
-    threads = torch.get_num_threads()
-    root = tmp_path_factory.mktemp("jobs1")
-    try:
-        summary = in_process(root)
-    finally:
-        torch.set_num_threads(threads)
-    assert summary.finished == summary.runs == 6 and summary.cycles_done == 12 and not summary.failed
-    return records(root)
-
-
-def test_two_workers_give_the_records_of_one(tmp_path, reference):
+def test_two_workers_give_the_records_of_one(tmp_path, micro_reference):
     out = alkit("--results-root", str(tmp_path), "--arms", *ARMS, "--jobs", "2", "--threads", "1")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert records(tmp_path) == reference
+    assert records_without_timings(tmp_path) == micro_reference
     text = out.stdout
     assert text.count("finished 02_vaal_vs_random/") == 6 and "[6/6 runs]" in text  # one line per run + count
     assert "runs: 6/6 finished" in text and "0 left" in text
 
 
-def test_time_box_then_resume_gives_the_uninterrupted_records(tmp_path, reference, monkeypatch):
+def test_time_box_then_resume_gives_the_uninterrupted_records(tmp_path, micro_reference, monkeypatch):
     """A clock that jumps past the deadline after 3 cycles: the chunk stops between cycles (mid-run), exit is
     clean, and the same call without a limit finishes with the records of an uninterrupted run."""
     trained = {"n": 0}
@@ -82,7 +63,7 @@ def test_time_box_then_resume_gives_the_uninterrupted_records(tmp_path, referenc
     finally:
         torch.set_num_threads(threads)
     assert (second.cycles_done, second.cycles_left, second.finished_before) == (9, 0, 1)
-    assert records(tmp_path) == reference
+    assert records_without_timings(tmp_path) == micro_reference
 
 
 def test_a_time_limit_shorter_than_any_cycle_trains_nothing_and_exits_0(tmp_path, fmnist_dir):
@@ -148,7 +129,7 @@ def test_a_run_two_experiments_share_is_trained_once_and_copied(tmp_path, fmnist
 
 
 @pytest.mark.ray
-def test_ray_executor_gives_the_records_of_the_local_one_and_resumes_like_it(tmp_path, reference):
+def test_ray_executor_gives_the_records_of_the_local_one_and_resumes_like_it(tmp_path, micro_reference):
     """Each run a Ray task on a local Ray (this machine's CPUs, 1 CPU and 1 torch thread per run): the same
     records as the runs one after another in one process; the same command again finds them finished
     (and starts no Ray). CI installs Ray (alkit[cluster]); elsewhere the test is skipped without it."""
@@ -163,7 +144,7 @@ def test_ray_executor_gives_the_records_of_the_local_one_and_resumes_like_it(tmp
     out = alkit("--results-root", str(tmp_path), "--arms", *ARMS, "--executor", "ray", "--threads", "1", "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "runs: 6/6 finished (0 before this call)" in out.stdout and "cycles: 12 trained" in out.stdout
-    assert records(tmp_path) == reference
+    assert records_without_timings(tmp_path) == micro_reference
     again = alkit("--results-root", str(tmp_path), "--arms", *ARMS, "--executor", "ray", "--quiet")
     assert again.returncode == 0 and "runs: 6/6 finished (6 before this call)" in again.stdout
     assert "Ray" not in again.stderr  # nothing to run: no Ray started

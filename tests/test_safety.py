@@ -23,9 +23,9 @@ from alkit.cli import main
 from alkit.config import ConfigError, safe_component, to_dict
 from alkit.experiment import load_experiment, run_one
 from alkit.results import RecordsError, load_results, read_records, run_lock
+from helpers import MICRO, MICRO_ARMS, records_without_timings
 
 ROOT = Path(__file__).resolve().parent.parent
-MICRO = ROOT / "tests" / "params" / "02_vaal_vs_random.yaml"  # 2 seeds, 2 trainings per run
 BASE = dict(pool_size=300, val_size=200, test_size=200, initial={"kind": "random", "n": 40}, budget=20, cycles=1,
             device="cpu", learner_params={"iterations": 4, "batch_size": 32, "val_every": 2})
 OWN = dict(initial={"kind": "random", "n": 20}, budget=10, cycles=1, device="cpu",
@@ -45,11 +45,6 @@ def tree(root: Path) -> set[str]:
 def alkit(*args, cwd=ROOT, timeout=600):
     return subprocess.run([sys.executable, "-m", "alkit", "run", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
-
-
-def records_without_timings(root: Path) -> list[dict]:
-    return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in load_results(root)),
-                  key=lambda r: (r["run"], r["cycle"]))
 
 
 def assert_one_error_and_nothing_written(tmp_path, capsys, argv, words, before=None):
@@ -285,14 +280,11 @@ def test_a_locked_run_is_skipped_and_said_so_and_wait_waits_for_it(tmp_path, fmn
     assert "runs: 2/2 finished (1 before this call)" in stdout and "cycles: 2 trained" in stdout
 
 
-def test_two_alkit_runs_at_once_train_every_run_once_and_no_records_file_shrinks(tmp_path, fmnist_dir):
+def test_two_alkit_runs_at_once_train_every_run_once_and_no_records_file_shrinks(tmp_path, micro_reference):
     """Two `alkit run` on the same file and results root, started together: together they train exactly the
     cycles needed (before the lock each trained every run), the records equal one process's, and no
     records.jsonl ever has fewer lines than it had (watched every 20 ms while they run)."""
-    arms = ["random", "vaal", "m2_vaal"]
-    ref = tmp_path / "ref"
-    out = alkit(str(MICRO), "--results-root", str(ref), "--arms", *arms, "--threads", "1", "--quiet")
-    assert out.returncode == 0, out.stderr[-2000:]
+    arms = list(MICRO_ARMS)
     shared = tmp_path / "shared"
     lines_seen: dict[Path, list[int]] = {}
     stop = threading.Event()
@@ -319,7 +311,7 @@ def test_two_alkit_runs_at_once_train_every_run_once_and_no_records_file_shrinks
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     trained = [int(o[0].split("cycles: ")[1].split(" trained")[0]) for o in outs]
     assert sum(trained) == 12, outs  # 6 runs x 2 cycles, each trained by one of the two
-    assert records_without_timings(shared) == records_without_timings(ref)
+    assert records_without_timings(shared) == micro_reference
     assert len(lines_seen) == 6
     for p, counts in lines_seen.items():
         assert counts == sorted(counts), (p, counts)  # never fewer lines than before
@@ -499,7 +491,7 @@ def _kill(pids) -> None:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_two_node_ray_cluster_gives_the_local_records_and_resumes_after_a_node_dies(tmp_path, fmnist_dir):
+def test_two_node_ray_cluster_gives_the_local_records_and_resumes_after_a_node_dies(tmp_path, micro_reference):
     """`ray start --head` and `ray start --address` (two raylets on loopback, 1 CPU each), then `alkit run
     --executor ray --ray-address auto`; the second node's raylet is killed (SIGKILL) while one of its workers
     holds a run's lock (trains it). The command still ends with its summary: Ray retries the lost task on the
@@ -509,11 +501,7 @@ def test_two_node_ray_cluster_gives_the_local_records_and_resumes_after_a_node_d
     with ActorUnavailableError when its message queue actor had been placed on the lost node.)
     Only this test's Ray processes are stopped: found by the temp folder in their command lines."""
     pytest.importorskip("ray")
-    arms = ["random", "vaal", "m2_vaal"]
-    ref = tmp_path / "ref"
-    out = alkit(str(MICRO), "--results-root", str(ref), "--arms", *arms, "--threads", "1", "--quiet")
-    assert out.returncode == 0, out.stderr[-2000:]
-
+    arms = list(MICRO_ARMS)
     ray_tmp = Path("/tmp") / f"alkit-ray-{os.getpid()}"  # short: Ray's socket paths must stay under 108 bytes
     ray_tmp.mkdir()
     gcs, *node_ports = _free_ports(9)
@@ -563,7 +551,7 @@ def test_two_node_ray_cluster_gives_the_local_records_and_resumes_after_a_node_d
         print("second call (resume):\n" + again.stdout.strip())
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
         assert "runs: 6/6 finished" in again.stdout
-        assert records_without_timings(shared) == records_without_timings(ref)
+        assert records_without_timings(shared) == micro_reference
     finally:
         _kill(_pids_of(ray_tmp))
         import shutil
