@@ -24,17 +24,19 @@ run: setup
 	$(PY) -m alkit run params/$(PROFILE)/*.yaml --jobs $(JOBS) $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT))
 
 # pytest-xdist workers: one per core, at most 4 (each is a full Python with torch; the tests start more
-# processes of their own). loadfile keeps a file's tests, hence a notebook's nbval cells, in one worker, in order.
+# processes of their own). loadgroup: every test is a work unit of its own, but a notebook's nbval cells, the Ray
+# tests, and a file's tests that share a module fixture go together, in order; units start longest first
+# (tests/conftest.py HEAVY_FIRST; --no-loadscope-reorder keeps that order).
 # TEST_WORKERS=0 runs in this process (no xdist), e.g. to use a debugger.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 # an upward import (against pyproject.toml's layers contract, ARCHITECTURE.md) fails the build before any test
 test: setup
 	.venv/bin/lint-imports --no-logo
-	.venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(XDIST) $(if $(XDIST),--dist loadfile)
+	.venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(XDIST)
 
 FAST := not slow and not notebooks and not browser and not ray
 test-fast: setup
 	.venv/bin/lint-imports --no-logo
-	.venv/bin/python -m pytest tests -m "$(FAST)" -p no:cacheprovider -q $(XDIST) $(if $(XDIST),--dist load)
+	.venv/bin/python -m pytest tests -m "$(FAST)" -p no:cacheprovider -q $(XDIST)

@@ -176,6 +176,50 @@ def pytest_collection_modifyitems(config, items):
     stale = [e for e in SLOW if e.split("::", 1)[0] in files and e not in used and not _filtered(config)]
     if stale:
         raise pytest.UsageError("tests/conftest.py SLOW names no collected test: " + ", ".join(stale))
+    if getattr(config.option, "dist", "no") == "loadgroup":
+        _units_for_loadgroup(items)
+
+
+#: ``make test``'s order of work units under ``--dist loadgroup`` (longest first, so that no long unit starts
+#: last and runs alone at the end): a unit's class is the first that matches one of its tests
+HEAVY_FIRST = ("ray", "tests/test_benchmarks.py", "tests/test_notebooks.py", "notebooks", "nbval", "slow")
+
+
+def _units_for_loadgroup(items) -> None:
+    """``make test``'s work units (pytest-xdist ``--dist loadgroup``): each test is a unit of its own, except
+
+    - a notebook's nbval cells: one unit, in order (they share its kernel);
+    - the tests marked ``ray``: one unit (one Ray cluster at a time on the machine; see ``_one_ray_test_at_a_time``);
+    - a test file that defines a module- or session-scoped fixture: one unit, so that the fixture is built once.
+
+    Units are then ordered by :data:`HEAVY_FIRST` (stable: a file's tests stay together and in order)."""
+    def unit(item) -> str:
+        path = item.nodeid.split("::", 1)[0]
+        if path.endswith(".ipynb"):
+            return path
+        if item.get_closest_marker("ray") is not None:
+            return "ray"
+        defs = (d for ds in item._fixtureinfo.name2fixturedefs.values() for d in ds)
+        if any(d.scope in ("module", "session") and d.baseid == path for d in defs):
+            return path
+        return ""
+
+    def heavy(item, name: str) -> bool:
+        if name in ("ray", "notebooks", "slow"):
+            return item.get_closest_marker(name) is not None
+        if name == "nbval":
+            return item.nodeid.split("::", 1)[0].endswith(".ipynb")
+        return item.nodeid.split("::", 1)[0] == name
+
+    units = {id(item): unit(item) for item in items}
+    rank: dict[str, int] = {}
+    for item in items:
+        r = next((i for i, name in enumerate(HEAVY_FIRST) if heavy(item, name)), len(HEAVY_FIRST))
+        key = units[id(item)] or item.nodeid
+        rank[key] = min(rank.get(key, r), r)
+        if units[id(item)]:
+            item.add_marker(pytest.mark.xdist_group(units[id(item)]))
+    items.sort(key=lambda item: rank[units[id(item)] or item.nodeid])
 
 
 def _filtered(config) -> bool:
