@@ -176,23 +176,29 @@ def pytest_collection_modifyitems(config, items):
     stale = [e for e in SLOW if e.split("::", 1)[0] in files and e not in used and not _filtered(config)]
     if stale:
         raise pytest.UsageError("tests/conftest.py SLOW names no collected test: " + ", ".join(stale))
-    if getattr(config.option, "dist", "no") == "loadgroup":
+    if getattr(config.option, "loadgroup", False):  # an xdist worker of --dist loadgroup (its own dist is "no")
         _units_for_loadgroup(items)
 
+
+# ------------------------------------------------------------------------ make test's work units (pytest-xdist)
 
 #: ``make test``'s order of work units under ``--dist loadgroup`` (longest first, so that no long unit starts
 #: last and runs alone at the end): a unit's class is the first that matches one of its tests
 HEAVY_FIRST = ("ray", "tests/test_benchmarks.py", "tests/test_notebooks.py", "notebooks", "nbval", "slow")
+_UNITS_ENV = "ALKIT_TEST_UNITS"  # a folder: each xdist worker writes its tests' units there for the controller
 
 
 def _units_for_loadgroup(items) -> None:
-    """``make test``'s work units (pytest-xdist ``--dist loadgroup``): each test is a unit of its own, except
+    """``make test``'s work units: each test is a unit of its own, except
 
     - a notebook's nbval cells: one unit, in order (they share its kernel);
     - the tests marked ``ray``: one unit (one Ray cluster at a time on the machine; see ``_one_ray_test_at_a_time``);
-    - a test file that defines a module- or session-scoped fixture: one unit, so that the fixture is built once.
+    - a file's tests that use a module- or session-scoped fixture the file defines: one unit (built once).
 
-    Units are then ordered by :data:`HEAVY_FIRST` (stable: a file's tests stay together and in order)."""
+    Units are ordered by :data:`HEAVY_FIRST` (stable: a unit's tests stay together and in order). xdist's own
+    ``xdist_group`` marker cannot carry this on pytest 9.2 (xdist 3.8 renames ``item._nodeid``, which pytest no
+    longer reads), so the worker writes ``{node id: unit}`` for the controller's scheduler
+    (:func:`pytest_xdist_make_scheduler`)."""
     def unit(item) -> str:
         path = item.nodeid.split("::", 1)[0]
         if path.endswith(".ipynb"):
@@ -202,7 +208,7 @@ def _units_for_loadgroup(items) -> None:
         defs = (d for ds in item._fixtureinfo.name2fixturedefs.values() for d in ds)
         if any(d.scope in ("module", "session") and d.baseid == path for d in defs):
             return path
-        return ""
+        return item.nodeid
 
     def heavy(item, name: str) -> bool:
         if name in ("ray", "notebooks", "slow"):
@@ -211,15 +217,60 @@ def _units_for_loadgroup(items) -> None:
             return item.nodeid.split("::", 1)[0].endswith(".ipynb")
         return item.nodeid.split("::", 1)[0] == name
 
-    units = {id(item): unit(item) for item in items}
+    units = {item.nodeid: unit(item) for item in items}
     rank: dict[str, int] = {}
     for item in items:
         r = next((i for i, name in enumerate(HEAVY_FIRST) if heavy(item, name)), len(HEAVY_FIRST))
-        key = units[id(item)] or item.nodeid
-        rank[key] = min(rank.get(key, r), r)
-        if units[id(item)]:
-            item.add_marker(pytest.mark.xdist_group(units[id(item)]))
-    items.sort(key=lambda item: rank[units[id(item)] or item.nodeid])
+        rank[units[item.nodeid]] = min(rank.get(units[item.nodeid], r), r)
+    items.sort(key=lambda item: rank[units[item.nodeid]])
+    folder = os.environ.get(_UNITS_ENV)
+    if folder:
+        import json
+
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        (Path(folder) / f"{worker}.json").write_text(json.dumps(units))
+
+
+def pytest_configure(config):
+    """The controller of ``--dist loadgroup`` gives its workers a folder for their units (:data:`_UNITS_ENV`)."""
+    if config.getvalue("dist") == "loadgroup" and not hasattr(config, "workerinput"):
+        import tempfile
+
+        config._alkit_units = tempfile.mkdtemp(prefix="alkit-test-units-")
+        os.environ[_UNITS_ENV] = config._alkit_units
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_alkit_units", None)
+    if folder:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_UNITS_ENV, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup``: xdist's LoadGroupScheduling, its units read from the workers' ``{node id: unit}`` files
+    (when the first test is scheduled: every worker has finished collecting by then)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    import json
+
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Units(LoadGroupScheduling):
+        units: dict | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if "@" in nodeid.rpartition("]")[2]:  # an xdist whose xdist_group marks reach the node ids
+                return super()._split_scope(nodeid)
+            if self.units is None:
+                files = sorted(Path(os.environ[_UNITS_ENV]).glob("*.json"))
+                self.units = json.loads(files[0].read_text()) if files else {}
+            return self.units.get(nodeid, nodeid)
+
+    return Units(config, log)
 
 
 def _filtered(config) -> bool:
