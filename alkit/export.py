@@ -31,9 +31,49 @@ def _start_kaleido() -> None:
     if not _server_started:
         import kaleido  # heavy (a headless Chromium): imported when the first static image is asked for
 
+        _keep_tabs_loaded(kaleido)
         kaleido.start_sync_server(silence_warnings=True)
         atexit.register(kaleido.stop_sync_server, silence_warnings=True)
         _server_started = True
+
+
+def _keep_tabs_loaded(kaleido) -> None:
+    """Reload kaleido's page before an SVG only, not after every image.
+
+    kaleido 1.x reloads its page after each image (``Kaleido._return_kaleido_tab``), so every PNG, SVG and
+    JPEG parsed plotly.js (4.8 MB) again: a third of the drawing time (notebook 01 redrawn from its results:
+    29.7 CPU-seconds with every reload, 19.1 with none, 2 cores). PNGs and JPEGs are the same bytes in a page
+    that has drawn other figures (kaleido's script hands each figure to ``Plotly.toImage``, which draws it in
+    an element of its own and purges it); SVGs are not (plotly writes some attributes in another order), so
+    an SVG is drawn in a freshly loaded page: one reload per figure (``save``: PNG, SVG, then the notebook's
+    PNG or JPEG) instead of three. ``tests/test_plots.py::test_images_do_not_depend_on_the_page_having_drawn_others``
+    checks the bytes; the committed figures redraw unchanged. Only the kaleido versions whose tab handling this
+    was read from (:data:`KALEIDO_TABS_READ`) are changed; any other reloads as it does."""
+    from importlib.metadata import version
+
+    if version("kaleido") not in KALEIDO_TABS_READ or getattr(kaleido.Kaleido, "_alkit_keeps_tabs", False):
+        return
+    from kaleido._kaleido_tab._tab import _KaleidoTab
+
+    async def put_back(self, tab):  # kaleido's, less the reload
+        await self.tabs_ready.put(tab)
+
+    draw = _KaleidoTab._calc_fig
+
+    async def calc_fig(self, spec, **kw):
+        if spec.get("format") == "svg" and getattr(self, "_alkit_drawn", False):
+            await self.reload()
+        self._alkit_drawn = True
+        return await draw(self, spec, **kw)
+
+    kaleido.Kaleido._return_kaleido_tab = put_back
+    _KaleidoTab._calc_fig = calc_fig
+    kaleido.Kaleido._alkit_keeps_tabs = True
+
+
+#: kaleido versions whose ``Kaleido._return_kaleido_tab`` (reload, then back in the queue) and
+#: ``_KaleidoTab._calc_fig(spec, ...)`` were read
+KALEIDO_TABS_READ = ("1.5.0",)
 
 
 def plotlyjs_path(html: Path) -> Path:

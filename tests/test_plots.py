@@ -3,6 +3,7 @@ the study's numbers and chance lines where they explain a plot, readable confusi
 import math
 
 import numpy as np
+import pytest
 
 from alkit import analysis, plots
 
@@ -24,6 +25,56 @@ def test_redrawing_the_same_figure_writes_identical_bytes_and_touches_nothing(tm
         assert stem.with_suffix(ext).stat().st_mtime_ns == mtimes[ext], ext
     plots.save(plots.curves(ROWS, title="changed", ytitle="y"), stem)
     assert stem.with_suffix(".svg").read_bytes() != first[".svg"]
+
+
+#: draws three figures as ``export.save`` and a notebook do (PNG, SVG, then the notebook's JPEG) and prints their
+#: hashes; argument "kaleido": with kaleido's own page handling (a reload after every image)
+_PAGE_SCRIPT = """
+import hashlib, sys
+import kaleido
+import numpy as np
+from alkit import analysis, export, plots
+from alkit.results import load_results
+sys.path.insert(0, "tests")
+from test_plots import ROWS
+
+if sys.argv[1] == "kaleido":
+    kaleido.Kaleido._alkit_keeps_tabs = True  # export._keep_tabs_loaded then leaves kaleido as it is
+
+def images(fig, uid):
+    for i, t in enumerate(fig.data):
+        t.uid = f"{uid}-{i}"
+    png = export.to_image(fig, "png", 900, 500, scale=1.5)
+    svg = export._stable_svg_ids(export.to_image(fig, "svg", 900, 500), uid)
+    return [hashlib.sha1(b).hexdigest() for b in (png, svg, export.to_image(fig, "jpeg", 900, 500, scale=0.5))]
+
+rows = load_results("results/smoke/02_vaal_vs_random")  # notebook 02's accuracy figure: its legend's SVG differed
+rng = np.random.default_rng(0)
+figs = [plots.curves(rows, "test_acc", title="Test accuracy", ytitle="%", scale=100, study=analysis.STUDY_1000,
+                     study_name=analysis.STUDY_1000_NAME),
+        plots.confusion_matrices({"a": rng.random((10, 10)), "b": rng.random((10, 10))}),
+        plots.differences(ROWS, title="d")]
+print(" ".join(h for i, fig in enumerate(figs) for h in images(fig, str(i))))
+"""
+
+
+@pytest.mark.slow
+def test_images_do_not_depend_on_the_page_having_drawn_others():
+    """alkit.export keeps kaleido's page loaded between images and reloads it before an SVG only
+    (``_keep_tabs_loaded``): the same PNG, SVG and JPEG bytes as kaleido's own reload after every image
+    (without the reload before an SVG, notebook 02's accuracy SVG wrote its legend's attributes in another order)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    hashes = []
+    for how in ("kaleido", "alkit"):
+        out = subprocess.run([sys.executable, "-c", _PAGE_SCRIPT, how], cwd=root, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        hashes.append(out.stdout.split())
+    assert len(set(hashes[0])) == 9 and hashes[1] == hashes[0]
 
 
 def test_a_method_keeps_its_colour_and_legend_place_whatever_else_is_plotted():
