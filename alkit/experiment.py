@@ -140,9 +140,9 @@ def run_experiment(
         recs = run_one(exp, arm, seed, data_cache, force=force, progress=progress, wait=True,
                        on_wait=lambda holder, a=arm, s=seed: log and log(
                            f"{exp.name}/{a}/seed{s}: waiting for another process that trains it ({holder})"))
-        if log:
-            took = f"{time.perf_counter() - t:.1f} s" if trains else "on disk"  # a redraw prints no timing
-            log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc {recs[-1]['test_acc']:.4f} ({took})")
+        if log and trains:  # a run loaded from disk gets no line: a redraw logs what a draw-only run logs
+            log(f"{exp.name}/{arm}/seed{seed}: {len(recs)} cycles, final test acc {recs[-1]['test_acc']:.4f} "
+                f"({time.perf_counter() - t:.1f} s)")
     return experiment_records(exp, log=log)
 
 

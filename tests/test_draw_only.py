@@ -77,6 +77,27 @@ def test_training_stays_the_default_and_the_switch_reads_off_values(monkeypatch,
     assert trained == ["random", "vaal"]
 
 
+def test_a_rerun_that_trains_nothing_logs_what_a_draw_only_run_logs(monkeypatch, tmp_path):
+    """``make figures`` and ``make figures DRAW_ONLY=1`` on finished results print the same lines, so a committed
+    notebook does not change with the mode it was last run in (issue 27 item 9: a plain rerun added a
+    "(on disk)" line per run to notebooks last run draw-only); a run trained in the call keeps its line."""
+    exp = make_exp(tmp_path, seeds=[0])
+    for arm in ARMS:
+        plant(exp, arm, 0, range(4))
+    finished = {"random"}
+    monkeypatch.setattr(experiment, "is_finished", lambda e, runs: all(a in finished for a, _ in runs))
+    monkeypatch.setattr(experiment, "run_one", lambda e, arm, seed, *a, **k: [rec(arm, seed, c, 0.5) for c in range(4)])
+    drawn, again, trained = [], [], []
+    run_experiment(exp, log=drawn.append, train=False)
+    finished.add("vaal")
+    run_experiment(exp, log=again.append, progress=False)
+    assert again == drawn and not any("final test acc" in line for line in again)
+    finished.discard("vaal")
+    run_experiment(exp, log=trained.append, progress=False)
+    assert [line.split(" (")[0] for line in trained if "final test acc" in line] == \
+        ["nb/vaal/seed0: 4 cycles, final test acc 0.5000"]
+
+
 def test_batch_draw_only_sets_the_switch_for_each_notebook(monkeypatch, tmp_path):
     from alkit import batch
 
