@@ -77,14 +77,11 @@ def micro_reference(tmp_path_factory, fmnist_dir) -> list[dict]:
 def _train_micro_reference(root: Path) -> list[dict]:
     import torch
 
-    from alkit import jobs
-    from alkit.experiment import load_experiment
-    from helpers import MICRO, MICRO_ARMS, records_without_timings
+    from helpers import records_without_timings, run_micro
 
     threads = torch.get_num_threads()
     try:
-        summary = jobs.run_tasks(jobs.plan([load_experiment(MICRO, results_root=str(root))], arms=list(MICRO_ARMS)),
-                                 threads=1, progress=False)
+        summary = run_micro(root)
     finally:
         torch.set_num_threads(threads)
     assert summary.finished == summary.runs == 6 and summary.cycles_done == 12 and not summary.failed
@@ -199,8 +196,11 @@ def _units_for_loadgroup(items) -> None:
     ``xdist_group`` marker cannot carry this on pytest 9.2 (xdist 3.8 renames ``item._nodeid``, which pytest no
     longer reads), so the worker writes ``{node id: unit}`` for the controller's scheduler
     (:func:`pytest_xdist_make_scheduler`)."""
+    def file(item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
     def unit(item) -> str:
-        path = item.nodeid.split("::", 1)[0]
+        path = file(item)
         if path.endswith(".ipynb"):
             return path
         if item.get_closest_marker("ray") is not None:
@@ -214,8 +214,8 @@ def _units_for_loadgroup(items) -> None:
         if name in ("ray", "notebooks", "slow"):
             return item.get_closest_marker(name) is not None
         if name == "nbval":
-            return item.nodeid.split("::", 1)[0].endswith(".ipynb")
-        return item.nodeid.split("::", 1)[0] == name
+            return file(item).endswith(".ipynb")
+        return file(item) == name
 
     units = {item.nodeid: unit(item) for item in items}
     rank: dict[str, int] = {}
@@ -263,8 +263,6 @@ def pytest_xdist_make_scheduler(config, log):
         units: dict | None = None
 
         def _split_scope(self, nodeid: str) -> str:
-            if "@" in nodeid.rpartition("]")[2]:  # an xdist whose xdist_group marks reach the node ids
-                return super()._split_scope(nodeid)
             if self.units is None:
                 files = sorted(Path(os.environ[_UNITS_ENV]).glob("*.json"))
                 self.units = json.loads(files[0].read_text()) if files else {}

@@ -83,3 +83,13 @@ def records_without_timings(root) -> list[dict]:
 
     rows = [{k: v for k, v in r.items() if k != "seconds"} for r in load_results(root)]
     return sorted(rows, key=lambda r: (r["run"], r["cycle"]))
+
+
+def run_micro(root, **kwargs):
+    """:data:`MICRO`'s :data:`MICRO_ARMS` runs trained in this process, one after another, 1 torch thread, under
+    ``root``: ``alkit.jobs.run_tasks``'s summary (``kwargs``: e.g. ``time_limit``)."""
+    from alkit import jobs
+    from alkit.experiment import load_experiment
+
+    exp = load_experiment(MICRO, results_root=str(root))
+    return jobs.run_tasks(jobs.plan([exp], arms=list(MICRO_ARMS)), threads=1, progress=False, **kwargs)

@@ -10,7 +10,7 @@ from alkit import jobs, loop
 from alkit.engine import timebox
 from alkit.experiment import load_experiment
 from alkit.results import load_results
-from helpers import MICRO, MICRO_ARMS, records_without_timings
+from helpers import MICRO, MICRO_ARMS, records_without_timings, run_micro
 
 ROOT = Path(__file__).resolve().parent.parent
 ARMS = list(MICRO_ARMS)
@@ -19,11 +19,6 @@ ARMS = list(MICRO_ARMS)
 def alkit(*args):
     return subprocess.run([sys.executable, "-m", "alkit", "run", str(MICRO), *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
-
-
-def in_process(root: Path, **kwargs) -> jobs.Summary:
-    exp = load_experiment(MICRO, results_root=str(root))
-    return jobs.run_tasks(jobs.plan([exp], arms=ARMS), threads=1, progress=False, **kwargs)
 
 
 def test_two_workers_give_the_records_of_one(tmp_path, micro_reference):
@@ -53,13 +48,13 @@ def test_time_box_then_resume_gives_the_uninterrupted_records(tmp_path, micro_re
     try:
         monkeypatch.setattr(loop, "_cycle", counting_cycle)
         monkeypatch.setattr(timebox, "clock", fake_clock)  # the one clock of the scheduler, the loop and the box
-        first = in_process(tmp_path, time_limit=100.0)
+        first = run_micro(tmp_path, time_limit=100.0)
         assert (first.cycles_done, first.cycles_left, first.finished) == (3, 9, 1)
         assert first.seconds_left is None and not first.failed  # vaal and m2_vaal have no measured cycle yet
         lines = "\n".join(first.lines())
         assert "9 left" in lines and "unknown" in lines and "run the same command again" in lines
         monkeypatch.undo()
-        second = in_process(tmp_path)
+        second = run_micro(tmp_path)
     finally:
         torch.set_num_threads(threads)
     assert (second.cycles_done, second.cycles_left, second.finished_before) == (9, 0, 1)
