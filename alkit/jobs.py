@@ -290,6 +290,8 @@ def run_tasks(
     todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
     units = fusion_units(tasks, todo, fuse_max) if fused else [[i] for i in todo]
     st = _State(tasks, summary, _Estimates(tasks), RunsDisplay(tasks, enabled=progress, log=log), shared, log)
+    if isinstance(pool, InlinePool):
+        pool.live = lambda kind, key, value: _on_message(st, kind, key, value)
     common = {"force": force, "wait": wait, "deadline": deadline, "time_limit": time_limit}
     try:
         while units or st.running:

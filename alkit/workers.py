@@ -96,7 +96,12 @@ def worker_main(device: str | None, threads: int | None, imports: list[str], tas
 
 
 class InlinePool:
-    """One worker: this process."""
+    """One worker: this process. ``submit`` returns when the payload has ended, so the messages that only report
+    (:data:`LIVE`) go to ``live`` as they are sent, when the scheduler has set it: a run's cycle lines appear as
+    it trains and "waiting" while it waits (they came in one burst at the end before, "waiting" after the wait);
+    the others, which free the worker, wait for ``get``."""
+
+    LIVE = ("cycle", "waiting", "abandoned")
 
     def __init__(self, device: str | None, threads: int | None):
         if threads:
@@ -104,9 +109,16 @@ class InlinePool:
         self.devices = [device]
         self.cache: dict = {}
         self.inbox: list[tuple] = [("ready", 0, None)]
+        self.live = None  # the scheduler's handler of LIVE messages: live(kind, task_id, value)
 
     def submit(self, worker: int, payload: dict) -> None:
-        run_payload(payload, self.devices[0], self.cache, lambda kind, tid, value: self.inbox.append((kind, tid, value)))
+        def send(kind: str, tid: int, value) -> None:
+            if self.live is not None and kind in self.LIVE:
+                self.live(kind, tid, value)
+            else:
+                self.inbox.append((kind, tid, value))
+
+        run_payload(payload, self.devices[0], self.cache, send)
         self.inbox.append(("ready", worker, None))
 
     def get(self, timeout: float):

@@ -61,6 +61,25 @@ def test_time_box_then_resume_gives_the_uninterrupted_records(tmp_path, micro_re
     assert records_without_timings(tmp_path) == micro_reference
 
 
+def test_one_process_reports_each_cycle_while_the_run_trains(tmp_path, fmnist_dir):
+    """``--jobs 1`` trains in this process (InlinePool): a cycle's line is logged when that cycle ends, while
+    the run still trains its next cycle (one record on disk then), not in one burst after the run."""
+    exp = load_experiment(MICRO, results_root=str(tmp_path))
+    run = exp.run_dir("random", 0)
+    seen = []
+
+    def log(line: str) -> None:
+        if line.startswith("cycle  "):
+            seen.append((line.split(":")[0], (run / "records.jsonl").read_text().count("\n")))
+
+    threads = torch.get_num_threads()
+    try:
+        jobs.run_tasks(jobs.plan([exp], arms=["random"], seeds=[0]), threads=1, log=log)  # not a terminal: lines
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [("cycle  02_vaal_vs_random/random/seed0 1/2", 1), ("cycle  02_vaal_vs_random/random/seed0 2/2", 2)]
+
+
 def test_a_time_limit_shorter_than_any_cycle_trains_nothing_and_exits_0(tmp_path, fmnist_dir):
     out = alkit("--results-root", str(tmp_path), "--arms", "random", "--time-limit", "0.05", "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]

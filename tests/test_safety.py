@@ -269,13 +269,28 @@ def test_a_locked_run_is_skipped_and_said_so_and_wait_waits_for_it(tmp_path, fmn
         assert f"skipped: 02_vaal_vs_random/random/seed0: another process trains it (pid {os.getpid()} on" in out.stdout
         assert "cycles: 2 trained" in out.stdout and "--wait" in out.stdout
         assert not (exp.run_dir("random", 0) / "records.jsonl").exists()
+        err = (tmp_path / "wait.err").open("w")
         waiting = subprocess.Popen([sys.executable, "-m", "alkit", "run", *args, "--wait"], cwd=ROOT, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(8)
+                                   stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        lines, said_waiting = [], threading.Event()
+
+        def read():
+            for line in waiting.stdout:
+                lines.append(line)
+                if line.startswith("waiting"):
+                    said_waiting.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert said_waiting.wait(timeout=120), "".join(lines)[-2000:]  # it found the lock held and said so
+        time.sleep(1)
         assert waiting.poll() is None  # still waiting for the lock this process holds
         assert not (exp.run_dir("random", 0) / "records.jsonl").exists()
-    stdout, stderr = waiting.communicate(timeout=300)
-    assert waiting.returncode == 0, stderr[-2000:]
+    waiting.wait(timeout=300)
+    reader.join(timeout=30)
+    err.close()
+    stdout = "".join(lines)
+    assert waiting.returncode == 0, (tmp_path / "wait.err").read_text()[-2000:]
     assert f"waiting  02_vaal_vs_random/random/seed0: another process trains it (pid {os.getpid()}" in stdout
     assert "runs: 2/2 finished (1 before this call)" in stdout and "cycles: 2 trained" in stdout
 
