@@ -115,8 +115,8 @@ base:
   device: cpu
   learner_params: {iterations: 4, batch_size: 32, val_every: 2}
 arms:
-  random: {learner: classifier, strategy: random}
-  vaal: {learner: vaal, strategy: vaal, learner_params: {vae_width: 4, latent_dim: 8, disc_hidden: 32, vae_steps: 1}}
+  random: {learner: classifier, strategy: random, learner_params: {size: tiny}}
+  vaal: {learner: vaal, strategy: vaal, learner_params: {classifier_size: tiny, vae_width: 4, latent_dim: 8, disc_hidden: 32, vae_steps: 1}}
 """
 
 

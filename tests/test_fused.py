@@ -157,7 +157,7 @@ def test_one_optimizer_over_stacked_tensors_is_k_optimizers_bit_for_bit(make):
 def _cfg(seed: int, **kw) -> RunConfig:
     base = dict(dataset="synthetic", pool_size=None, initial={"kind": "random", "n": 40}, budget=20, cycles=2,
                 learner="classifier", strategy="entropy", seed=seed, device="cpu",
-                learner_params={"iterations": 12, "batch_size": 16, "val_every": 4, "dropout": 0.0})
+                learner_params={"iterations": 12, "batch_size": 16, "val_every": 4, "dropout": 0.0, "size": "tiny"})
     base.update(kw)
     return loop.from_dict(RunConfig, base, "test")
 
