@@ -14,7 +14,21 @@ MICRO = ROOT / "tests" / "params" / "03_three_class_start.yaml"
 
 
 def alkit(*args, cwd=ROOT):
+    """``python -m alkit ARGS`` in a process of its own (what a user types)."""
     return subprocess.run([sys.executable, "-m", "alkit", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def alkit_here(capsys, *args):
+    """``alkit ARGS`` through :func:`alkit.cli.main` in this process (what ``python -m alkit`` calls; its error
+    paths end before any training, so a process of their own would only add torch's import, about 2 s each)."""
+    from types import SimpleNamespace
+
+    from alkit.cli import main
+
+    capsys.readouterr()
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
 
 
 def write_yaml(path: Path, **changes) -> Path:
@@ -50,30 +64,32 @@ def test_run_then_rerun_finds_every_run_finished(tmp_path, fmnist_dir):
     ({"base": {"epochs": 3}}, ["epochs"]),  # a key RunConfig does not have (it belongs in learner_params)
     ({"seed": [0]}, ["seed"]),
 ], ids=["unknown-strategy", "capability", "budget", "bad-key", "bad-top-key"])
-def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, changes, words):
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, changes, words, capsys):
     path = write_yaml(tmp_path / "exp.yaml", **changes)
-    out = alkit("run", str(path), "--results-root", str(tmp_path / "r"), "--quiet")
+    out = alkit_here(capsys, "run", str(path), "--results-root", str(tmp_path / "r"), "--quiet")
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     for w in words:
         assert w in out.stderr
     assert not (tmp_path / "r").exists()  # nothing trained, nothing written
 
 
-def test_unknown_arm_and_missing_file():
-    out = alkit("run", str(MICRO), "--arms", "nope")
+def test_unknown_arm_and_missing_file(capsys, monkeypatch):
+    out = alkit("run", str(MICRO), "--arms", "nope")  # through python -m alkit: its exit status and stderr
     assert out.returncode == 2 and "no arm 'nope'" in out.stderr and "random" in out.stderr
-    out = alkit("run", "params/smoke/99_missing.yaml")
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
+    monkeypatch.chdir(ROOT)
+    out = alkit_here(capsys, "run", "params/smoke/99_missing.yaml")
     assert out.returncode == 2 and "99_missing.yaml" in out.stderr
 
 
-def test_strategies_and_learners_are_listed():
+def test_strategies_and_learners_are_listed(capsys):
     from alkit.strategies import STRATEGIES
     from alkit.learners import LEARNERS
 
-    out = alkit("strategies").stdout
+    out = alkit_here(capsys, "strategies").stdout
     assert all(name in out for name in STRATEGIES)
-    out = alkit("learners").stdout
+    out = alkit_here(capsys, "learners").stdout
     assert all(name in out for name in LEARNERS)
 
 
@@ -221,18 +237,19 @@ def test_bad_ray_options_are_one_error_line_before_ray_starts(tmp_path, capsys, 
     assert not (tmp_path / "r").exists()
 
 
-def test_oracle_sessions_are_left_to_their_notebook(tmp_path):
-    out = alkit("run", str(ROOT / "params" / "smoke" / "06_label_your_own.yaml"), "--results-root", str(tmp_path / "r"))
+def test_oracle_sessions_are_left_to_their_notebook(tmp_path, capsys):
+    out = alkit_here(capsys, "run", str(ROOT / "params" / "smoke" / "06_label_your_own.yaml"), "--results-root",
+                     str(tmp_path / "r"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert "06_label_your_own: left out: oracle: simulated" in out.stderr and not (tmp_path / "r").exists()
 
 
-def test_own_data_is_checked_before_any_training(tmp_path):
+def test_own_data_is_checked_before_any_training(tmp_path, capsys):
     import numpy as np
 
     bad = tmp_path / "mine.npz"
     np.savez(bad, train_images=np.zeros((4, 28, 28), np.uint8))
     path = write_yaml(tmp_path / "exp.yaml", base={"dataset": str(bad), "pool_size": None, "val_size": 10, "test_size": None})
-    out = alkit("run", str(path), "--results-root", str(tmp_path / "r"), "--quiet")
+    out = alkit_here(capsys, "run", str(path), "--results-root", str(tmp_path / "r"), "--quiet")
     assert out.returncode == 2 and out.stderr.startswith(f"error: {bad}: missing train_labels"), out.stderr[-2000:]
     assert not (tmp_path / "r").exists()
