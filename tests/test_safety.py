@@ -358,13 +358,19 @@ def test_run_locks_take_all_or_none(tmp_path):
 
 
 @pytest.fixture
-def finished(tmp_path, fmnist_dir):
-    """The micro random/seed0 run, finished, in tmp_path/R."""
-    out = alkit(str(MICRO), "--results-root", str(tmp_path / "R"), "--arms", "random", "--seeds", "0", "--quiet",
-                "--threads", "1")
-    assert out.returncode == 0, out.stderr[-2000:]
+def finished(tmp_path, fmnist_dir, capsys):
+    """The micro random/seed0 run, finished, in tmp_path/R (trained in this process: alkit.cli.main; the torch
+    thread count it sets is put back after the test)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    rc = main(["run", str(MICRO), "--results-root", str(tmp_path / "R"), "--arms", "random", "--seeds", "0", "--quiet",
+               "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    capsys.readouterr()
     exp = load_experiment(MICRO, results_root=str(tmp_path / "R"))
-    return exp, exp.run_dir("random", 0)
+    yield exp, exp.run_dir("random", 0)
+    torch.set_num_threads(threads)
 
 
 def test_a_cut_off_last_records_line_is_one_error_line_and_repair_drops_it(finished, capsys):
