@@ -6,6 +6,7 @@ are compared across seeds (:func:`compare_seeds`); cycles of one seed are never 
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable
 
@@ -33,6 +34,15 @@ def _signflip_p(d: np.ndarray, exact_up_to: int = 20, draws: int = 100_000) -> f
     return float((1 + np.sum(np.abs(signs @ d) >= obs - tol)) / (1 + draws))
 
 
+@functools.lru_cache(maxsize=None)
+def t_quantile(q: float, df: int) -> float:
+    """Student's t quantile ``scipy.stats.t.ppf(q, df)``, kept per (q, df): a notebook's family asks for the same
+    few (1 - alpha / 2 and the power at 2-9 degrees of freedom), and each scipy call costs about 0.2 ms."""
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
 #: fewer seeds than this give no direction ("higher", "lower"): with 2 seeds the t-test has 1 degree of
 #: freedom and the sign-flip test cannot go below 0.5
 MIN_SEEDS_FOR_DIRECTION = 3
@@ -45,12 +55,10 @@ def minimum_detectable_effect(std: float, n: int, alpha: float = 0.05, power: fl
     with t quantiles), ``std`` the measured spread (ddof 1) of the per-seed differences, in their units.
     None for fewer than 2 seeds or no spread measured.
     """
-    from scipy import stats
-
     if std is None or n < 2 or not math.isfinite(std):
         return None
     df = n - 1
-    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * std / math.sqrt(n))
+    return float((t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * std / math.sqrt(n))
 
 
 def holm(pvalues: Iterable[float | None]) -> list[float | None]:
@@ -131,7 +139,7 @@ def paired_seed_test(diffs, alpha: float = 0.05, a: str = "a", b: str = "b",
     mean, std = float(d.mean()), float(d.std(ddof=1))
     se, df = std / np.sqrt(n), n - 1
     out["mde"] = minimum_detectable_effect(std, n, alpha)
-    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    half = t_quantile(1 - alpha / 2, df) * se
     if std <= 1e-12 * abs(mean):  # the same difference in every seed (up to rounding)
         t, p = (0.0, 1.0) if mean == 0.0 else (float(np.copysign(np.inf, mean)), 0.0)
     else:
