@@ -43,14 +43,14 @@ def write_yaml(path: Path, **changes) -> Path:
 
 
 @pytest.mark.slow
-def test_run_then_rerun_finds_every_run_finished(tmp_path, fmnist_dir):
+def test_run_then_rerun_finds_every_run_finished(tmp_path, fmnist_dir, capsys):
     res = tmp_path / "results"
     first = alkit("run", str(MICRO), "--results-root", str(res), "--arms", "random", "vaal", "--quiet")
     assert first.returncode == 0, first.stderr[-2000:]
     records = sorted((res / "micro" / "03_three_class_start").rglob("records.jsonl"))
     assert [p.parent.parent.name for p in records] == ["random", "random", "vaal", "vaal"]  # 2 arms x 2 seeds
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in records}
-    again = alkit("run", str(MICRO), "--results-root", str(res), "--arms", "random", "vaal", "--quiet")
+    again = alkit_here(capsys, "run", str(MICRO), "--results-root", str(res), "--arms", "random", "vaal", "--quiet")
     assert again.returncode == 0
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in records} == before  # loaded, not recomputed
     meta = json.loads((records[0].parent / "config.json").read_text())
