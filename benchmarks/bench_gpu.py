@@ -1,7 +1,8 @@
 """Milliseconds per training iteration of every learner, three ways, alone and N at a time; what the paper profile costs.
 
     .venv/bin/python benchmarks/bench_gpu.py --device cuda --out bench_gpu_h100.json
-    .venv/bin/python benchmarks/bench_gpu.py --device cpu --tiny --out /tmp/bench_gpu_cpu.json   # the test's run
+    .venv/bin/python benchmarks/bench_gpu.py --device cpu --tiny --out /tmp/bench_gpu_cpu.json   # test sizes
+    (tests/test_benchmarks.py runs test sizes with --task-size tiny and a reduced fused grid: BENCH_ARGS there)
 
 An *iteration* is one of the ``iterations_per_cycle`` (8,593 in the paper profile) of a learner's
 cycle: ``classifier`` one task-model SGD step; ``vaal`` one task step + 2 VAE steps + 1
