@@ -349,6 +349,18 @@ def test_class_coverage_first_cycle_and_share():
     assert cov[("alg1", 0)]["first_cycle"] is None and math.isnan(cov[("alg1", 0)]["share"])
 
 
+def test_unseen_classes_come_from_the_records_label_space_not_ten():
+    three = [rec("vaal", 0, 0, labelled_class_counts=[5, 0, 5])]
+    assert analysis.unseen_classes(three, [0, 2]) == [1]
+    fifteen = [rec("vaal", 0, 0), rec("vaal", 0, 1, labelled_class_counts=[1] * 15)]  # the first with counts decides
+    assert analysis.unseen_classes(fifteen, iter([2, 4, 7])) == [c for c in range(15) if c not in (2, 4, 7)]
+    assert analysis.unseen_classes([], [2, 4, 7]) == []  # no records: no label space yet
+
+
+def test_number_word_spells_small_counts_and_writes_digits_beyond_twelve():
+    assert [analysis.number_word(n) for n in (0, 1, 7, 12, 13, 1500)] == ["no", "one", "seven", "twelve", "13", "1,500"]
+
+
 # --------------------------------------------------------------------------------------- first_below
 
 

@@ -235,3 +235,9 @@ def test_any_number_of_classes_runs_a_strategy_a_learner_and_the_notebook_analys
     names = [str(c) for c in range(classes)]
     heat = plots.class_histograms(rows, arms=["probcover"], class_names=names).data[0]
     assert list(heat.x) == names and np.asarray(heat.z).shape == (2, classes)
+    # notebooks 03/04's unseen-class path: class 0 seen, the rest unseen, counted and named in the prose
+    unseen = analysis.unseen_classes(rows, [0])
+    assert unseen == list(range(1, classes))
+    line, = analysis.describe_unseen_share(analysis.class_coverage(rows, unseen), ["probcover"], len(unseen))
+    assert f"belong to the {analysis.number_word(classes - 1)} unseen classes" in line
+    assert analysis.number_word(classes - 1) == {3: "two", 15: "14"}[classes]

@@ -26,7 +26,7 @@ from .tables import (  # noqa: F401
     common_labels, confusions_by_cycle, coverage, curve, curve_markdown, cycle_span, diagnostics_rows,
     diagnostics_summary, differences, entropy_gap, final_confusions, first_below, group, markdown_table,
     on_common_labels, paired_difference, per_class_error, per_seed, sample_row_labels, seed_order,
-    rounded_accuracies, stop_decisions, sweep_arm,
+    rounded_accuracies, stop_decisions, sweep_arm, unseen_classes,
 )
 from .stats import (  # noqa: F401
     MIN_SEEDS_FOR_DIRECTION, auc_noise, checkpoint_tests, class_entropy, compare_seeds, confusion_claim_tests,
@@ -36,7 +36,7 @@ from .stats import (  # noqa: F401
 from .prose import (  # noqa: F401
     aubc_definition, checkpoint_markdown, describe_best_aubc, describe_comparison, describe_family,
     describe_largest, describe_task_model, describe_validation, describe_versus, family_markdown, grid_note,
-    p_text, partial_counts, partial_note, setting, signed,
+    number_word, p_text, partial_counts, partial_note, setting, signed,
 )
 from .what_we_see import (  # noqa: F401
     SWEEP_COLUMNS, describe_accuracy_change, describe_adversary_sweep, describe_against_random,

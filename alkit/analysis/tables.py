@@ -310,6 +310,13 @@ def count_classes(rows: Iterable[dict]) -> int | None:
     return next((len(r["labelled_class_counts"]) for r in rows if r.get("labelled_class_counts")), None)
 
 
+def unseen_classes(rows: Iterable[dict], seen: Iterable[int]) -> list[int]:
+    """The classes of the records' label space (:func:`count_classes`) outside ``seen``, in order: a three-class
+    start's unseen classes, whatever the dataset's number of classes ([] without records)."""
+    seen = set(seen)
+    return [c for c in range(count_classes(rows) or 0) if c not in seen]
+
+
 def class_counts_by_cycle(rows: Iterable[dict], arm: str, num_classes: int | None = None) -> list[tuple[str, list[int]]]:
     """Rows of a class histogram for ``arm``, summed over seeds: ("initial set", counts), ("batch 1", ...), ...
 

@@ -9,7 +9,7 @@ import math
 from typing import Iterable
 
 from .prose import (aubc_definition, describe_best_aubc, describe_comparison, describe_family, describe_largest,
-                    describe_validation)
+                    describe_validation, number_word)
 from .stats import MIN_SEEDS_FOR_DIRECTION, auc_noise, compare_seeds
 from .study import STUDY_1000, STUDY_1000_ARMS, STUDY_CAPACITY_PARAMS
 from .tables import AUBC_MIN_CYCLE, beside_study, class_coverage, markdown_table, stop_decisions
@@ -112,9 +112,9 @@ def _unseen_shares(cover: dict, arm: str) -> list[float]:
     return [v["share"] for (a, _), v in cover.items() if a == arm]
 
 
-def describe_unseen_share(cover: dict, arms: Iterable[str]) -> list[str]:
-    """Lines on :func:`class_coverage`: per arm with records, the share of selected images from the unseen
-    classes (mean over seeds) and the first batch per seed with one; arms without records say so."""
+def describe_unseen_share(cover: dict, arms: Iterable[str], n_unseen: int) -> list[str]:
+    """Lines on :func:`class_coverage`: per arm with records, the share of selected images from the ``n_unseen``
+    unseen classes (mean over seeds) and the first batch per seed with one; arms without records say so."""
     lines = []
     for arm in arms:
         share = _unseen_shares(cover, arm)
@@ -122,21 +122,22 @@ def describe_unseen_share(cover: dict, arms: Iterable[str]) -> list[str]:
         if not share:
             lines.append(f"- **{arm}**: no records yet.")
             continue
-        lines.append(f"- **{arm}**: {100 * sum(share) / len(share):.1f} % of all selected images belong to the seven unseen "
-                     f"classes (mean over {len(share)} seeds); first batch with an unseen class, per seed: cycle "
-                     f"{', '.join('never' if f is None else str(f) for f in first)}.")
+        lines.append(f"- **{arm}**: {100 * sum(share) / len(share):.1f} % of all selected images belong to the "
+                     f"{number_word(n_unseen)} unseen classes (mean over {len(share)} seeds); first batch with an unseen "
+                     f"class, per seed: cycle {', '.join('never' if f is None else str(f) for f in first)}.")
     return lines
 
 
-def unseen_share_line(cover: dict, arms: Iterable[str]) -> str:
-    """"Share of selected images from the seven unseen classes (mean over seeds): a x %, b y %." over arms with records."""
+def unseen_share_line(cover: dict, arms: Iterable[str], n_unseen: int) -> str:
+    """"Share of selected images from the seven unseen classes (mean over seeds): a x %, b y %." over arms with
+    records (``n_unseen`` = 7 there)."""
     parts = []
     for arm in arms:
         share = _unseen_shares(cover, arm)
         if share:
             parts.append(f"{arm} {100 * sum(share) / len(share):.1f} %")
     missing = [a for a in arms if not any(k[0] == a for k in cover)]
-    text = ("- Share of selected images from the seven unseen classes (mean over seeds): "
+    text = (f"- Share of selected images from the {number_word(n_unseen)} unseen classes (mean over seeds): "
             + (", ".join(parts) if parts else "no arm has records yet") + ".")
     return text + (f" No records yet: {', '.join(missing)}." if missing and parts else "")
 
@@ -180,11 +181,11 @@ def describe_discriminator_only(fam: list[dict], rows: Iterable[dict], arms: Ite
     """Notebook 04's "What we see", as Markdown: the AUBC used, the learner and acquisition pairs of the family
     ``fam``, the unseen-class shares, the mechanism's measures (:func:`describe_mechanism`, where ``fam`` holds
     them) and the validation set beside the labels (``exp``: the notebook's experiment)."""
-    rows = list(rows)
+    rows, unseen = list(rows), list(unseen)
     pairs = [d for d in fam if d["kind"] in ("acquisition", "learner")]
     mech = {d["y"]: d for d in fam if d["kind"].startswith("batch measure")}
     lines = ["- " + aubc_definition()] + describe_family(pairs)
-    lines.append(unseen_share_line(class_coverage(rows, unseen), arms))
+    lines.append(unseen_share_line(class_coverage(rows, unseen), arms, len(unseen)))
     if mech:
         lines += describe_mechanism(mech, plain, adv)
     lines.append(describe_validation(exp, rows))
