@@ -358,7 +358,7 @@ def test_unseen_classes_come_from_the_records_label_space_not_ten():
 
 
 def test_number_word_spells_small_counts_and_writes_digits_beyond_twelve():
-    assert [analysis.number_word(n) for n in (0, 1, 7, 12, 13, 1500)] == ["no", "one", "seven", "twelve", "13", "1,500"]
+    assert [analysis.number_word(n) for n in (0, 1, 7, 12, 13, 1500)] == ["zero", "one", "seven", "twelve", "13", "1,500"]
 
 
 # --------------------------------------------------------------------------------------- first_below
