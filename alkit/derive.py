@@ -2,14 +2,15 @@
 (reconstructions, samples, UMAP maps of its latent space), the numbers behind a UMAP map, and notebook 05's
 exact-vs-approximate norm comparison.
 
-Each is computed once from what a run saved (``learners/cycleNN.pt``, ``latent/cycleNN.npz``: paths in
-:mod:`alkit.results`) and cached beside it, so a notebook redraws its figures without a model, the data,
-or a UMAP fit. This is the one step between training and drawing that loads models and data; the records
-themselves are read by :mod:`alkit.analysis`.
+Each is computed once from what a run saved (``learners/cycleNN.pt``: state_dicts, loaded with
+``weights_only=True``; ``latent/cycleNN.npz``: paths in :mod:`alkit.results`) and cached beside it, so a
+notebook redraws its figures without a model, the data, or a UMAP fit. This is the one step between training
+and drawing that loads models and data; the records themselves are read by :mod:`alkit.analysis`.
 """
 from __future__ import annotations
 
 import io
+import types
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,9 @@ import torch
 
 from . import results
 from .analysis.tables import count_classes
-from .models import M2, VAE
+from .models import CLASSIFIER_SIZES, M2, VAE
 from .own_data import load_data
-from .results import atomic_write_bytes
+from .results import RunFolderError, atomic_write_bytes
 
 
 def _module(learner, kind: type) -> torch.nn.Module | None:
@@ -69,13 +70,50 @@ def sample(learner, per_class: int, seed: int) -> tuple[np.ndarray, list[str]]:
 
 def _cached(path: Path, compute) -> dict:
     if path.exists():
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(io.BytesIO(results.read_bytes(path)), allow_pickle=False) as f:  # no link, no pickle
             return {k: f[k] for k in f.files}
     arrays = compute()
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
     return arrays
+
+
+def load_learner(path: Path) -> types.SimpleNamespace:
+    """The generative modules of a learner saved by ``save_learner`` (``learners/cycleNN.pt``: state_dicts,
+    :func:`alkit.loop.module_states`), rebuilt on the CPU in eval mode: its VAEs and M2s by attribute name, plus
+    its ``name``. Loaded with ``weights_only=True`` (:func:`alkit.results.load_tensors`): a file that needs code to
+    load (planted, or a learner pickled by alkit before issue 47) is a :class:`~alkit.results.RunFolderError`
+    and nothing in it runs. The modules' sizes are read from the shapes of their weights."""
+    state = results.load_tensors(path, results.LEARNER_FORMAT, "a saved learner")
+    classes = state.get("classes") if isinstance(state.get("classes"), dict) else {}
+    modules = {}
+    for name, kind in classes.items():
+        if kind in ("VAE", "M2") and isinstance(state["modules"].get(name), dict):
+            modules[name] = _rebuild(kind, state["modules"][name], path, name)
+    return types.SimpleNamespace(name=str(state.get("learner")), **modules)
+
+
+def _rebuild(kind: str, sd: dict, path: Path, name: str) -> torch.nn.Module:
+    """A :class:`~alkit.models.VAE` or :class:`~alkit.models.M2` shaped as the state_dict ``sd``, its weights loaded."""
+    try:
+        conv = sd["encoder.net.0.weight"]  # (width, in_channels, 4, 4)
+        width, channels, latent = conv.shape[0], conv.shape[1], sd["fc_mu.weight"].shape[0]
+        if kind == "VAE":
+            candidates = [VAE(latent, width, sd["decoder.fc.weight"].shape[1] - latent, channels)]
+        else:
+            hidden, classes = sd["enc_y.weight"].shape
+            candidates = [M2(classes, latent, width, hidden, size, 0.0, channels) for size, (widths, h) in
+                          CLASSIFIER_SIZES.items() if (widths[0], h) == (sd["classifier.features.0.weight"].shape[0],
+                                                                         sd["classifier.head.1.weight"].shape[0])]
+        for module in candidates:
+            module.load_state_dict(sd)
+            return module.eval()
+        raise KeyError("no classifier size fits")
+    except (KeyError, IndexError, RuntimeError, ValueError, AttributeError) as exc:
+        raise RunFolderError(f"{path}: module {name!r} is not a state_dict of alkit's {kind} "
+                             f"({' '.join(str(exc).split())[:120]}); allowed: the file alkit writes; fix: "
+                             "train the run again with --force") from None
 
 
 def generative_views(exp, arm: str, seed: int, cycle: int, examples: int = 16, per_class: int = 8) -> dict:
@@ -87,9 +125,8 @@ def generative_views(exp, arm: str, seed: int, cycle: int, examples: int = 16, p
     run_dir = exp.run_dir(arm, seed)
 
     def compute():
+        learner = load_learner(results.learner_path(run_dir, cycle))  # first: a refused file loads no data
         x_examples = load_data(exp.config(arm, seed), torch.device("cpu")).x_test[:examples]
-        learner = torch.load(results.learner_path(run_dir, cycle), weights_only=False, map_location="cpu")
-        learner.device = torch.device("cpu")
         samples, row_labels = sample(learner, per_class, seed)
         return {"original": x_examples[:, 0].cpu().numpy(), "reconstruction": reconstruct(learner, x_examples.cpu()),
                 "samples": samples, "sample_rows": np.array(row_labels)}
@@ -113,7 +150,7 @@ def umap_file(src: Path, seed: int = 0, n_neighbors: int = 15, min_dist: float =
 
     def compute():
         umap = _import_umap()
-        with np.load(src) as f:
+        with np.load(io.BytesIO(results.read_bytes(src)), allow_pickle=False) as f:
             z, y, status, idx = f["z"].astype(np.float32), f["y"], f["status"], f["pool_index"]
         xy = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1).fit_transform(z)
         return {"xy": xy.astype(np.float32), "y": y, "status": status, "pool_index": idx}
@@ -193,7 +230,7 @@ def norm_comparison(exp, arm: str = "kernel_norm_approx", seed: int | None = Non
         if not any(r.get("cycle") == cycle for r in results.read_records(results.records_path(exp.run_dir(arm, seed)))):
             return None  # the run has not reached this cycle yet
         raise FileNotFoundError(f"{path} missing: set latent_sample for arm {arm!r} to compare norm scores")
-    f = np.load(path)
+    f = np.load(io.BytesIO(results.read_bytes(path)), allow_pickle=False)
     z = torch.as_tensor(f["z"].astype(np.float32))
     unl, lab = f["status"] == 0, f["status"] == 1
     classes = count_classes(results.read_records(results.records_path(exp.run_dir(arm, seed))))
@@ -223,7 +260,8 @@ def latent_summary(exp, arm: str, seed: int, cycle: int, umap_map: dict) -> dict
     knn = KNeighborsClassifier(n_neighbors=11).fit(xy, y)
     neigh = knn.kneighbors(xy, return_distance=False)[:, 1:]  # drop the point itself
     votes = np.array([np.bincount(y[n]).argmax() for n in neigh])  # the majority class among the neighbours
-    with np.load(results.latent_path(exp.run_dir(arm, seed), cycle)) as f:
+    latent = results.read_bytes(results.latent_path(exp.run_dir(arm, seed), cycle))
+    with np.load(io.BytesIO(latent), allow_pickle=False) as f:
         z = torch.as_tensor(f["z"].astype(np.float32))
     lab = z[torch.as_tensor(status == 1)]
     near = lambda pts: torch.cdist(pts, lab).min(1).values.mean().item() if len(pts) and len(lab) else float("nan")

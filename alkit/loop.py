@@ -9,6 +9,7 @@ cycle k+1 and produces the same records: all randomness is derived from
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ class RunConfig:
     stop_disc_auc: float | None = None
     stop_disc_acc: float | None = None  # the same on held-out balanced accuracy (second signal; either stops)
     latent_sample: int = 0  # save latent codes of this many pool points (+ labelled, selected) each cycle
-    save_learner: bool = False  # pickle each cycle's fitted learner to learners/cycleNN.pt (for figures)
+    save_learner: bool = False  # save each cycle's fitted modules (state_dicts) to learners/cycleNN.pt (for figures)
     # record ProbCover's latent coverage at the delta whose balls are this pure (diagnostics.latent_coverage);
     # None = not recorded (a default of None keeps configs written before this key resumable)
     coverage_purity: float | None = None
@@ -93,6 +94,12 @@ def resolve_device(name: str) -> torch.device:
 
 def validate(cfg: RunConfig) -> None:
     """Fail before any training on names, parameters and capabilities that cannot work."""
+    if not str(cfg.dataset).strip():  # '' would read as the current folder, an image folder of whatever is there
+        raise ConfigError(f"dataset: {cfg.dataset!r} is empty; allowed: a built-in name "
+                          f"({', '.join(sorted(DATASETS))}), a MedMNIST-style .npz file or a folder of class sub-folders")
+    if cfg.data_dir is not None and not str(cfg.data_dir).strip():
+        raise ConfigError(f"data_dir: {cfg.data_dir!r} is empty; allowed: a folder holding the dataset's files, or "
+                          "null (the download cache)")
     spec = get_strategy(cfg.strategy)
     cls = _check_learner(cfg)
     sparams = make_params(spec, cfg.strategy_params)
@@ -210,7 +217,7 @@ class _Run:
     data: object
     pool: Pool
     records: list[dict]
-    previous: object = None  # the previous cycle's learner (warm starts)
+    previous: dict | None = None  # the previous cycle's modules (warm starts: :func:`module_states`)
     label: str = ""
 
     @property
@@ -229,16 +236,20 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
         out_dir = Path(out_dir)
         cfg_path, rec_path = results.config_path(out_dir), results.records_path(out_dir)
         if force:
-            for p in (cfg_path, rec_path):
-                p.unlink(missing_ok=True)
-        if not cfg_path.exists() and results.read_records(rec_path):  # never overwrite records of an unknown config
+            for p in (cfg_path, rec_path, results.warm_start_path(out_dir)):
+                p.unlink(missing_ok=True)  # (unlink removes a link itself, never what it points to)
+        # never overwrite records of an unknown config
+        if not os.path.lexists(cfg_path) and results.read_records(rec_path):
             raise ConfigError(f"{out_dir}: holds records but no {results.CONFIG_FILE}; allowed: alkit run <the "
                               "parameter file> --repair (alkit.experiment.repair_run) rewrites it, or force=True")
-        if cfg_path.exists():
-            check_resumable(results.read_json(cfg_path)["config"], cfg_dict, out_dir)
+        if os.path.lexists(cfg_path):
+            check_resumable(results.read_run_config(out_dir)["config"], cfg_dict, out_dir)
             records = results.read_records(rec_path)
             if records and (len(records) == cfg.cycles + 1 or records[-1].get("stopped")):
                 return records
+    previous = None
+    if records and _warm_start(cfg):  # before anything is written: a file that needs code to load is refused
+        previous = load_warm_start(results.warm_start_path(out_dir))
     if data is None:  # before any file is written: missing, corrupt or unusable data leaves nothing behind
         data = load_data(cfg, device)
     check_simulated_data(cfg, data)
@@ -260,9 +271,6 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
         if r.get("selected"):
             pool.label(r["selected"])
 
-    previous = None
-    if records and _warm_start(cfg):
-        previous = torch.load(results.warm_start_path(out_dir), weights_only=False)
     label = "/".join(str(x) for x in ((meta or {}).get("experiment"), (meta or {}).get("arm", cfg.strategy)) if x)
     return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}")
 
@@ -272,16 +280,46 @@ def _unstarted_leaves_no_config(state: _Run) -> None:
     config and refuse the corrected one ("holds a run with a different config") until --force."""
     if state.out_dir is not None and not state.records and \
             not results.read_records(results.records_path(state.out_dir)):
-        results.config_path(state.out_dir).unlink(missing_ok=True)
+        try:
+            results.config_path(state.out_dir).unlink(missing_ok=True)
+        except OSError:  # a folder made read-only: the error being raised says so, not this one
+            pass
+
+
+def module_states(learner, fmt: str, cycle: int) -> dict:
+    """What a run keeps of a fitted learner: the state_dict of every torch module it holds, by attribute name
+    (``vae``, ``disc``, ``model``, ``classifier``: what :func:`alkit.learners.adversarial.warm_load` reads), with
+    plain metadata. Tensors and plain values only, so a saved copy loads with ``weights_only=True``
+    (:func:`alkit.results.load_tensors`); ``classes`` names each module's class (:mod:`alkit.derive` rebuilds a
+    VAE or M2 from it). The tensors are the learner's own (no copy): a fitted learner is never trained again."""
+    modules = {name: m for name, m in vars(learner).items() if isinstance(m, torch.nn.Module)}
+    return {"format": fmt, "learner": getattr(learner, "name", type(learner).__name__), "cycle": cycle,
+            "num_classes": getattr(learner, "num_classes", None),
+            "classes": {name: type(m).__name__ for name, m in modules.items()},
+            "modules": {name: m.state_dict() for name, m in modules.items()}}
+
+
+def load_warm_start(path: Path) -> dict:
+    """The modules a warm-started run resumes from (``learner.pt``, written by :func:`_commit`), loaded with
+    ``weights_only=True``: a file that needs code to load (planted, or pickled by alkit before issue 47) is a
+    :class:`~alkit.results.RunFolderError` naming it, and nothing in it runs."""
+    state = results.load_tensors(path, results.WARM_START_FORMAT, "a warm start")
+    bad = [k for k, v in state["modules"].items()
+           if not isinstance(v, dict) or not all(isinstance(t, torch.Tensor) for t in v.values())]
+    if bad:
+        raise results.RunFolderError(f"{path}: module {bad[0]!r} is not a state_dict of tensors; allowed: the file "
+                                     "alkit writes; fix: --force trains the run again")
+    return state
 
 
 def _commit(state: _Run, rec: dict, learner) -> None:
-    """Append a finished cycle's record (and the learner a warm start needs) to the run and its folder."""
+    """Append a finished cycle's record (and the modules a warm start needs) to the run and its folder."""
     state.records.append(rec)
-    state.previous = learner
+    warm = _warm_start(state.cfg)
+    state.previous = module_states(learner, results.WARM_START_FORMAT, rec["cycle"]) if warm else None
     if state.out_dir is not None:
-        if _warm_start(state.cfg):
-            torch.save(learner, results.warm_start_path(state.out_dir))
+        if state.previous is not None:
+            results.save_tensors(results.warm_start_path(state.out_dir), state.previous)
         results.write_records(results.records_path(state.out_dir), state.records)
 
 
@@ -319,8 +357,7 @@ def run(
     state = _open(cfg, out_dir, data, force, meta)
     if isinstance(state, list):  # finished: its records
         return state
-    records, previous, out_dir, data, pool, device = state.records, state.previous, state.out_dir, state.data, \
-        state.pool, state.device
+    records, out_dir, data, pool, device = state.records, state.out_dir, state.data, state.pool, state.device
     desc = f"{(meta or {}).get('arm', cfg.strategy)}/seed{cfg.seed}"
     bar = progress_bar(range(len(records), cfg.cycles + 1), desc=desc, unit="cycle", disable=not progress)
     try:
@@ -329,12 +366,13 @@ def run(
                 break
             try:
                 with timebox.cycle_deadline(deadline):
-                    rec, previous = _cycle(cfg, data, pool, cycle, device, previous, progress, out_dir)
+                    # a warm start continues from state.previous: the modules a resumed run loads from learner.pt
+                    rec, learner = _cycle(cfg, data, pool, cycle, device, state.previous, progress, out_dir)
             except timebox.CycleAbandoned as exc:
                 if on_abandon is not None:
                     on_abandon(exc)
                 break
-            _commit(state, rec, previous)
+            _commit(state, rec, learner)
             bar.set_postfix(n=rec["n_labelled"], test=f"{rec['test_acc']:.3f}")
             if on_cycle is not None:
                 on_cycle(rec)
@@ -592,9 +630,8 @@ def _after_fit(cfg: RunConfig, data, pool: Pool, cycle: int, device, learner, tr
         seconds["diagnostics"] = time.perf_counter() - t
         pool.label(selected)
     if cfg.save_learner and out_dir is not None:
-        buf = io.BytesIO()
-        torch.save(learner, buf)
-        results.atomic_write_bytes(results.learner_path(out_dir, cycle), buf.getvalue())
+        results.save_tensors(results.learner_path(out_dir, cycle),
+                             module_states(learner, results.LEARNER_FORMAT, cycle))
     if cfg.latent_sample and out_dir is not None:
         t = time.perf_counter()
         save_latent(cfg, data, learner, cycle, lab, rec["selected"], out_dir)

@@ -29,6 +29,9 @@ import torch
 from .data import Data, DataError, _subset, load_dataset
 
 SIDE = 28  #: every image is resized to SIDE x SIDE: alkit's models are built for 28 x 28
+#: the most pixels an image file may have: every image is shrunk to 28 x 28, and a larger one (a decompression
+#: bomb: a small PNG of 50,000 x 50,000 pixels) would take gigabytes to decode before it is shrunk
+MAX_PIXELS = 4096 * 4096
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 UNLABELLED = "unlabelled"
 TEST = "test"
@@ -56,10 +59,15 @@ def load_data(cfg, device="cpu") -> Data:
 def load_own(name: str, *, device="cpu", split_seed: int = 0, val_size: int | None = None,
              pool_size: int | None = None, test_size: int | None = None) -> Data:
     """``dataset: <path>`` of a run config: an ``.npz`` file or an image folder, split and subset as configured."""
+    allowed = "allowed: a MedMNIST-style .npz file or a folder of class sub-folders; or one of the built-in names " \
+              "fashion_mnist, mnist"
+    if not str(name).strip():  # Path('') is the current folder
+        raise DataError(f"dataset: {name!r} is empty; {allowed}")
     path = Path(name).expanduser()
     if not path.exists():
-        raise DataError(f"dataset: {name!r} does not exist (expected a MedMNIST-style .npz file or a folder of "
-                        "class sub-folders; or one of the built-in names fashion_mnist, mnist)")
+        raise DataError(f"dataset: {_cut(name)!r} does not exist; {allowed}")
+    if not (path.is_file() or path.is_dir()):  # /dev/zero, a FIFO: reading would never end, or wait for a writer
+        raise DataError(f"dataset: {_cut(name)!r} is a device, FIFO or socket, not a file or folder; {allowed}")
     data = load_npz(path) if path.is_file() else load_folder(path, seed=split_seed)
     return subset(data, seed=split_seed, val_size=val_size, pool_size=pool_size, test_size=test_size).to(device)
 
@@ -129,8 +137,7 @@ def from_arrays(pool_images, pool_labels=None, *, val_images=None, val_labels=No
     """
     x_pool = to_images(pool_images, f"{name}: pool images")
     known = [l for l in (pool_labels, val_labels, test_labels) if l is not None]
-    k = len(class_names) if class_names is not None else (
-        int(max(np.max(np.asarray(l)) for l in known)) + 1 if known else 0)
+    k = len(class_names) if class_names is not None else _classes_of(known, name)
     if k < 2:
         raise DataError(f"{name}: need at least 2 classes, found {k} (give labels or class_names)")
     names = tuple(str(c) for c in class_names) if class_names is not None else tuple(str(i) for i in range(k))
@@ -157,7 +164,7 @@ def from_arrays(pool_images, pool_labels=None, *, val_images=None, val_labels=No
     if len(set(channels.values())) != 1:
         raise DataError(f"{name}: every split needs the same number of channels, got {channels}")
     seen = torch.cat([y_pool[y_pool >= 0], y_val, y_test])
-    empty = [names[c] for c in range(k) if not (seen == c).any()]
+    empty = [names[c] for c in torch.nonzero(torch.bincount(seen, minlength=k) == 0).flatten().tolist()]
     if empty:
         raise DataError(f"{name}: class{'es' if len(empty) > 1 else ''} {', '.join(map(repr, empty))} "
                         "ha{} no labelled image in any split".format("ve" if len(empty) > 1 else "s"))
@@ -165,6 +172,32 @@ def from_arrays(pool_images, pool_labels=None, *, val_images=None, val_labels=No
                 pool_ids=np.arange(len(x_pool), dtype=np.int64), num_classes=k, class_names=names,
                 val_ids=np.arange(len(x_val), dtype=np.int64), test_ids=np.arange(len(x_test), dtype=np.int64),
                 split_seed=seed)
+
+
+def _classes_of(labels: list, name: str) -> int:
+    """K = 1 + the largest label of ``labels`` (arrays; -1 = unknown). A label that is no finite number, or a K
+    larger than the number of labelled images (every class needs one: issue 47's npz with one label of 10^9
+    made alkit build 10^9 class names), is a :class:`DataError`."""
+    top, labelled = -1, 0
+    for values in labels:
+        y = np.asarray(values)
+        if y.size == 0:
+            continue
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+            raise DataError(f"{name}: labels must be integers, got {y.dtype}")
+        if not np.isfinite(y).all():
+            raise DataError(f"{name}: labels must be integers, found NaN or infinity")
+        top, labelled = max(top, int(y.max())), labelled + int((y >= 0).sum())
+    if top + 1 > labelled:
+        raise DataError(f"{name}: label {top} would make {top + 1:,} classes, but only {labelled:,} images are "
+                        f"labelled (every class needs at least one); allowed: labels 0 .. K-1 numbering the classes "
+                        f"without gaps (K at most {labelled:,})")
+    return top + 1
+
+
+def _cut(text, limit: int = 80) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _validation_pick(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -219,11 +252,20 @@ def read_image(path: Path) -> np.ndarray:
     except ImportError:
         raise DataError("reading image folders needs Pillow: pip install 'alkit[notebooks]' (or pip install pillow)") from None
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only: the size is known before any pixel is decoded
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise DataError(f"{path}: {w:,} x {h:,} pixels; allowed: at most {MAX_PIXELS:,} pixels (4096 x 4096) "
+                                "per image: alkit shrinks every image to 28 x 28, so shrink it first (a larger one, "
+                                "a decompression bomb, would take gigabytes to decode)")
             im = im.convert("L") if im.mode in ("1", "L", "I", "I;16", "F") else im.convert("RGB")
             return np.asarray(im, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (over ~179 M pixels), raised by open
+        raise DataError(f"{path}: {_cut(exc, 120)}; allowed: at most {MAX_PIXELS:,} pixels per image") from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as exc:  # Pillow's errors of broken files
+        raise DataError(f"{path}: not a readable image ({_cut(exc, 120)})") from None
 
 
 def _read_images(folder: Path, what: str) -> list[np.ndarray]:

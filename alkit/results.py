@@ -19,14 +19,25 @@ The layout, owned here (every other module asks these functions for a path)::
 
 ``config.json`` and ``records.jsonl`` are written atomically (temp file + ``os.replace``), so a run
 killed at any moment leaves either the old file or the new one, never half a line.
+
+A results folder is something people copy, share and commit, so opening one must be as safe as opening a CSV
+(issue 47): ``.pt`` files hold state_dicts and plain values only and are loaded with ``weights_only=True``
+(:func:`load_tensors`: a file that needs code to load is refused); no file of a run folder is read or written
+through a link (:func:`read_bytes`, :func:`run_lock` open with ``O_NOFOLLOW``; :func:`atomic_write_bytes`
+replaces a link rather than writing through it); and :func:`check_no_links` refuses a symbolic link anywhere
+below the results root before anything is written or deleted there. Each refusal is a :class:`RunFolderError`
+naming the file.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import platform
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -39,6 +50,17 @@ CONFIG_FILE = "config.json"
 RECORDS_FILE = "records.jsonl"
 NORM_COMPARISON_FILE = "norm_comparison.json"
 LABELS_FILE, DRAFT_FILE, PROPOSAL_FILE = "labels.json", "draft.json", "proposal.json"
+#: the ``format`` of the two ``.pt`` files of a run folder: dicts of state_dicts and plain values (issue 47)
+WARM_START_FORMAT = "alkit warm start 1"
+LEARNER_FORMAT = "alkit learner 1"
+#: ``os.open`` flag that refuses a symbolic link as the last component (0 where the platform has none)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class RunFolderError(ValueError):
+    """A file or folder of a results folder that alkit refuses to read or write as it is: a symbolic link, a
+    ``.pt`` file that needs code to load, a ``config.json`` that is not alkit's, a path that is not writable.
+    The message names the path, what is wrong and the fix."""
 
 
 def experiment_dir(root: str | Path, profile: str, name: str) -> Path:
@@ -69,7 +91,8 @@ def _cycle_name(cycle: int, suffix: str) -> str:
 
 
 def learner_path(run: str | Path, cycle: int) -> Path:
-    """The learner fitted in ``cycle``, pickled (``save_learner``): ``learners/cycleNN.pt``."""
+    """The modules of the learner fitted in ``cycle`` (``save_learner``): ``learners/cycleNN.pt``, a dict of
+    state_dicts (:data:`LEARNER_FORMAT`, read by :func:`load_tensors`)."""
     return Path(run) / "learners" / _cycle_name(cycle, ".pt")
 
 
@@ -95,7 +118,8 @@ def views_path(run: str | Path, cycle: int) -> Path:
 
 
 def warm_start_path(run: str | Path) -> Path:
-    """The last cycle's learner a warm-started run continues from: ``learner.pt``."""
+    """The last cycle's modules a warm-started run continues from: ``learner.pt``, a dict of state_dicts
+    (:data:`WARM_START_FORMAT`, read by :func:`load_tensors`)."""
     return Path(run) / "learner.pt"
 
 
@@ -139,20 +163,32 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    Never through a link: the temp file is new (``O_EXCL``), and ``os.replace`` replaces a link at ``path``
+    instead of writing to where it points. An :class:`OSError` (a read-only folder, a full disk) names
+    ``path``, not the temp file, and leaves the old ``path`` as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600; results are shared like any file the user writes
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(exc.filename or path.parent)) from exc
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # named by the file the user knows, not the temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), file_mode())  # mkstemp makes 0600; results are shared like any file the user writes
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (None, tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -184,8 +220,75 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path) as fh:
-        return json.load(fh)
+    """The JSON value of a file of a results folder (never through a link: :func:`read_bytes`)."""
+    return json.loads(read_bytes(path))
+
+
+def _link_error(path: Path, what: str = "") -> RunFolderError:
+    try:
+        target = f" (to {_cut(os.readlink(path), 200)})"
+    except OSError:
+        target = ""
+    return RunFolderError(
+        f"{path}: is a symbolic link{target}{what}; alkit reads, writes and deletes nothing of a results folder "
+        "through a link (a copied or shared folder could point anywhere); allowed: plain folders and files below "
+        "the results root: replace the link by a copy of what it points to, or delete it")
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (paths and values in one-line messages)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of a regular file, opened without following a link (``O_NOFOLLOW``) and without waiting on a
+    FIFO; a link, a folder or a device is a :class:`RunFolderError` naming it (a missing file: the
+    ``FileNotFoundError`` of ``open``)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if os.path.islink(path):
+            raise _link_error(path) from None
+        if exc.errno == errno.EISDIR:
+            raise RunFolderError(f"{path}: is a folder, not a file; allowed: the file alkit writes there") from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise RunFolderError(f"{path}: is {kind}, not a file; allowed: the file alkit writes there")
+        return fh.read()
+
+
+def read_json_object(path: str | Path) -> dict:
+    """A JSON object of a results folder (a run's or an oracle session's ``config.json``); anything else (a link,
+    bytes that are not JSON, a list) is a :class:`RunFolderError` naming the file and the fix."""
+    path = Path(path)
+    try:
+        value = json.loads(read_bytes(path))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError (and RunFolderError, re-raised below)
+        if isinstance(exc, RunFolderError):
+            raise
+        raise RunFolderError(f"{path}: not JSON ({_cut(str(exc))}); {_CONFIG_FIX}") from None
+    if not isinstance(value, dict):
+        raise RunFolderError(f"{path}: a JSON {type(value).__name__}, not an object; {_CONFIG_FIX}")
+    return value
+
+
+_CONFIG_FIX = ("allowed: the config.json alkit writes; fix: alkit run <the parameter file> --repair rewrites it "
+               "from the parameter file (if the records are its runs), or --force trains the run again")
+
+
+def read_run_config(run: str | Path) -> dict:
+    """A run folder's ``config.json`` as alkit wrote it: an object whose ``config`` is an object. Damaged (not
+    JSON, not an object, no ``config``), a link, a folder: a :class:`RunFolderError` with the fix (``--repair``)."""
+    path = config_path(run)
+    meta = read_json_object(path)
+    if not isinstance(meta.get("config"), dict):
+        raise RunFolderError(f"{path}: has no \"config\" object (found {_cut(repr(meta.get('config')), 40)}); "
+                             f"{_CONFIG_FIX}")
+    return meta
 
 
 def write_records(path: str | Path, records: Iterable[dict]) -> None:
@@ -210,10 +313,10 @@ def read_records(path: str | Path) -> list[dict]:
     tool's side): the message says that ``alkit run ... --repair`` (:func:`repair_records`) drops it.
     """
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
     out = []
-    lines = path.read_bytes().split(b"\n")
+    lines = read_bytes(path).split(b"\n")
     last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -245,7 +348,7 @@ def repair_records(path: str | Path) -> int | None:
     except RecordsError as exc:
         if not exc.last:
             raise  # an earlier line: dropping the last one would not help
-    lines = path.read_bytes().split(b"\n")
+    lines = read_bytes(path).split(b"\n")
     last = max(i for i, line in enumerate(lines) if line.strip())
     kept = b"".join(line + b"\n" for line in lines[:last] if line.strip())
     atomic_write_bytes(path, kept)
@@ -279,9 +382,22 @@ def run_lock(run_dir: str | Path, wait: bool = False, on_wait: Callable[[str], N
     import fcntl  # POSIX only: imported where a lock is taken, so reading records works everywhere
 
     path = lock_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # never through a link (issue 47: a planted link made the truncate and write below hit a file outside the
+        # results root); O_NONBLOCK: a FIFO planted as the lock file cannot make the open wait
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), file_mode())
+    except OSError as exc:
+        if os.path.islink(path):
+            raise _link_error(path, ", the lock file of a run") from None
+        raise OSError(exc.errno, exc.strerror, str(exc.filename or path)) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:  # a hard link would write to the other name too
+            kind = "a hard link" if stat.S_ISREG(info.st_mode) else "not a file"
+            raise RunFolderError(f"{path}: the lock file of a run is {kind}; alkit writes nothing through a link "
+                                 "and locks only a plain file; allowed: a plain file, or none (delete it: alkit "
+                                 "makes it)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -307,6 +423,133 @@ def run_locks(run_dirs: Iterable[str | Path], wait: bool = False, on_wait=None) 
         for d in sorted({str(Path(d)) for d in run_dirs}):
             stack.enter_context(run_lock(d, wait=wait, on_wait=on_wait))
         yield
+
+
+def check_no_links(root: str | Path, path: str | Path) -> None:
+    """A :class:`RunFolderError` for the first symbolic link below ``root`` on the way to ``path`` or anywhere
+    inside ``path`` (a folder: walked without following links). Called before a run folder is written or deleted:
+    a link there would make a run write outside the results root, and ``--force`` or a shared run's copy delete
+    at its target (issue 47). ``root`` itself may be a link (where the user keeps results is the user's choice);
+    a ``path`` that does not exist yet passes. Also refuses, once a path is inside it, any folder that cannot be
+    listed."""
+    root, path = Path(root), Path(path)
+    p = root
+    for part in path.relative_to(root).parts:
+        p = p / part
+        if p.is_symlink():
+            raise _link_error(p)
+        if not p.exists():
+            return
+    if not p.is_dir():
+        return
+    todo = [p]
+    while todo:
+        folder = todo.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise RunFolderError(f"{folder}: cannot be listed ({exc.strerror}); allowed: a results folder you can "
+                                 "read and write") from None
+        for entry in entries:
+            if entry.is_symlink():
+                raise _link_error(Path(entry.path))
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(Path(entry.path))
+
+
+def check_writable(root: str | Path, run: str | Path, where: str = "--results-root") -> None:
+    """A :class:`RunFolderError` naming the path when a run folder below ``root`` cannot be made or written:
+    a file where a folder must be (the results root is a file), a folder on a read-only file system or without
+    write permission (the run folder, its sub-folders, the folder of its lock file, an existing lock file, or
+    the nearest existing folder above one that does not exist yet). Checked before anything is written, so a
+    run that cannot write fails as one line, not as a traceback in training (``where``: the option or key
+    that names the root)."""
+    root, run = Path(root), Path(run)
+    top = root
+    while not os.path.lexists(top) and top != top.parent:  # the nearest existing folder above the root
+        top = top.parent
+    rel = run.relative_to(root).parts
+    chain = [top] + [root.joinpath(*rel[:i]) for i in range(len(rel) + 1)]
+    deepest = top
+    for p in chain:
+        if not os.path.lexists(p):
+            break
+        if not p.is_dir():
+            raise RunFolderError(f"{where}: {_cut(str(root), 200)!r}: {_cut(str(p), 200)} is a file, not a folder; "
+                                 "allowed: a folder, or a path that does not exist yet (alkit makes it)")
+        deepest = p
+    need = [deepest]
+    if run.is_dir():
+        need = [run.parent, run] + [d for d in (run / n for n in ("learners", "latent", "views")) if d.is_dir()]
+    lock = lock_path(run)
+    for p in need + ([lock] if os.path.lexists(lock) else []):
+        if not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+            try:
+                read_only = bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only = False
+            why = "it is on a read-only file system" if read_only else "permission denied"
+            raise RunFolderError(f"{where}: {_cut(str(root), 200)!r}: {_cut(str(p), 200)} is not writable ({why}); "
+                                 "allowed: a results root you can write to (another --results-root, or make it writable)")
+
+
+#: errno values that say a path cannot be written: one line for them (:func:`write_failure`), not a traceback
+WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """One line for an :class:`OSError` that says a file could not be written (permission, a read-only or full
+    disk), naming the path; None for any other exception. Records and configs are written atomically, so what
+    was written before stays intact."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return (f"cannot write {exc.filename or 'a file of the run folder'}: {exc.strerror}; nothing written before is "
+            f"lost (finished cycles are kept): {'free some space' if full else 'make it writable'}, then run the "
+            "same command again")
+
+
+def save_tensors(path: str | Path, obj: dict) -> None:
+    """``torch.save`` of a dict of state_dicts and plain values, atomically (:func:`atomic_write_bytes`)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_tensors(path: str | Path, fmt: str, what: str) -> dict:
+    """A ``.pt`` file of a run folder written by :func:`save_tensors`: a dict whose ``format`` is ``fmt``, loaded
+    with ``torch.load(weights_only=True)`` onto the CPU, never through a link. A file that needs more (a pickled
+    object whose loading would run code: a planted file, or a learner pickled by alkit before issue 47), a file
+    torch cannot read, or another format is a :class:`RunFolderError` naming it; nothing in it runs."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not os.path.lexists(path):
+        raise RunFolderError(f"{path}: missing; {what} needs it; allowed: the file alkit writes there; fix: "
+                             "alkit run <the parameter file> --force trains the run again")
+    data = read_bytes(path)
+    try:
+        obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001  (whatever the file holds, it is refused as one line)
+        text = " ".join(str(exc).split())
+        detail = text[text.find("WeightsUnpickler error:"):] if "WeightsUnpickler error:" in text else text
+        needs_code = isinstance(exc, pickle.UnpicklingError) and "global" in text.lower()  # "Unsupported global: ..."
+        why = ("loading it needs more than tensors and plain values (a pickled object whose loading could run "
+               f"code: {_cut(detail.split('. ')[0], 120)})" if needs_code else
+               f"torch cannot read it ({type(exc).__name__}: {_cut(detail, 120)})")
+        raise RunFolderError(f"{path}: refused: {why}; alkit loads {what} with torch.load(weights_only=True) and "
+                             "runs no code from a results folder; allowed: the state_dicts alkit writes there (a "
+                             "file from alkit before issue 47 holds a pickled learner: delete it and train the run "
+                             "again with --force)") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt or not isinstance(obj.get("modules"), dict):
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise RunFolderError(f"{path}: not {what} of alkit (format {_cut(repr(found), 40)}); allowed: a dict of "
+                             f"format {fmt!r} with its modules' state_dicts; fix: --force trains the run again")
+    return obj
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -383,7 +626,7 @@ def load_results(folder: str | Path) -> list[dict]:
         run_dir = rec_path.parent
         cfg_path = run_dir / CONFIG_FILE
         # without its config.json (deleted by hand) a run keeps its place: <experiment>/<arm>/seed<N> by its folders
-        meta = read_json(cfg_path) if cfg_path.exists() else {
+        meta = read_json_object(cfg_path) if os.path.lexists(cfg_path) else {
             "arm": run_dir.parent.name, "experiment": run_dir.parent.parent.name, "config_missing": True}
         for r in read_records(rec_path):
             row = {"run": str(run_dir.relative_to(folder)), "arm": meta.get("arm"), "experiment": meta.get("experiment")}

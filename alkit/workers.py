@@ -20,7 +20,7 @@ import torch
 from . import learners, strategies  # noqa: F401  (registries: a spawned worker knows every built-in name)
 from .experiment import run_group, run_one
 from .plugins import import_module
-from .results import RunLocked
+from .results import RunLocked, write_failure
 
 
 
@@ -43,9 +43,18 @@ def execute(payload: dict, device: str | None, cache: dict, send) -> None:
     except RunLocked as exc:  # another process trains it: skipped, not failed
         send("locked", tid, f"another process trains it ({exc.holder})")
     except Exception as exc:  # noqa: BLE001  (reported by the main process; other runs go on)
-        notes = "\n".join(getattr(exc, "__notes__", []))
-        send("failed", tid, f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
-             + "\n" + traceback.format_exc(limit=-3))
+        send("failed", tid, _failure(exc))
+
+
+def _failure(exc: BaseException) -> str:
+    """A failed run's report: its error and notes on the first line, then the traceback's last frames; a file
+    that could not be written (a read-only folder, a full disk) is that one line alone, naming the path."""
+    one_line = write_failure(exc)
+    if one_line is not None:
+        return one_line
+    notes = "\n".join(getattr(exc, "__notes__", []))
+    return (f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "") + "\n"
+            + "".join(traceback.format_exception(exc, limit=-3)))
 
 
 def execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
@@ -69,9 +78,7 @@ def execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
         outs = [exc] * len(ids)
     for tid, recs in zip(ids, outs):
         if isinstance(recs, Exception):
-            notes = "\n".join(getattr(recs, "__notes__", []))
-            send("failed", tid, f"{type(recs).__name__}: {recs}" + (f" ({notes})" if notes else "") + "\n"
-                 + "".join(traceback.format_exception(recs, limit=-3)))
+            send("failed", tid, _failure(recs))
         else:
             send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
                                "test_acc": recs[-1]["test_acc"] if recs else None})
