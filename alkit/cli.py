@@ -3,6 +3,7 @@
   alkit run params/smoke/02_vaal_vs_random.yaml      train every (arm, seed) run of a parameter file
   alkit strategies                                   list registered strategies
   alkit learners                                     list registered learners
+  alkit plan params/cpu/*.yaml                       what the runs left will cost on this machine (trains nothing)
 
 Also available as python -m alkit.
 """
@@ -14,12 +15,28 @@ import argparse
 import math
 import sys
 
-from .config import ConfigError  # light (no torch): every command's error type
+from .config import ConfigError, check_results_root  # light (no torch): every command's error type
 from .plugins import import_module
 
 
+#: ``alkit run``'s exit status when every other run is done but another process holds runs it has not finished
+EXIT_HELD = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors as alkit's: the first line starts with ``error:`` (then the usage hint), and a
+    value in the message is cut to a readable length."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())
+        if len(message) > 300:
+            message = message[:297] + "..."
+        self.exit(2, f"error: {self.prog}: {message}\n{self.format_usage()}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The ``alkit`` command; returns the exit status (0 done, 1 a run failed, 2 bad input)."""
+    """The ``alkit`` command; returns the exit status (0 done, 1 a run failed, 2 bad input, 3 runs left to another
+    process that holds them and has not finished them)."""
     args = _parser().parse_args(argv)
     from . import learners, strategies  # registries (torch): only for a command, not for --help
 
@@ -28,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             kind = "batch" if row["batch"] else "score"
             print(f"{row['name']:<18} {kind:<6} needs={','.join(row['needs']) or '-':<14} {row['doc']}")
         return 0
+    if args.command == "plan":
+        return _plan(args)
     if args.command == "learners":
         for name, cls in sorted(learners.LEARNERS.items()):
             print(f"{name:<12} {', '.join(sorted(cls.capabilities()))}")
@@ -37,13 +56,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alkit", description=__doc__,
+    parser = _Parser(prog="alkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run the experiments of one or more parameter files",
                            description="Train every (arm, seed) run of the parameter files that is not finished yet "
                                        "(finished runs are loaded, unfinished ones resume after their last cycle).")
     _add_run_options(p_run)
+    p_plan = sub.add_parser("plan", help="trainings, iterations and projected hours of the runs left (trains nothing)",
+                            description="Per parameter file and arm: the trainings left, their iterations and the hours "
+                                        "they will take here (from benchmarks/bench_cpu.py's measured costs), and for "
+                                        "the cycles on disk the measured beside the projected hours.")
+    p_plan.add_argument("params", nargs="+", help="params/<profile>/<notebook>.yaml")
+    p_plan.add_argument("--costs", default="benchmarks/results/bench_cpu.json", metavar="JSON",
+                        help="benchmarks/bench_cpu.py --out file of this machine (default: %(default)s)")
+    p_plan.add_argument("--results-root", help="results folder root (default: results)")
+    p_plan.add_argument("--write", metavar="JSON", help="also write the projected and measured seconds per run "
+                                                        "(runtimes.json) to this file")
     sub.add_parser("strategies", help="list registered strategies")
     sub.add_parser("learners", help="list registered learners and their capabilities")
     return parser
@@ -107,11 +136,14 @@ def _run(args) -> int:
     from .strategies.base import UnknownStrategyError
     from .strategies.norm import PoolTooLargeError
 
-    from .results import RecordsError
+    from .plugins import PluginError
+    from .results import RecordsError, RunFolderError, check_no_links, check_writable, write_failure
 
     user_errors = (ConfigError, BudgetError, UnknownStrategyError, CapabilityError, DataError, PoolTooLargeError,
-                   FileNotFoundError, ModuleNotFoundError, RecordsError)
+                   FileNotFoundError, ModuleNotFoundError, RecordsError, RunFolderError, PluginError)
     try:
+        if args.results_root is not None:
+            check_results_root(args.results_root, "--results-root")  # '' would be the current folder
         for module in args.imports:
             import_module(module)
         if args.device and args.devices:
@@ -131,9 +163,15 @@ def _run(args) -> int:
         experiments = [e for e in experiments if not e.oracle]
         if not experiments:
             return 0
+        root_flag = "--results-root" if args.results_root is not None else "results_root"
+        for exp in experiments:  # issue 47: no link below the results root, before anything is written or deleted
+            check_no_links(exp.results_root, exp.folder)
         if not args.force:
-            _check_run_folders(experiments, args.arms, args.seeds, repair=args.repair)
+            _check_run_folders(experiments, args.arms, args.seeds, repair=args.repair, root_flag=root_flag)
         tasks = plan(experiments, arms=args.arms, seeds=args.seeds, force=args.force)
+        for t in tasks:  # what will be written can be: one line naming the path now, not a traceback in training
+            if args.force or not t.finished:
+                check_writable(t.exp.results_root, t.exp.run_dir(t.arm, t.seed), root_flag)
         if not devices:
             check_config_devices(tasks, cluster=cluster)
         if cluster and not ray.gpus_per_run:
@@ -147,8 +185,34 @@ def _run(args) -> int:
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
         print("\n".join([f"error: {message}", *getattr(exc, "__notes__", [])]), file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that cannot be written outside any run (a shared run's copy): one line
+        if write_failure(exc) is None:
+            raise
+        print(f"error: {write_failure(exc)}", file=sys.stderr)
+        return 1
     print("\n".join(summary.lines()))
-    return 1 if summary.failed else 0
+    return 1 if summary.failed else EXIT_HELD if summary.locked else 0
+
+
+def _plan(args) -> int:
+    """``alkit plan``: the cost table of :mod:`alkit.costplan`; bad input as ``alkit run``'s (exit 2, one line)."""
+    import json
+    from pathlib import Path
+
+    from .costplan import load_costs, plan_costs, report, runtimes
+    from .experiment import load_experiment
+
+    try:
+        costs = load_costs(args.costs)
+        experiments = [load_experiment(path, results_root=args.results_root) for path in args.params]
+        rows = plan_costs([e for e in experiments if not e.oracle], costs)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc!r}", file=sys.stderr)
+        return 2
+    print("\n".join(report(rows)))
+    if args.write:
+        Path(args.write).write_text(json.dumps(runtimes(rows), indent=1) + "\n")
+    return 0
 
 
 def _ray_options(args):
@@ -179,16 +243,18 @@ def _check_numbers(args) -> None:
             raise ConfigError(f"{flag}: {value}; allowed: a finite number")
 
 
-def _check_run_folders(experiments, arms, seeds, repair: bool) -> None:
+def _check_run_folders(experiments, arms, seeds, repair: bool, root_flag: str = "--results-root") -> None:
     """Every selected run folder readable as it is (or repaired first, with ``--repair``), before any training."""
     from .experiment import check_run_folder, repair_run
+    from .results import check_writable
 
     for exp in experiments:
         for arm in [a for a in exp.arms if arms is None or a in arms]:
-            for seed in [s for s in exp.seeds if seeds is None or s in seeds]:
+            for seed in [s for s in exp.seeds_of(arm) if seeds is None or s in seeds]:
                 if not exp.run_dir(arm, seed).exists():
                     continue
                 if repair:
+                    check_writable(exp.results_root, exp.run_dir(arm, seed), root_flag)
                     for line in repair_run(exp, arm, seed):
                         print(line, file=sys.stderr)
                 check_run_folder(exp, arm, seed)

@@ -25,13 +25,13 @@ from pathlib import Path
 
 from . import results
 from .analysis.tables import coverage, cycle_span
-from .config import DRAW_ONLY_ENV, ConfigError, check_keys, from_dict, load_yaml, safe_component
-from .loop import RunConfig, check_simulated_data, resolve_device, run, validate, write_run_config
+from .config import DRAW_ONLY_ENV, ConfigError, check_keys, check_results_root, from_dict, load_yaml, safe_component
+from .loop import RunConfig, check_simulated_data, load_warm_start, resolve_device, run, validate, write_run_config
 from .loop import run_group as loop_group  # this module's run_group runs experiments' (arm, seed) pairs
 from .own_data import load_data
 from .progress import progress_bar
-from .results import (CONFIG_FILE, RECORDS_FILE, config_path, load_results, read_records, records_path, repair_records,
-                      run_lock, run_locks)
+from .results import (CONFIG_FILE, RECORDS_FILE, RunFolderError, check_no_links, config_path, load_results,
+                      read_records, read_run_config, records_path, repair_records, run_lock, run_locks, warm_start_path)
 
 MERGED_KEYS = ("learner_params", "strategy_params", "initial")
 
@@ -48,6 +48,13 @@ class Experiment:
     #: None: a study that ``alkit run`` trains. "simulated" / "human": an oracle session (notebook 06,
     #: :mod:`alkit.oracle`) whose labels come from an oracle; ``alkit run`` leaves it to the notebook
     oracle: str | None = None
+    #: arm -> the seeds it runs, where fewer than ``seeds`` (a subset of them): the cpu profile's claim pairs run
+    #: every seed of ``seeds``, its other arms the first three
+    arm_seeds: dict = field(default_factory=dict)
+
+    def seeds_of(self, arm: str) -> list[int]:
+        """The seeds ``arm`` runs: its ``arm_seeds`` entry, else the experiment's ``seeds``."""
+        return list(self.arm_seeds.get(arm, self.seeds))
 
     def __post_init__(self):
         if self.oracle not in (None, "simulated", "human"):
@@ -56,12 +63,21 @@ class Experiment:
         # each becomes a folder below the results root: one that is not a plain name could leave it
         safe_component(self.name, "name")
         safe_component(self.profile, "profile")
+        check_results_root(self.results_root, "results_root")  # '' would be the current folder
         if not self.arms:
             raise ConfigError(f"experiment {self.name!r} has no arms")
         for arm in self.arms:
             safe_component(arm, "arms")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"experiment {self.name!r}: seeds must be a non-empty list of distinct ints")
+        for arm, seeds in self.arm_seeds.items():
+            if arm not in self.arms:
+                raise ConfigError(f"experiment {self.name!r}: arm_seeds: {str(arm)[:60]!r} is not an arm; "
+                                  f"allowed: {', '.join(self.arms)}")
+            if (not isinstance(seeds, list) or not seeds or len(set(map(repr, seeds))) != len(seeds)
+                    or not all(isinstance(s, int) and not isinstance(s, bool) and s in self.seeds for s in seeds)):
+                raise ConfigError(f"experiment {self.name!r}: arm_seeds.{arm}: {str(seeds)[:80]}; allowed: a non-empty "
+                                  f"list of distinct seeds of seeds ({', '.join(map(str, self.seeds))})")
         # a bad key or value is named where it is written (base, or the arm), before the merged configs
         check_keys(RunConfig, self.base, "base")
         for arm, values in self.arms.items():
@@ -131,7 +147,7 @@ def run_experiment(
             log(line)
         return rows
     data_cache = {}
-    runs = [(arm, seed) for arm in arms or list(exp.arms) for seed in seeds or exp.seeds]
+    runs = [(arm, seed) for arm in arms or list(exp.arms) for seed in exp.seeds_of(arm) if not seeds or seed in seeds]
     todo = force or not is_finished(exp, runs)
     overall = progress_bar(runs, desc=f"{exp.name}: runs", disable=not (progress and todo), position=0)
     for arm, seed in overall:  # one bar over the runs; each run shows its cycles (and iterations) below it
@@ -166,6 +182,8 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
     check_simulated_data(cfg, data)  # before the lock, which makes the run's folders
     meta = {"experiment": exp.name, "arm": arm, "profile": exp.profile}
     try:
+        # before anything is read, written or deleted there: no link below the results root (issue 47)
+        check_no_links(exp.results_root, exp.run_dir(arm, seed))
         if not force and is_finished(exp, [(arm, seed)]) and results.config_path(exp.run_dir(arm, seed)).exists():
             # finished: only read (nothing writes a finished run but --force), so no lock and no lock file
             return run(cfg, exp.run_dir(arm, seed), data=data, progress=progress, meta=meta, **run_kwargs)
@@ -201,6 +219,7 @@ def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None =
                 cfg.device = device
             data = _cached_data(cfg, cache)
             check_simulated_data(cfg, data)
+            check_no_links(exp.results_root, exp.run_dir(arm, seed))  # issue 47: no link below the results root
         except Exception as exc:  # noqa: BLE001  (this run cannot start; the others go on)
             exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed}")
             out[k] = exc
@@ -222,7 +241,7 @@ def experiment_records(exp: Experiment, log=print) -> list[dict]:
     its text does not describe.
     """
     rows = load_results(exp.folder)
-    keep = [r for r in rows if r.get("arm") in exp.arms and r.get("seed") in exp.seeds]
+    keep = [r for r in rows if r.get("arm") in exp.arms and r.get("seed") in exp.seeds_of(r.get("arm"))]
     missing = sorted({r["run"] for r in keep if r.get("config_missing")})
     if missing and log:
         log(f"{exp.folder}: {len(missing)} run(s) without config.json, kept by their folder names: {', '.join(missing)} "
@@ -237,7 +256,7 @@ def experiment_records(exp: Experiment, log=print) -> list[dict]:
 
 def is_finished(exp: Experiment, runs: list[tuple[str, int]] | None = None) -> bool:
     """True when every (arm, seed) of ``exp`` (or of ``runs``) has all its cycles on disk (no training needed)."""
-    for arm, seed in runs or [(a, s) for a in exp.arms for s in exp.seeds]:
+    for arm, seed in runs or [(a, s) for a in exp.arms for s in exp.seeds_of(a)]:
         cfg = exp.config(arm, seed)
         recs = read_records(records_path(exp.run_dir(arm, seed)))
         if not recs or not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped")):
@@ -262,7 +281,8 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
     """``alkit run --repair`` for one run folder; returns one line per repair made (none: nothing to repair).
 
     Drops an incomplete or corrupt last line of ``records.jsonl`` (that cycle is trained again), and
-    rewrites a deleted ``config.json`` from the parameter file when the records are this config's runs
+    rewrites a deleted or damaged (not JSON, not an object, no ``config``: removed where the folder holds no
+    records) ``config.json`` from the parameter file when the records are this config's runs
     (same strategy, learner, seed and label counts); its ``repaired`` field says so, and its git commit
     and environment are those of the repair, not of the training.
     """
@@ -271,7 +291,16 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
     if line is not None:
         out.append(f"repaired {records_path(run_dir)}: dropped its incomplete last line {line}")
     recs = read_records(records_path(run_dir))
-    if recs and not config_path(run_dir).exists():
+    damaged = None  # a config.json that is not alkit's (not JSON, not an object, no "config"): treated as deleted
+    if os.path.lexists(config_path(run_dir)):
+        try:
+            read_run_config(run_dir)
+        except RunFolderError as exc:
+            damaged = str(exc).split("; allowed")[0]
+    if damaged and not recs:  # no run to keep: the damaged file only blocks the folder
+        config_path(run_dir).unlink()
+        out.append(f"repaired: removed {damaged} (the folder holds no records)")
+    elif recs and (damaged or not os.path.lexists(config_path(run_dir))):
         cfg = exp.config(arm, seed)
         expected_n = [cfg.initial.n + i * cfg.budget for i in range(len(recs))]
         wrong = [k for k, v in (("strategy", cfg.strategy), ("learner", cfg.learner), ("seed", cfg.seed))
@@ -284,17 +313,26 @@ def repair_run(exp: Experiment, arm: str, seed: int) -> list[str]:
             "experiment": exp.name, "arm": arm, "profile": exp.profile,
             "repaired": "config.json rewritten from the parameter file by alkit run --repair; git_commit, "
                         "environment and started are the repair's, not the training's"})
-        out.append(f"repaired {config_path(run_dir)}: rewritten from the parameter file ({len(recs)} records kept)")
+        out.append(f"repaired {config_path(run_dir)}: rewritten from the parameter file ({len(recs)} records kept"
+                   + (f"; it was damaged: {damaged.split(': ', 1)[-1]})" if damaged else ")"))
     return out
 
 
 def check_run_folder(exp: Experiment, arm: str, seed: int) -> None:
-    """A run folder alkit cannot resume as it is: one :class:`ConfigError` / :class:`~alkit.results.RecordsError`
-    with the fix, before any training (a corrupt records line; records without their ``config.json``)."""
+    """A run folder alkit cannot resume as it is: one :class:`ConfigError` / :class:`~alkit.results.RecordsError` /
+    :class:`~alkit.results.RunFolderError` with the fix, before any training (a corrupt records line; records
+    without their ``config.json``; a ``config.json`` that is not alkit's; a warm start's ``learner.pt`` that
+    needs more than tensors to load)."""
     run_dir = exp.run_dir(arm, seed)
     recs = read_records(records_path(run_dir))
-    if recs and not config_path(run_dir).exists():
+    if recs and not os.path.lexists(config_path(run_dir)):
         raise ConfigError(f"{run_dir}: holds {len(recs)} records but no {CONFIG_FILE}; allowed: alkit run <the "
                           "parameter file> --repair rewrites it from the parameter file (if the records are its runs), "
                           "or --force trains the run again")
+    if os.path.lexists(config_path(run_dir)):
+        read_run_config(run_dir)  # garbage, a list, no "config", a link: RunFolderError with the fix (--repair)
+    cfg = exp.config(arm, seed)
+    unfinished = recs and not (len(recs) == cfg.cycles + 1 or recs[-1].get("stopped"))
+    if unfinished and cfg.learner_params.get("warm_start", False):
+        load_warm_start(warm_start_path(run_dir))  # weights_only: a file that needs code to load is refused
 

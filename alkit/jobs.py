@@ -79,7 +79,8 @@ class Summary:
     finished: int = 0  # runs complete now (those before included)
     failed: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)  # cycles given up mid-way: they could not end in the time box
-    locked: list[str] = field(default_factory=list)  # runs skipped: another process holds their lock (trains them)
+    locked: list[str] = field(default_factory=list)  # runs skipped: another process holds them, unfinished at the end
+    finished_elsewhere: list[str] = field(default_factory=list)  # runs skipped that the other process finished meanwhile
     cycles_done: int = 0  # cycles trained by this call
     cycles_left: int = 0
     seconds_left: float | None = None  # estimated, at this call's concurrency; None: some run has no estimate
@@ -88,7 +89,8 @@ class Summary:
 
     def lines(self) -> list[str]:
         unfinished = self.runs - self.finished - len(self.failed)
-        out = [f"runs: {self.finished}/{self.runs} finished ({self.finished_before} before this call), "
+        elsewhere = f", {len(self.finished_elsewhere)} by another process meanwhile" if self.finished_elsewhere else ""
+        out = [f"runs: {self.finished}/{self.runs} finished ({self.finished_before} before this call{elsewhere}), "
                f"{unfinished} unfinished, {len(self.failed)} failed"
                + (f", {len(self.locked)} skipped (another process trains them)" if self.locked else ""),
                f"cycles: {self.cycles_done} trained in {self.seconds:.0f} s, {self.cycles_left} left"]
@@ -98,9 +100,12 @@ class Summary:
             out.append(f"estimated time left: {est}; run the same command again to continue")
         if self.abandoned:
             out.append(f"cycles given up before the time limit (kept nothing, freed the device): {len(self.abandoned)}")
-        out += [f"skipped: {f}" for f in self.locked]
+        out += [f"finished by another process: {f}" for f in self.finished_elsewhere]
+        out += [f"skipped: {f}; not finished yet" for f in self.locked]
         if self.locked:
-            out.append("skipped runs: run the same command again once the other process ends, or add --wait")
+            out.append(f"skipped runs: another process holds {len(self.locked)} run(s) and has not finished them: "
+                       "run the same command again once it ends, or add --wait (exit status 3 until every run is "
+                       "finished)")
         out += [f"failed: {f}" for f in self.failed]
         return out
 
@@ -143,7 +148,7 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
     tasks, first_of = [], {}
     for exp in experiments:
         for arm in [a for a in exp.arms if arms is None or a in arms]:
-            for seed in [s for s in exp.seeds if seeds is None or s in seeds]:
+            for seed in [s for s in exp.seeds_of(arm) if seeds is None or s in seeds]:
                 cfg = exp.config(arm, seed)
                 if cfg.dataset in DATASETS:
                     try:
@@ -165,9 +170,9 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
 def _check_same_config(exp: Experiment, arm: str, seed: int, cfg) -> None:
     """A run folder that holds another config (a changed parameter file) is refused before any run starts."""
     path = exp.run_dir(arm, seed) / results.CONFIG_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return
-    saved, now = results.read_json(path).get("config", {}), to_dict(cfg)
+    saved, now = results.read_run_config(path.parent)["config"], to_dict(cfg)  # damaged: RunFolderError, with the fix
     diff = config_difference(saved, now)
     if diff:
         raise ConfigError(f"{path.parent} holds a run with a different config (keys {', '.join(diff)}); allowed: "
@@ -178,7 +183,12 @@ def _check_same_config(exp: Experiment, arm: str, seed: int, cfg) -> None:
 def copy_run(src: Task, dst: Task) -> None:
     """Copy ``src``'s finished run folder to ``dst``'s (atomically: a temp folder renamed into place)."""
     a, b = src.exp.run_dir(src.arm, src.seed), dst.exp.run_dir(dst.arm, dst.seed)
+    # no link in either folder (issue 47): copytree would copy what a link points to, rmtree delete at its target
+    results.check_no_links(src.exp.results_root, a)
+    results.check_no_links(dst.exp.results_root, b)
     with results.run_lock(b, wait=True):  # another alkit run may copy or train the same folder
+        results.check_no_links(dst.exp.results_root, b)  # again, under the lock: nothing planted in between
+        results.check_no_links(dst.exp.results_root, b.with_name(f".{b.name}.copy"))
         _copy_locked(a, b, dst)
 
 
@@ -353,6 +363,7 @@ class _State:
     shared: dict[int, list[int]]
     log: object
     running: dict[int, int] = field(default_factory=dict)  # task id -> worker
+    locked: dict[int, str] = field(default_factory=dict)  # task id -> who holds it: skipped, another process trains it
     idle: list[int] = field(default_factory=list)
 
 
@@ -391,9 +402,9 @@ def _on_message(st: _State, kind: str, key: int, value) -> None:
         for j in st.shared.get(key, []) if t.finished else []:
             copy_run(t, tasks[j])
             view.line(f"copied   {t.label} -> {tasks[j].label} (same config)")
-    elif kind == "locked":
+    elif kind == "locked":  # listed at the end: finished by the other process meanwhile, or still held (_leftover)
         st.running.pop(key, None)
-        summary.locked.append(f"{tasks[key].label}: {value}")
+        st.locked[key] = value
         view.end(key, "skipped (locked)")
     elif kind == "waiting":
         view.line(f"waiting  {tasks[key].label}: another process trains it ({value})")
@@ -401,7 +412,8 @@ def _on_message(st: _State, kind: str, key: int, value) -> None:
         st.running.pop(key, None)
         summary.failed.append(f"{tasks[key].label}: {value.splitlines()[0]}")
         view.end(key, "failed")
-        st.log(f"{tasks[key].label} failed:\n{value}")
+        if "\n" in value.strip():  # a traceback; a file that could not be written is one line (the summary's)
+            st.log(f"{tasks[key].label} failed:\n{value}")
 
 
 def _hand_out(pool, st: _State, units: list[list[int]], common: dict) -> list[list[int]]:
@@ -429,8 +441,21 @@ def _hand_out(pool, st: _State, units: list[list[int]], common: dict) -> list[li
 
 
 def _leftover(st: _State) -> None:
-    """The summary's finished runs, cycles left and their estimated time."""
+    """The summary's finished runs, cycles left and their estimated time. A run skipped because another process
+    held it is read again from disk: finished by that process meanwhile (its shared copies are made now), or
+    still unfinished (:attr:`Summary.locked`: ``alkit run`` exits 3, not 0)."""
     tasks, summary = st.tasks, st.summary
+    for key, holder in st.locked.items():
+        t = tasks[key]
+        recs = read_records(t.exp.run_dir(t.arm, t.seed) / RECORDS_FILE)
+        t.done, t.stopped = len(recs), bool(recs and recs[-1].get("stopped"))
+        if t.finished:
+            who = holder[holder.find("(") + 1: holder.rfind(")")] if "(" in holder else holder
+            summary.finished_elsewhere.append(f"{t.label} ({who})")
+            for j in st.shared.get(key, []):
+                copy_run(t, tasks[j])
+        else:
+            summary.locked.append(f"{t.label}: {holder}")
     summary.finished = sum(t.finished for t in tasks)
     unfinished = [t for t in tasks if not t.finished]
     trained = [t for t in unfinished if t.same_as is None]  # shared runs are copied, not trained

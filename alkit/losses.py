@@ -147,6 +147,7 @@ def m2_unlabelled_loss(
     h: torch.Tensor | None = None,
     logits: torch.Tensor | None = None,
     reduction: str = "mean",
+    topk: int | None = None,
 ) -> torch.Tensor:
     """U(x) = sum_y q(y|x) L(x, y) - H[q(y|x)], Kingma's eq. (7) negated.
 
@@ -156,6 +157,11 @@ def m2_unlabelled_loss(
     q(y|x) logits (B, C), ``h`` the trunk features (B, F). z: one sample per
     (class, image) pair, or the mean with ``sample=False``.
     Reductions: pixels and latent dims summed per image; ``"mean"`` over the batch.
+
+    ``topk`` (k < C): a cheaper approximation for CPU schedules: the expectation runs over each image's k most
+    probable classes only, with q renormalised over them (``sum_{c in top-k} q(c|x) / Q_k * L(x, c)``), so the
+    decoder sees k*B rows instead of C*B; the entropy term stays exact. Its bias against the exact U is measured
+    by ``benchmarks/m2_topk.py`` before a profile uses it. None (default) or k >= C: the exact marginal.
     """
     B, C = x.shape[0], model.num_classes
     if h is None:
@@ -164,6 +170,8 @@ def m2_unlabelled_loss(
         logits = model.classify(x)  # (B, C)
     q = logits.softmax(1)  # (B, C)
     mu, logvar = model.encode_all_classes(h)  # (C, B, d)
+    if topk is not None and topk < C:
+        return _reduce(_unlabelled_topk(model, x, logits, q, mu, logvar, topk, beta, likelihood, sample), reduction)
     z = reparameterize(mu, logvar) if sample else mu  # (C, B, d)
     y = torch.eye(C, dtype=x.dtype, device=x.device).unsqueeze(1).expand(C, B, C)  # (C, B, C) one-hot of row c
     x_logits = model.decode(z.reshape(C * B, -1), y.reshape(C * B, C))  # (C*B, 1, 28, 28)
@@ -173,6 +181,26 @@ def m2_unlabelled_loss(
     expected = (q.t() * per_class).sum(0)  # (B,)
     entropy = -(q * F.log_softmax(logits, 1)).sum(1)  # (B,)
     return _reduce(expected - entropy, reduction)
+
+
+def _unlabelled_topk(model: M2, x, logits, q, mu, logvar, k: int, beta: float, likelihood: str, sample: bool):
+    """Per-image U(x) with the expectation over the top-``k`` classes of q(y|x), renormalised (B,)."""
+    B, C = q.shape
+    top = logits.detach().topk(k, dim=1).indices.t()  # (k, B): class of row j for each image
+    q_k = q.gather(1, top.t())  # (B, k)
+    q_k = q_k / q_k.sum(1, keepdim=True)  # renormalised over the k classes
+    idx = top.unsqueeze(-1).unsqueeze(0).expand(1, k, B, mu.shape[-1])  # gather along the class axis of (C, B, d)
+    mu_k = mu.unsqueeze(0).gather(1, idx).squeeze(0)  # (k, B, d)
+    logvar_k = logvar.unsqueeze(0).gather(1, idx).squeeze(0)  # (k, B, d)
+    z = reparameterize(mu_k, logvar_k) if sample else mu_k  # (k, B, d)
+    y = F.one_hot(top, C).to(x.dtype)  # (k, B, C)
+    x_logits = model.decode(z.reshape(k * B, -1), y.reshape(k * B, C))  # (k*B, 1, 28, 28)
+    x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * B, *x.shape[1:])  # (k*B, 1, 28, 28)
+    nll = reconstruction_nll(x_logits, x_rep, likelihood).view(k, B)  # (k, B)
+    per_class = nll + beta * gaussian_kl(mu_k, logvar_k) + math.log(C)  # (k, B)
+    expected = (q_k.t() * per_class).sum(0)  # (B,)
+    entropy = -(q * F.log_softmax(logits, 1)).sum(1)  # (B,) exact
+    return expected - entropy
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -165,9 +165,11 @@ def setting(exp, rows: Iterable[dict] = (), pool: int | None = None) -> str:
     iters = sorted({int(r["iterations_per_cycle"]) for r in rows if r.get("iterations_per_cycle")})
     schedule = ("" if not iters else f"{iters[0]:,} training iterations per cycle" if len(iters) == 1
                 else f"{iters[0]:,}–{iters[-1]:,} training iterations per cycle")
-    n = len(exp.seeds)
-    parts = [exp.profile, f"pool {pool:,}", f"{start}, +{cfg.budget:,} per cycle × {cfg.cycles}", schedule,
-             f"{n} seed{'s' if n != 1 else ''}"]
+    counts = sorted({len(exp.seeds_of(a)) for a in exp.arms}) if hasattr(exp, "seeds_of") else [len(exp.seeds)]
+    n = counts[-1]
+    seeds_text = (f"{n} seed{'s' if n != 1 else ''}" if len(counts) == 1
+                  else f"{counts[0]}–{counts[-1]} seeds per arm")
+    parts = [exp.profile, f"pool {pool:,}", f"{start}, +{cfg.budget:,} per cycle × {cfg.cycles}", schedule, seeds_text]
     if exp.oracle is None:  # an oracle session grows round by round: "partial" would say nothing
         cov = coverage(exp, list(rows))
         if cov["partial"]:

@@ -509,7 +509,7 @@ def coverage(exp, rows: list[dict]) -> dict:
     runs = []
     for arm in exp.arms:
         expected = exp.config(arm, exp.seeds[0]).cycles + 1
-        for seed in exp.seeds:
+        for seed in exp.seeds_of(arm) if hasattr(exp, "seeds_of") else exp.seeds:
             recs = present.get((arm, seed), {})
             cycles = sorted(recs)
             stopped = bool(cycles) and bool(recs[cycles[-1]].get("stopped"))

@@ -65,6 +65,18 @@ FUSED_FLAGS = ("fused_graphs",)
 #: a gain and a short accuracy check shows no loss, e.g. ``{"vaal": {"fused_optim": True}}``.
 GPU_DEFAULTS: dict[str, dict[str, object]] = {}
 
+#: learner name -> {option: value} that pay on a CPU at the study's sizes (batches of 128, the small / large CNN,
+#: VAE / M2 width 32-64), measured by ``benchmarks/bench_cpu.py`` (benchmarks/results/bench_cpu.json, 2 cores of an
+#: AMD EPYC with AVX-512-BF16, torch 2.13): bf16 + channels_last x1.62 (small CNN), x2.35 (large CNN), x1.31-1.61
+#: (VAE width 32-64), each alone x0.97-1.26; fused optimisers and torch.compile no steady gain (compile: +10-20 s
+#: cold per step). At toy sizes they lose (VAE width 4: x0.30-0.66), so :func:`resolve_speed` does NOT apply this
+#: table by itself: automatic stays off on CPU (``smoke`` and every record before it stay bit-identical), and the
+#: ``cpu`` profile's parameter files name these options explicitly (a test holds them equal to this table).
+CPU_DEFAULTS: dict[str, dict[str, object]] = {
+    name: {"bf16": True, "channels_last": True}
+    for name in ("classifier", "vaal", "tavaal", "m2", "m2_disc", "m2_vaal")
+}
+
 
 @dataclass
 class SpeedParams:

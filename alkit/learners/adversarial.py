@@ -49,6 +49,11 @@ class GenerativeParams:
     likelihood: str = "bernoulli"  # or "gaussian" (fixed sigma 0.1); VAAL used MSE
     vae_steps: int = 2  # generative steps per iteration (VAAL's num_vae_steps)
     warm_start: bool = False  # generative model (and discriminator) start from the previous cycle's
+    # iterations of the generative phase (VAE / M2 + discriminator), overriding the schedule's count: in a cycle
+    # that starts cold (gen_iterations) and in one that continues the previous cycle's models (gen_iterations_warm,
+    # needs warm_start). None = the schedule's iterations_per_cycle, as VAAL. The cpu profile's E0 / E1.
+    gen_iterations: int | None = None
+    gen_iterations_warm: int | None = None
 
 
 @dataclass
@@ -81,6 +86,22 @@ def check_generative(p) -> None:
         check_classifier_size("classifier_size", p.classifier_size)
     if getattr(p, "alpha", None) is not None and p.alpha < 0:
         raise ValueError(f"alpha must be >= 0 or None, got {p.alpha}")
+    for name in ("gen_iterations", "gen_iterations_warm"):
+        value = getattr(p, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None (the schedule's count), got {value!r}")
+    if getattr(p, "gen_iterations_warm", None) is not None and not p.warm_start:
+        raise ValueError("gen_iterations_warm needs warm_start: true (it is the length of a warm-started cycle)")
+
+
+def generative_iterations(p, n_labelled: int, n_unlabelled: int, warm: bool) -> int:
+    """Iterations of a cycle's generative phase: ``gen_iterations_warm`` in a warm-started cycle, else
+    ``gen_iterations``, else the schedule's ``iterations_per_cycle`` (VAAL: the task model's count)."""
+    if warm and getattr(p, "gen_iterations_warm", None) is not None:
+        return p.gen_iterations_warm
+    if getattr(p, "gen_iterations", None) is not None:
+        return p.gen_iterations
+    return p.iterations_per_cycle(n_labelled, n_unlabelled)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,12 +155,22 @@ def heldout_scores(logits_labelled: torch.Tensor, logits_unlabelled: torch.Tenso
 
 
 def warm_load(module: torch.nn.Module, previous, attr: str) -> bool:
-    """Load ``previous.<attr>``'s weights into ``module`` if the previous learner has a compatible one."""
-    prev = getattr(previous, attr, None) if previous is not None else None
-    if prev is None:
+    """Load the previous cycle's weights of ``attr`` into ``module`` if it has compatible ones.
+
+    ``previous``: what the loop keeps of the previous cycle's learner, ``{"modules": {attr: state_dict}, ...}``
+    (:func:`alkit.loop.module_states`; a resumed run loads it from ``learner.pt`` with ``weights_only=True``),
+    or a fitted learner itself (its ``<attr>`` module)."""
+    if previous is None:
+        return False
+    if isinstance(previous, dict):
+        state = (previous.get("modules") or {}).get(attr)
+    else:
+        prev = getattr(previous, attr, None)
+        state = prev.state_dict() if prev is not None else None
+    if state is None:
         return False
     try:
-        module.load_state_dict(prev.state_dict())
+        module.load_state_dict(state)
     except RuntimeError:  # shapes changed (e.g. another width): start cold
         return False
     return True
@@ -202,11 +233,12 @@ class GenerativeLearner(Learner):
             m.train(not flag)
 
     def _generative_phase(self, data: TrainData, held: HeldOut | None, lr: float, seed: int,
-                          validation: Validation | None = None) -> Phase:
+                          validation: Validation | None = None, warm: bool = False) -> Phase:
         """The cycle's generative phase: ``vae_steps`` generative steps (Adam ``lr``, the discriminator
         frozen), then ``disc_steps`` discriminator steps (Adam ``lr_disc``, the first on the last batches),
         per iteration; labelled batches from ``seed``, unlabelled from ``seed + 1``. ``validation``: M2's
-        check of q(y|x) and best state of the whole learner."""
+        check of q(y|x) and best state of the whole learner. ``warm``: the models continue the previous cycle's
+        (:func:`generative_iterations`)."""
         p = self.params
         n_l, n_u = len(data.x_labelled), len(data.x_unlabelled)
         gen, side = self._generative_modules(), self._side_modules()
@@ -224,7 +256,7 @@ class GenerativeLearner(Learner):
             optimizers["discriminator"] = Optim("adam", ("disc",), {"lr": p.lr_disc})
         return Phase(
             name=self.name, modules=modules, optimizers=optimizers, steps=steps,
-            iterations=p.iterations_per_cycle(n_l, n_u), batch_size=p.batch_size,
+            iterations=generative_iterations(p, n_l, n_u, warm), batch_size=p.batch_size,
             labelled=(data.x_labelled, data.y_labelled,
                       held.l_weight if held is not None else torch.ones(n_l, device=self.device)),
             seed_labelled=seed,

@@ -73,11 +73,17 @@ class M2Params(ScheduleParams, GenerativeParams, SpeedParams):
     # (val acc 0.20; alpha 10: 0.73; 50: 0.77 = the plain classifier's 0.77; Fashion-MNIST, 10 epochs)
     alpha: float | None = 50.0
     lr: float = 5e-4  # Adam on all of M2 (VAAL's VAE learning rate)
+    # the unlabelled bound's expectation over q(y|x): None = all classes (Kingma's exact marginal); k = the k most
+    # probable classes, renormalised (losses.m2_unlabelled_loss; a CPU cost lever, its bias measured first)
+    unlabelled_topk: int | None = None
 
     def __post_init__(self):
         ScheduleParams.__post_init__(self)
         check_generative(self)
         check_speed(self)
+        k = self.unlabelled_topk
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"unlabelled_topk must be an integer >= 1 or None (every class), got {k!r}")
 
 
 @dataclass
@@ -138,7 +144,8 @@ class M2Learner(GenerativeLearner):
         h = self.model.trunk(x)  # (Bl+Bu, F)
         logits = self.model.classify(x)  # (Bl+Bu, C)
         lab = m2_labelled_loss(self.model, xl, yl, beta=hp["beta"], likelihood=p.likelihood, h=h[:nl])
-        unl = m2_unlabelled_loss(self.model, xu, beta=hp["beta"], likelihood=p.likelihood, h=h[nl:], logits=logits[nl:])
+        unl = m2_unlabelled_loss(self.model, xu, beta=hp["beta"], likelihood=p.likelihood, h=h[nl:], logits=logits[nl:],
+                                 topk=p.unlabelled_topk)
         ce = classification_loss(logits[:nl], yl)
         loss = lab + unl + hp["alpha"] * ce
         return loss, {"m2_labelled_loss": lab, "m2_unlabelled_loss": unl, "task_loss": ce}, h, logits
@@ -201,7 +208,7 @@ class M2Learner(GenerativeLearner):
         best_disc = self.has_disc and getattr(p, "disc_snapshot", "best") == "best"
         keep = ("model", "disc") if best_disc else ("model",)
         check = Validation("model", keep, attr="classifier", patience=p.patience, last_key="val_acc_last")
-        result = yield self._generative_phase(data, held, p.lr, seed + 4, validation=check)
+        result = yield self._generative_phase(data, held, p.lr, seed + 4, validation=check, warm=warm)
         metrics = {**self._own_terms(result.last), "iterations": result.iterations}
         self._memo = None
         if self.has_disc:

@@ -43,6 +43,9 @@ class ScheduleParams:
     batch_size: int = 128  # labelled batch (and unlabelled batch, where a learner draws one)
     val_every: int = 1000  # validate (keep the best state) every this many iterations and after the last (VAAL: 1000)
     patience: int | None = None  # stop after this many validations without improvement; None = run every iteration
+    # a floor under the epochs' count (not under ``iterations``): the cpu profile's task model runs epochs over the
+    # labelled set, but never fewer than this many iterations (where few labels would make a cycle too short)
+    min_iterations: int | None = None
 
     def __post_init__(self):
         _check_int("epochs", self.epochs, 1)
@@ -52,18 +55,22 @@ class ScheduleParams:
             _check_int("iterations", self.iterations, 1)
         if self.patience is not None:
             _check_int("patience", self.patience, 1)
+        if self.min_iterations is not None:
+            _check_int("min_iterations", self.min_iterations, 1)
         if self.epoch_unit not in EPOCH_UNITS:
             raise ValueError(f"epoch_unit must be one of {EPOCH_UNITS}, got {self.epoch_unit!r}")
 
     def iterations_per_cycle(self, n_labelled: int, n_unlabelled: int) -> int:
         """Iterations of one cycle: ``iterations`` if set, else VAAL's ``pool * epochs // batch_size``
-        (``epoch_unit="pool"``, pool = labelled + unlabelled) or ``ceil(L / batch_size) * epochs`` ("labelled").
-        At least 1."""
+        (``epoch_unit="pool"``, pool = labelled + unlabelled) or ``ceil(L / batch_size) * epochs`` ("labelled"),
+        at least ``min_iterations`` (if set) and at least 1."""
         if self.iterations is not None:
             return self.iterations
         if self.epoch_unit == "pool":
-            return max(1, (n_labelled + n_unlabelled) * self.epochs // self.batch_size)
-        return max(1, math.ceil(n_labelled / self.batch_size)) * self.epochs
+            n = max(1, (n_labelled + n_unlabelled) * self.epochs // self.batch_size)
+        else:
+            n = max(1, math.ceil(n_labelled / self.batch_size)) * self.epochs
+        return max(n, self.min_iterations or 1)
 
     def validates_at(self, iteration: int, iterations: int) -> bool:
         """VAAL validates when ``iteration % 1000 == 0`` (iteration 0 included); we also validate after the last."""

@@ -182,7 +182,7 @@ class VAALLearner(DiscriminatorLearner):
         if p.warm_start:
             warm = warm_load(self.vae, self.previous, "vae") & warm_load(self.disc, self.previous, "disc")
         self.speed.prepare(self.vae, self.disc)
-        result = yield self._generative_phase(data, held, p.lr_vae, seed + 4)
+        result = yield self._generative_phase(data, held, p.lr_vae, seed + 4, warm=warm)
         metrics.update({**self._own_terms(result.last), "iterations": result.iterations})
         metrics.update(self._heldout_metrics(data, held))
         metrics.update(

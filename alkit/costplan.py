@@ -1,0 +1,183 @@
+"""What a profile costs before it runs, and what it cost after: ``alkit plan params/cpu/*.yaml``.
+
+For every (experiment, arm, seed) run: the trainings (cycles) left, the iterations each takes and the hours
+they will take on this machine, projected from measured per-iteration costs; beside it, for the cycles on
+disk, the seconds each one measured (the records' ``seconds``) and what the plan projected for them.
+
+Cost of one cycle = task iterations x the task model's ms per iteration (the ``classifier`` rows of the
+benchmark) + generative iterations x the generative model's ms per iteration (``vae<W>_s<k>`` / ``m2vaal<W>_s<k>``
+rows; M2 is the task model too, so an M2 cycle has generative iterations only) + a fixed cost per cycle
+(evaluation, scoring the pool, diagnostics: :data:`CYCLE_OVERHEAD_S`, or the mean measured on disk).
+The per-iteration costs come from ``benchmarks/bench_cpu.py``'s JSON (``--costs``): each row's
+``ms_per_iteration`` for the option set the run asks for (``bf16+cl`` where ``bf16`` and ``channels_last`` are
+on, else ``fp32``), the nearest width measured where the run's width was not.
+
+Iterations per cycle follow the learners' own rules (``iterations_per_cycle`` at that cycle's labels;
+``gen_iterations`` / ``gen_iterations_warm`` for the generative phase, :mod:`alkit.learners.adversarial`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, from_dict
+from .experiment import Experiment
+from .results import read_records, records_path
+
+#: seconds of a cycle outside training where nothing is measured yet (evaluate + score 55k + diagnostics)
+CYCLE_OVERHEAD_S = 15.0
+GENERATIVE = {"vaal": "vae", "tavaal": "vae", "m2": "m2vaal", "m2_disc": "m2vaal", "m2_vaal": "m2vaal"}
+
+
+@dataclass
+class RunCost:
+    exp: str
+    arm: str
+    seed: int
+    cycles: int  # trainings in the run (cycles + 1)
+    done: int  # trainings on disk
+    projected_s: list[float] = field(default_factory=list)  # per training, all of them
+    measured_s: list[float] = field(default_factory=list)  # per training on disk
+    task_iterations: list[int] = field(default_factory=list)
+    gen_iterations: list[int] = field(default_factory=list)
+    shared_with: str | None = None  # an earlier run of the same config: trained once, copied (costs nothing here)
+
+    @property
+    def left_s(self) -> float:
+        return sum(self.projected_s[self.done:])
+
+
+def load_costs(path: str | Path) -> dict[tuple[str, str], float]:
+    """(model, option set) -> ms per iteration from a ``bench_cpu.py`` JSON."""
+    try:
+        rows = json.loads(Path(path).read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--costs: {str(path)[:200]!r} is not a bench_cpu.py JSON ({type(exc).__name__}); "
+                          "allowed: the --out file of benchmarks/bench_cpu.py") from None
+    return {(r["model"], r["options"]): float(r["ms_per_iteration"]) for r in rows}
+
+
+def _option_set(params) -> str:
+    return "bf16+cl" if getattr(params, "bf16", None) and getattr(params, "channels_last", None) else "fp32"
+
+
+def _ms(costs, prefix: str, width: int | None, steps: int | None, options: str, topk: int | None = None) -> float:
+    """The cost row nearest to (width, steps) among ``prefix`` rows; steps scale the generative part linearly."""
+    cands = []
+    for (model, opt), ms in costs.items():
+        if opt != options or not model.startswith(prefix):
+            continue
+        if prefix.startswith("classifier"):
+            if model == prefix:
+                return ms
+            continue
+        m = re.fullmatch(r"(\d+)(?:k(\d+))?_s(\d+)", model[len(prefix):])
+        if not m or (int(m.group(2)) if m.group(2) else None) != topk:
+            continue
+        w, s = m.group(1), m.group(3)
+        cands.append((abs(int(w) - (width or 64)) + 100 * abs(int(s) - (steps or 2)), int(s), ms))
+    if not cands:
+        if options != "fp32":
+            return _ms(costs, prefix, width, steps, "fp32", topk)
+        raise ConfigError(f"--costs: no measured row for {prefix} ({options}); run benchmarks/bench_cpu.py")
+    _, s, ms = min(cands)
+    return ms * (steps or 2) / s if steps and steps != s else ms
+
+
+def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCLE_OVERHEAD_S) -> RunCost:
+    from .learners import LEARNERS
+
+    cfg = exp.config(arm, seed)
+    cls = LEARNERS[cfg.learner]
+    params = from_dict(cls.Params, dict(cfg.learner_params), where=f"{exp.name}.arms.{arm}.learner_params")
+    recs = read_records(records_path(exp.run_dir(arm, seed)))
+    options = _option_set(params)
+    size = getattr(params, "size", None) or getattr(params, "classifier_size", "small")
+    task_ms = _ms(costs, "classifier_large" if size == "large" else "classifier", None, None, options)
+    gen = GENERATIVE.get(cfg.learner)
+    gen_ms = _ms(costs, gen, getattr(params, "vae_width", None) or getattr(params, "width", None),
+                 getattr(params, "vae_steps", None), options, getattr(params, "unlabelled_topk", None)) if gen else 0.0
+    if gen == "m2vaal" and size == "large":  # M2's classifier is the large CNN: its step costs as the large one's
+        gen_ms += _ms(costs, "classifier_large", None, None, options) - task_ms
+    pool = (cfg.pool_size or 55_000)
+    n0 = cfg.initial.n
+    out = RunCost(exp.name, arm, seed, cfg.cycles + 1, len(recs))
+    warm = bool(getattr(params, "warm_start", False))
+    for cycle in range(cfg.cycles + 1):
+        n_l = n0 + cycle * cfg.budget
+        n_u = pool - n_l
+        it = params.iterations_per_cycle(n_l, n_u)
+        g = 0
+        if gen:
+            g = (params.gen_iterations_warm if warm and cycle > 0 and params.gen_iterations_warm is not None
+                 else params.gen_iterations if params.gen_iterations is not None else it)
+        task = 0 if cfg.learner.startswith("m2") else it
+        out.task_iterations.append(task)
+        out.gen_iterations.append(g)
+        out.projected_s.append((task * task_ms + g * gen_ms) / 1000 + overhead)
+    for r in recs:
+        sec = r.get("seconds") or {}
+        out.measured_s.append(float(sum(v for v in sec.values() if isinstance(v, (int, float)))))
+    return out
+
+
+def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
+    """Every run's cost; a run whose config equals an earlier one's (04's ``m2_vaal`` is 03's) costs nothing: alkit
+    run trains it once and copies it (:mod:`alkit.jobs`' shared runs)."""
+    from .config import to_dict
+    from .results import dumps
+
+    rows, seen = [], {}
+    for exp in experiments:
+        for arm in exp.arms:
+            for seed in exp.seeds_of(arm):
+                row = run_cost(exp, arm, seed, costs)
+                key = dumps({k: v for k, v in to_dict(exp.config(arm, seed)).items() if k != "device"}, sort_keys=True)
+                if key in seen:
+                    row.shared_with = seen[key]
+                    row.projected_s = [0.0] * len(row.projected_s)
+                seen.setdefault(key, f"{exp.name}/{arm}/seed{seed}")
+                rows.append(row)
+    return rows
+
+
+def report(rows: list[RunCost]) -> list[str]:
+    """Per experiment and arm: runs, trainings done / all, projected hours left, and for what is on disk the
+    measured against the projected hours of the same cycles."""
+    lines, total_left = [], 0.0
+    by = {}
+    for r in rows:
+        by.setdefault(r.exp, {}).setdefault(r.arm, []).append(r)
+    header = (f"{'experiment / arm':44s} {'seeds':>5s} {'cycles done/all':>15s} {'iter/cycle (task+gen)':>22s} "
+              f"{'h left':>7s} {'h all':>6s} {'measured h':>10s} {'projected h (same)':>18s}")
+    lines.append(header)
+    for exp, arms in by.items():
+        exp_left = 0.0
+        for arm, runs in arms.items():
+            done = sum(r.done for r in runs)
+            allc = sum(r.cycles for r in runs)
+            left = sum(r.left_s for r in runs) / 3600
+            every = sum(sum(r.projected_s) for r in runs) / 3600
+            meas = sum(sum(r.measured_s) for r in runs) / 3600
+            proj_same = sum(sum(r.projected_s[: r.done]) for r in runs) / 3600
+            r0 = runs[0]
+            iters = "copied" if all(r.shared_with for r in runs) else f"{r0.task_iterations[0]}+{r0.gen_iterations[0]}"
+            if iters != "copied" and len(set(zip(r0.task_iterations, r0.gen_iterations))) > 1:
+                iters += f" .. {r0.task_iterations[-1]}+{r0.gen_iterations[-1]}"
+            lines.append(f"{exp + ' / ' + arm:44s} {len(runs):5d} {f'{done}/{allc}':>15s} {iters:>22s} {left:7.2f} "
+                         f"{every:6.2f} {meas if done else float('nan'):10.2f} {proj_same if done else float('nan'):18.2f}")
+            exp_left += left
+        lines.append(f"{exp + ': left':44s} {'':5s} {'':15s} {'':22s} {exp_left:7.2f}")
+        total_left += exp_left
+    lines.append(f"{'total left':44s} {'':5s} {'':15s} {'':22s} {total_left:7.2f} h")
+    return lines
+
+
+def runtimes(rows: list[RunCost]) -> list[dict]:
+    """``runtimes.json``'s rows: per run, projected and measured seconds per cycle on disk, and what is left."""
+    return [{"experiment": r.exp, "arm": r.arm, "seed": r.seed, "cycles_done": r.done, "cycles": r.cycles,
+             "measured_s": [round(s, 1) for s in r.measured_s],
+             "projected_s": [round(s, 1) for s in r.projected_s[: r.done]],
+             "projected_left_s": round(r.left_s, 1)} for r in rows]
