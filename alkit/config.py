@@ -34,6 +34,9 @@ def show(value: Any, limit: int = 80) -> str:
     Built piece by piece and stopped at the limit, so a huge value, or one that a YAML alias makes look huge
     (a "billion laughs" list of lists sharing one list), costs no more than ``limit`` characters to show: the
     message of issue 47 that printed a whole expanded value never ended. Small values read as ``repr``."""
+    if isinstance(value, str) and len(value) > limit:  # a long path: its start and its end (the file's name)
+        head = limit // 3
+        return repr(value[:head] + "..." + value[-(limit - head - 6):])
     out: list[str] = []
     used = [0]
 

@@ -197,7 +197,8 @@ def _classes_of(labels: list, name: str) -> int:
 
 def _cut(text, limit: int = 80) -> str:
     text = str(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    head = limit // 3  # a long path: its start and its end (the file's name)
+    return text if len(text) <= limit else text[:head] + "..." + text[-(limit - head - 3):]
 
 
 def _validation_pick(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
