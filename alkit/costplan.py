@@ -7,7 +7,8 @@ disk, the seconds each one measured (the records' ``seconds``) and what the plan
 Cost of one cycle = task iterations x the task model's ms per iteration (the ``classifier`` rows of the
 benchmark) + generative iterations x the generative model's ms per iteration (``vae<W>_s<k>`` / ``m2vaal<W>_s<k>``
 rows; M2 is the task model too, so an M2 cycle has generative iterations only) + a fixed cost per cycle
-(evaluation, scoring the pool, diagnostics: :data:`CYCLE_OVERHEAD_S`, or the mean measured on disk).
+(evaluation, scoring the pool, diagnostics: the mean measured in the experiment's records on disk, else
+:data:`CYCLE_OVERHEAD_S`).
 The per-iteration costs come from ``benchmarks/bench_cpu.py``'s JSON (``--costs``): each row's
 ``ms_per_iteration`` for the option set the run asks for (``bf16+cl`` where ``bf16`` and ``channels_last`` are
 on, else ``fp32``), the nearest width measured where the run's width was not.
@@ -123,6 +124,18 @@ def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCL
     return out
 
 
+def measured_overhead(exp: Experiment) -> float:
+    """Mean seconds of a cycle outside training (evaluation, selection, diagnostics) over the experiment's records
+    on disk; :data:`CYCLE_OVERHEAD_S` where none is."""
+    extra = []
+    for arm in exp.arms:
+        for seed in exp.seeds_of(arm):
+            for r in read_records(records_path(exp.run_dir(arm, seed))):
+                sec = r.get("seconds") or {}
+                extra.append(sum(v for k, v in sec.items() if k != "train" and isinstance(v, (int, float))))
+    return sum(extra) / len(extra) if extra else CYCLE_OVERHEAD_S
+
+
 def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
     """Every run's cost; a run whose config equals an earlier one's (04's ``m2_vaal`` is 03's) costs nothing: alkit
     run trains it once and copies it (:mod:`alkit.jobs`' shared runs)."""
@@ -131,9 +144,10 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
 
     rows, seen = [], {}
     for exp in experiments:
+        overhead = measured_overhead(exp)
         for arm in exp.arms:
             for seed in exp.seeds_of(arm):
-                row = run_cost(exp, arm, seed, costs)
+                row = run_cost(exp, arm, seed, costs, overhead)
                 key = dumps({k: v for k, v in to_dict(exp.config(arm, seed)).items() if k != "device"}, sort_keys=True)
                 if key in seen:
                     row.shared_with = seen[key]
