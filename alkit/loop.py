@@ -236,7 +236,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
         out_dir = Path(out_dir)
         cfg_path, rec_path = results.config_path(out_dir), results.records_path(out_dir)
         if force:
-            for p in (cfg_path, rec_path, results.warm_start_path(out_dir)):
+            for p in (cfg_path, rec_path, results.warm_start_path(out_dir), results.warm_start_previous_path(out_dir)):
                 p.unlink(missing_ok=True)  # (unlink removes a link itself, never what it points to)
         # never overwrite records of an unknown config
         if not os.path.lexists(cfg_path) and results.read_records(rec_path):
@@ -249,7 +249,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
                 return records
     previous = None
     if records and _warm_start(cfg):  # before anything is written: a file that needs code to load is refused
-        previous = load_warm_start(results.warm_start_path(out_dir))
+        previous = load_warm_start_of(out_dir, records[-1]["cycle"])
     if data is None:  # before any file is written: missing, corrupt or unusable data leaves nothing behind
         data = load_data(cfg, device)
     check_simulated_data(cfg, data)
@@ -312,6 +312,19 @@ def load_warm_start(path: Path) -> dict:
     return state
 
 
+def load_warm_start_of(out_dir: Path, cycle: int) -> dict:
+    """The saved modules of ``cycle`` (the run's last recorded cycle): ``learner.pt``, or ``learner.previous.pt``
+    where the run was killed after saving the next cycle's modules and before writing its record."""
+    for path in (results.warm_start_path(out_dir), results.warm_start_previous_path(out_dir)):
+        if os.path.lexists(path):
+            state = load_warm_start(path)
+            if state.get("cycle") == cycle:
+                return state
+    raise results.RunFolderError(f"{out_dir}: no saved modules of cycle {cycle} to warm-start cycle {cycle + 1} from "
+                                 f"({results.warm_start_path(out_dir).name} missing or of another cycle); allowed: the "
+                                 "files alkit writes; fix: --force trains the run again")
+
+
 def _commit(state: _Run, rec: dict, learner) -> None:
     """Append a finished cycle's record (and the modules a warm start needs) to the run and its folder."""
     state.records.append(rec)
@@ -319,7 +332,10 @@ def _commit(state: _Run, rec: dict, learner) -> None:
     state.previous = module_states(learner, results.WARM_START_FORMAT, rec["cycle"]) if warm else None
     if state.out_dir is not None:
         if state.previous is not None:
-            results.save_tensors(results.warm_start_path(state.out_dir), state.previous)
+            path = results.warm_start_path(state.out_dir)
+            if os.path.lexists(path):  # the last recorded cycle's, until this cycle's record is on disk
+                os.replace(path, results.warm_start_previous_path(state.out_dir))
+            results.save_tensors(path, state.previous)
         results.write_records(results.records_path(state.out_dir), state.records)
 
 

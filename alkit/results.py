@@ -123,6 +123,12 @@ def warm_start_path(run: str | Path) -> Path:
     return Path(run) / "learner.pt"
 
 
+def warm_start_previous_path(run: str | Path) -> Path:
+    """The cycle before :func:`warm_start_path`'s: kept while the newer cycle's record is being written, so that a
+    run killed between the two writes resumes from the modules of its last recorded cycle."""
+    return Path(run) / "learner.previous.pt"
+
+
 def norm_comparison_path(folder: str | Path) -> Path:
     """The cached exact-vs-approximate norm comparison of an experiment (:func:`alkit.derive.norm_comparison`)."""
     return Path(folder) / NORM_COMPARISON_FILE

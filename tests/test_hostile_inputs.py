@@ -236,6 +236,21 @@ def test_s1_a_warm_started_run_resumed_from_state_dicts_gives_the_uninterrupted_
     resumed = loop.run(cfg(save_learner=True), tmp_path / "crashed", data=data, progress=False)
     assert strip(resumed) == strip(reference)
 
+    # killed between saving cycle 2's modules and writing cycle 2's record: learner.pt is cycle 2's, the record
+    # ends at cycle 1; the resume warm-starts from learner.previous.pt (cycle 1's) and gives the same records
+    late = tmp_path / "late"
+    loop.run(cfg(), late, data=data, progress=False)
+    rec_path = results.records_path(late)
+    rec_path.write_text("".join(rec_path.read_text().splitlines(keepends=True)[:2]))
+    assert torch.load(results.warm_start_path(late), weights_only=True)["cycle"] == 2
+    assert torch.load(results.warm_start_previous_path(late), weights_only=True)["cycle"] == 1
+    assert strip(loop.run(cfg(), late, data=data, progress=False)) == strip(reference)
+    # with neither file of cycle 1 left, one clear refusal, nothing trained
+    rec_path.write_text("".join(rec_path.read_text().splitlines(keepends=True)[:2]))
+    results.warm_start_previous_path(late).unlink()
+    with pytest.raises(results.RunFolderError, match="no saved modules of cycle 1"):
+        loop.run(cfg(), late, data=data, progress=False)
+
 
 # ------------------------------------------------------------------------------------------- S2. learners/cycleNN.pt
 
