@@ -15,7 +15,9 @@ from pathlib import Path
 
 
 def records(path: Path) -> dict[int, dict]:
-    return {r["cycle"]: r for r in map(json.loads, path.read_text().splitlines()) if r.strip()} if path.exists() else {}
+    if not path.exists():
+        return {}
+    return {r["cycle"]: r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
 
 
 def main(argv=None) -> None:
@@ -24,6 +26,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args(argv)
     root = Path(args.results)
+    diffs: dict[int, list] = {}
     print("| seed | cycle | labels | AUC warm | AUC cold | test warm | test cold | overlap | classes warm | classes cold |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in map(int, args.seeds.split(",")):
@@ -32,10 +35,20 @@ def main(argv=None) -> None:
         for c in sorted(set(warm) & set(cold)):
             w, k = warm[c], cold[c]
             sw, sk = set(w.get("selected") or []), set(k.get("selected") or [])
-            overlap = f"{len(sw & sk) / max(len(sw), 1):.2f}" if sw else "-"
+            overlap = f"{len(sw & sk) / max(len(sw), 1):.2f}" if sw and sk else "-"
+            if c > 0:
+                diffs.setdefault(c, []).append((w.get("disc_auc_heldout", float("nan")) - k.get("disc_auc_heldout", float("nan")),
+                                                100 * (w["test_acc"] - k["test_acc"]),
+                                                len(sw & sk) / max(len(sw), 1) if sw and sk else None))
             print(f"| {seed} | {c} | {w['n_labelled']:,} | {w.get('disc_auc_heldout', float('nan')):.3f} | "
                   f"{k.get('disc_auc_heldout', float('nan')):.3f} | {100 * w['test_acc']:.2f} | {100 * k['test_acc']:.2f} | "
                   f"{overlap} | {w.get('selected_class_counts')} | {k.get('selected_class_counts')} |")
+    print()
+    for c, d in sorted(diffs.items()):
+        ov = [x[2] for x in d if x[2] is not None]
+        print(f"cycle {c} ({len(d)} seeds): AUC warm - cold {sum(x[0] for x in d) / len(d):+.3f} "
+              f"({', '.join(f'{x[0]:+.3f}' for x in d)}); test warm - cold {sum(x[1] for x in d) / len(d):+.2f} points "
+              f"({', '.join(f'{x[1]:+.2f}' for x in d)})" + (f"; selections' overlap {sum(ov) / len(ov):.2f}" if ov else ""))
 
 
 if __name__ == "__main__":
