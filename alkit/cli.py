@@ -207,7 +207,8 @@ def _plan(args) -> int:
         experiments = [load_experiment(path, results_root=args.results_root) for path in args.params]
         rows = plan_costs([e for e in experiments if not e.oracle], costs)
     except (ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc.args[0] if exc.args else exc!r}", file=sys.stderr)
+        message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print("\n".join(report(rows)))
     if args.write:

@@ -42,7 +42,8 @@ def test_generative_iterations_cold_warm_and_default():
 @pytest.mark.parametrize("kw, words", [
     ({"gen_iterations_warm": 3}, "needs warm_start"),
     ({"gen_iterations": 0}, "gen_iterations must be an integer >= 1"),
-    ({"warm_start": True, "gen_iterations_warm": 2.5}, "gen_iterations_warm must be an integer >= 1"),
+    ({"warm_start": True, "gen_iterations_warm": 2.5}, "gen_iterations_warm"),
+    ({"warm_start": True, "gen_iterations_warm": -1}, "gen_iterations_warm must be an integer >= 1"),
 ])
 def test_generative_iterations_refuse_bad_values(kw, words):
     with pytest.raises((ConfigError, ValueError), match=words):
