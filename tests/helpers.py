@@ -1,6 +1,7 @@
 """Synthetic data for fast tests: 10 classes of 28x28 images with a planted class structure."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,46 @@ def run_micro(root, **kwargs):
 
     exp = load_experiment(MICRO, results_root=str(root))
     return jobs.run_tasks(jobs.plan([exp], arms=list(MICRO_ARMS)), threads=1, progress=False, **kwargs)
+
+
+# ------------------------------------------------------------------ bad parameter files (test_safety, test_hostile_inputs)
+
+#: a micro experiment's base and arms: the parameter files the bad-input tests start from and spoil
+BASE = dict(pool_size=300, val_size=200, test_size=200, initial={"kind": "random", "n": 40}, budget=20, cycles=1,
+            device="cpu", learner_params={"iterations": 4, "batch_size": 32, "val_every": 2})
+OWN = dict(initial={"kind": "random", "n": 20}, budget=10, cycles=1, device="cpu",
+           learner_params={"iterations": 4, "batch_size": 16, "val_every": 2})
+RANDOM = {"random": {"learner": "classifier", "strategy": "random"}}
+
+
+def experiment_values(base=None, arms=None, **top) -> dict:
+    return {"name": "x", "profile": "micro", "seeds": [0], **top, "base": base if base is not None else dict(BASE),
+            "arms": arms or RANDOM}
+
+
+def snapshot(root: Path) -> dict:
+    """Every entry below ``root`` (links not followed) with what it holds: a file's bytes, a link's target, None for
+    a folder or a FIFO. Two equal snapshots: nothing was written, changed or deleted."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            out[str(p.relative_to(root))] = (os.readlink(p) if p.is_symlink() else
+                                             p.read_bytes() if p.is_file() else None)
+    return out
+
+
+def assert_one_error_and_nothing_written(tmp_path, capsys, argv, words):
+    """``alkit run argv`` in this process: exit 2, one ``error:`` line holding ``words``, nothing written."""
+    from alkit.cli import main
+
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    rc = main(["run", *argv, "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    assert snapshot(tmp_path) == before  # nothing written, inside the results root or outside it
+    return err

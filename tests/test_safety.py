@@ -23,19 +23,10 @@ from alkit.cli import main
 from alkit.config import ConfigError, safe_component, to_dict
 from alkit.experiment import load_experiment, run_one
 from alkit.results import RecordsError, load_results, read_records, run_lock
-from helpers import MICRO, MICRO_ARMS, records_without_timings
+from helpers import BASE, MICRO, MICRO_ARMS, OWN, RANDOM, assert_one_error_and_nothing_written, records_without_timings
+from helpers import experiment_values as experiment
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = dict(pool_size=300, val_size=200, test_size=200, initial={"kind": "random", "n": 40}, budget=20, cycles=1,
-            device="cpu", learner_params={"iterations": 4, "batch_size": 32, "val_every": 2})
-OWN = dict(initial={"kind": "random", "n": 20}, budget=10, cycles=1, device="cpu",
-           learner_params={"iterations": 4, "batch_size": 16, "val_every": 2})
-RANDOM = {"random": {"learner": "classifier", "strategy": "random"}}
-
-
-def experiment(base=None, arms=None, **top) -> dict:
-    return {"name": "x", "profile": "micro", "seeds": [0], **top, "base": base if base is not None else dict(BASE),
-            "arms": arms or RANDOM}
 
 
 def tree(root: Path) -> set[str]:
@@ -45,19 +36,6 @@ def tree(root: Path) -> set[str]:
 def alkit(*args, cwd=ROOT, timeout=600):
     return subprocess.run([sys.executable, "-m", "alkit", "run", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
-
-
-def assert_one_error_and_nothing_written(tmp_path, capsys, argv, words, before=None):
-    """``alkit run argv`` in this process: exit 2, one ``error:`` line holding ``words``, no new file."""
-    before = tree(tmp_path) if before is None else before
-    rc = main(["run", *argv, "--quiet"])
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    for w in words:
-        assert w in err, err
-    assert tree(tmp_path) == before  # nothing written, inside the results root or outside it
-    return err
 
 
 # ------------------------------------------------------------------------------------------- 1. paths
