@@ -87,13 +87,15 @@ def _ms(costs, prefix: str, width: int | None, steps: int | None, options: str, 
     return ms * (steps or 2) / s if steps and steps != s else ms
 
 
-def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCLE_OVERHEAD_S) -> RunCost:
+def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCLE_OVERHEAD_S,
+             recs: list[dict] | None = None) -> RunCost:
+    """One run's cost per training; ``recs``: its records on disk (read here where not given)."""
     from .learners import LEARNERS
 
     cfg = exp.config(arm, seed)
     cls = LEARNERS[cfg.learner]
     params = from_dict(cls.Params, dict(cfg.learner_params), where=f"{exp.name}.arms.{arm}.learner_params")
-    recs = read_records(records_path(exp.run_dir(arm, seed)))
+    recs = read_records(records_path(exp.run_dir(arm, seed))) if recs is None else recs
     options = _option_set(params)
     size = getattr(params, "size", None) or getattr(params, "classifier_size", "small")
     task_ms = _ms(costs, "classifier_large" if size == "large" else "classifier", None, None, options)
@@ -124,15 +126,11 @@ def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCL
     return out
 
 
-def measured_overhead(exp: Experiment) -> float:
-    """Mean seconds of a cycle outside training (evaluation, selection, diagnostics) over the experiment's records
-    on disk; :data:`CYCLE_OVERHEAD_S` where none is."""
-    extra = []
-    for arm in exp.arms:
-        for seed in exp.seeds_of(arm):
-            for r in read_records(records_path(exp.run_dir(arm, seed))):
-                sec = r.get("seconds") or {}
-                extra.append(sum(v for k, v in sec.items() if k != "train" and isinstance(v, (int, float))))
+def measured_overhead(records: list[dict]) -> float:
+    """Mean seconds of a cycle outside training (evaluation, selection, diagnostics) over ``records`` (an
+    experiment's on disk); :data:`CYCLE_OVERHEAD_S` where there are none."""
+    extra = [sum(v for k, v in (r.get("seconds") or {}).items() if k != "train" and isinstance(v, (int, float)))
+             for r in records]
     return sum(extra) / len(extra) if extra else CYCLE_OVERHEAD_S
 
 
@@ -144,16 +142,17 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
 
     rows, seen = [], {}
     for exp in experiments:
-        overhead = measured_overhead(exp)
-        for arm in exp.arms:
-            for seed in exp.seeds_of(arm):
-                row = run_cost(exp, arm, seed, costs, overhead)
-                key = dumps({k: v for k, v in to_dict(exp.config(arm, seed)).items() if k != "device"}, sort_keys=True)
-                if key in seen:
-                    row.shared_with = seen[key]
-                    row.projected_s = [0.0] * len(row.projected_s)
-                seen.setdefault(key, f"{exp.name}/{arm}/seed{seed}")
-                rows.append(row)
+        runs = {(arm, seed): read_records(records_path(exp.run_dir(arm, seed)))
+                for arm in exp.arms for seed in exp.seeds_of(arm)}
+        overhead = measured_overhead([r for recs in runs.values() for r in recs])
+        for (arm, seed), recs in runs.items():
+            row = run_cost(exp, arm, seed, costs, overhead, recs)
+            key = dumps({k: v for k, v in to_dict(exp.config(arm, seed)).items() if k != "device"}, sort_keys=True)
+            if key in seen:
+                row.shared_with = seen[key]
+                row.projected_s = [0.0] * len(row.projected_s)
+            seen.setdefault(key, f"{exp.name}/{arm}/seed{seed}")
+            rows.append(row)
     return rows
 
 
