@@ -6,7 +6,7 @@ PROFILE ?= smoke
 PY := .venv/bin/python
 STAMP := .venv/.alkit-installed
 
-.PHONY: setup figures test test-fast run clean-scratch
+.PHONY: setup figures test test-fast run site clean-scratch
 
 $(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
@@ -16,6 +16,10 @@ setup: $(STAMP)
 
 figures: setup
 	$(PY) -m alkit.batch --profile $(PROFILE) $(if $(DRAW_ONLY),--draw-only)
+
+# the static HTML site (README, docs/, executed notebooks with their interactive figures) in site/; offline
+site: setup
+	$(PY) -m alkit.site --out site
 
 # experiments only, no Jupyter (for a GPU box or a cluster); notebooks then find them finished.
 # JOBS runs at once (worker processes); TIME_LIMIT seconds per call (rerun to continue)

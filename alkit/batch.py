@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from .config import DRAW_ONLY_ENV
+from .config import DRAW_ONLY_ENV, NOTEBOOK_DIR_ENV
 from .results import atomic_write_bytes
 
 #: papermill's notebook-level and cell-level keys that change at every run (the rest, parameters and status, stays)
@@ -60,6 +60,7 @@ def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float
     cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-f", str(params), "-p", "profile", profile,
            "--cwd", str(root), "--no-progress-bar", "--log-level", "WARNING"]
     env = dict(os.environ, ALKIT_QUIET="1", PYTHONUNBUFFERED="1")
+    env[NOTEBOOK_DIR_ENV] = str(out.resolve().parent)  # notebooks/<profile>/ for an executed copy: links start there
     if draw_only:
         env[DRAW_ONLY_ENV] = "1"
     started = time.time()

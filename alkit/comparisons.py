@@ -125,10 +125,18 @@ def pairs(exp) -> list[tuple[str, str, str]]:
     return declared
 
 
+#: learner parameters that make another model of the same learner, named where a pair holds that learner fixed
+NAMED_LEARNER_PARAMS = {"detach_y_in_adversary": "with `detach_y_in_adversary`"}
+
+
 def held_fixed(exp, a: str, kind: str) -> str:
-    """What a pair shares, in words: "learner m2_vaal" or "acquisition vaal"."""
+    """What a pair shares, in words: "learner m2_vaal", "learner m2_vaal with detach_y_in_adversary" (a table cell:
+    no "|") or "acquisition vaal"."""
     cfg = exp.config(a, exp.seeds[0])
-    return f"learner `{cfg.learner}`" if kind == "acquisition" else f"acquisition `{cfg.strategy}`"
+    if kind != "acquisition":
+        return f"acquisition `{cfg.strategy}`"
+    named = [text for key, text in NAMED_LEARNER_PARAMS.items() if cfg.learner_params.get(key)]
+    return " ".join([f"learner `{cfg.learner}`", *named])
 
 
 def family(rows: Iterable[dict], exp, y: str = "test_acc", extra: Iterable[dict] = ()) -> list[dict]:

@@ -22,6 +22,8 @@ T = TypeVar("T")
 #: ``$ALKIT_DRAW_ONLY`` set to 1 (``python -m alkit.batch --draw-only``, ``make figures DRAW_ONLY=1``): notebooks
 #: draw what is on disk, train nothing (:func:`alkit.experiment.draw_only` reads it, :mod:`alkit.batch` sets it)
 DRAW_ONLY_ENV = "ALKIT_DRAW_ONLY"
+#: the folder of the notebook being executed (python -m alkit.batch sets it): its links to figure pages start there
+NOTEBOOK_DIR_ENV = "ALKIT_NOTEBOOK_DIR"
 
 
 class ConfigError(ValueError):

@@ -122,7 +122,11 @@ def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCL
         out.projected_s.append((task * task_ms + g * gen_ms) / 1000 + overhead)
     for r in recs:
         sec = r.get("seconds") or {}
-        out.measured_s.append(float(sum(v for v in sec.values() if isinstance(v, (int, float)))))
+        total = float(sum(v for v in sec.values() if isinstance(v, (int, float))))
+        if r.get("first_cycle_shared"):  # trained once for n runs: each carries the training's seconds, costs 1/n
+            train = float(sec.get("train") or 0.0)
+            total -= train - train / int(r["first_cycle_shared"])
+        out.measured_s.append(total)
     return out
 
 
@@ -136,11 +140,14 @@ def measured_overhead(records: list[dict]) -> float:
 
 def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
     """Every run's cost; a run whose config equals an earlier one's (04's ``m2_vaal`` is 03's) costs nothing: alkit
-    run trains it once and copies it (:mod:`alkit.jobs`' shared runs)."""
+    run trains it once and copies it (:mod:`alkit.jobs`' shared runs). In an experiment with ``share_first_cycle``,
+    a first cycle that an earlier run trains too (:func:`alkit.loop.first_cycle_key`) costs only its evaluation
+    and selection (the overhead): ``alkit run`` trains it once for the runs it is given together."""
     from .config import to_dict
+    from .loop import first_cycle_key
     from .results import dumps
 
-    rows, seen = [], {}
+    rows, seen, firsts = [], {}, set()
     for exp in experiments:
         runs = {(arm, seed): read_records(records_path(exp.run_dir(arm, seed)))
                 for arm in exp.arms for seed in exp.seeds_of(arm)}
@@ -151,6 +158,11 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
             if key in seen:
                 row.shared_with = seen[key]
                 row.projected_s = [0.0] * len(row.projected_s)
+            elif exp.share_first_cycle and not recs:  # shared among the runs that have not started
+                first = first_cycle_key(exp.config(arm, seed))
+                if first in firsts:
+                    row.projected_s[0] = overhead
+                firsts.add(first)
             seen.setdefault(key, f"{exp.name}/{arm}/seed{seed}")
             rows.append(row)
     return rows

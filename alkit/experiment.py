@@ -26,7 +26,8 @@ from pathlib import Path
 from . import results
 from .analysis.tables import coverage, cycle_span
 from .config import DRAW_ONLY_ENV, ConfigError, check_keys, check_results_root, from_dict, load_yaml, safe_component
-from .loop import RunConfig, check_simulated_data, load_warm_start, resolve_device, run, validate, write_run_config
+from .loop import (RunConfig, check_simulated_data, load_warm_start, resolve_device, run, share_first_cycle, validate,
+                   write_run_config)
 from .loop import run_group as loop_group  # this module's run_group runs experiments' (arm, seed) pairs
 from .own_data import load_data
 from .progress import progress_bar
@@ -51,6 +52,9 @@ class Experiment:
     #: arm -> the seeds it runs, where fewer than ``seeds`` (a subset of them): the cpu profile's claim pairs run
     #: every seed of ``seeds``, its other arms the first three
     arm_seeds: dict = field(default_factory=dict)
+    #: ``alkit run`` trains the first cycle of runs that differ only in their strategy once and shares it
+    #: (:func:`run_shared_first`): the records are those of the runs trained alone (the cpu profile's 03-05)
+    share_first_cycle: bool = False
 
     def seeds_of(self, arm: str) -> list[int]:
         """The seeds ``arm`` runs: its ``arm_seeds`` entry, else the experiment's ``seeds``."""
@@ -230,6 +234,60 @@ def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None =
     with run_locks([c[1] for c in configs], wait=wait, on_wait=on_wait):
         for k, recs in zip(where, loop_group(configs, data=datas, force=force, progress=progress, **group_kwargs)):
             out[k] = recs
+    return out
+
+
+def run_shared_first(runs: list[tuple[Experiment, str, int]], data_cache: dict | None = None, *,
+                     device: str | None = None, force: bool = False, progress: bool = False, wait: bool = False,
+                     on_wait=None, on_cycle=None, on_done=None, on_abandon=None,
+                     **run_kwargs) -> list[list[dict] | Exception]:
+    """Run the (experiment, arm, seed) ``runs``, which train one first cycle (:func:`alkit.loop.first_cycle_key`:
+    the same learner, parameters, data, initial set and seed; strategies differ), one after another, with that
+    cycle trained once (:func:`alkit.loop.share_first_cycle`, under the locks of them all), then each run's later
+    cycles as :func:`run_one` trains them. ``on_cycle(k, record)`` after each cycle written, ``on_abandon(k, error)``
+    for a cycle the time box gives up (the shared one: ``k`` of the first run), ``on_done(k, records or exception)``
+    as each run ends; returns each run's records or exception (one failing leaves the others)."""
+    cache = data_cache if data_cache is not None else {}
+    out: list = [None] * len(runs)
+    configs, datas, where = [], [], []
+    for k, (exp, arm, seed) in enumerate(runs):
+        try:
+            cfg = exp.config(arm, seed)
+            if device is not None:
+                cfg.device = device
+            data = _cached_data(cfg, cache)
+            check_simulated_data(cfg, data)
+            check_no_links(exp.results_root, exp.run_dir(arm, seed))  # issue 47: no link below the results root
+        except Exception as exc:  # noqa: BLE001  (this run cannot start; the others go on)
+            exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed}")
+            out[k] = exc
+            continue
+        datas.append(data)
+        where.append(k)
+        configs.append((cfg, exp.run_dir(arm, seed), {"experiment": exp.name, "arm": arm, "profile": exp.profile}))
+    box = {key: run_kwargs[key] for key in ("deadline", "cycle_estimate", "time_limit") if key in run_kwargs}
+    with run_locks([c[1] for c in configs], wait=wait, on_wait=on_wait):
+        firsts = share_first_cycle(configs, data=datas, force=force, progress=progress, **box,
+                                   on_cycle=None if on_cycle is None else lambda j, r: on_cycle(where[j], r),
+                                   on_abandon=None if on_abandon is None or not where else
+                                   lambda e: on_abandon(where[0], e))
+    for j, exc in enumerate(firsts):
+        if exc is not None:
+            exp, arm, seed = runs[where[j]]
+            exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed} (finished runs and cycles are kept)")
+            out[where[j]] = exc
+    for k, (exp, arm, seed) in enumerate(runs):
+        if out[k] is None and not read_records(records_path(exp.run_dir(arm, seed))):
+            out[k] = []  # its first cycle was not trained (the time box): it starts in a later call, shared again
+        elif out[k] is None:
+            try:
+                out[k] = run_one(exp, arm, seed, cache, device=device, progress=progress, wait=wait, on_wait=on_wait,
+                                 on_cycle=None if on_cycle is None else lambda r, k=k: on_cycle(k, r),
+                                 on_abandon=None if on_abandon is None else lambda e, k=k: on_abandon(k, e), **run_kwargs)
+            except Exception as exc:  # noqa: BLE001  (RunLocked included: the caller reports it per run)
+                out[k] = exc
+        if on_done is not None:
+            on_done(k, out[k])
     return out
 
 

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import plotly.offline
 
+from .config import NOTEBOOK_DIR_ENV
 from .notebook import find_root
 from .results import atomic_write_bytes
 
@@ -111,6 +112,8 @@ def save(fig: go.Figure, stem: str | Path, width: int | None = None, height: int
     rewritten: redrawing the same results leaves a git checkout clean.
     """
     width, height = _size(still or fig, width, height)
+    for f in {id(fig): fig, id(still or fig): still or fig}.values():
+        fit_subtitle(f, width)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     uid = hashlib.sha1(stem.name.encode()).hexdigest()[:6]
@@ -128,6 +131,34 @@ def save(fig: go.Figure, stem: str | Path, width: int | None = None, height: int
         _write_if_changed(stem.with_suffix(".svg"), _stable_svg_ids(svg, uid))
         paths += [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     return {"png": png, "paths": [str(p) for p in paths]}
+
+
+#: pixels per character of an 11 px subtitle (Arial's mean advance is about 0.55 em; a margin for wide glyphs)
+SUBTITLE_CHAR_PX = 6.2
+SUBTITLE_LINE_PX = 16
+
+
+def fit_subtitle(fig: go.Figure, width: int) -> None:
+    """Break ``fig``'s subtitle lines at " · " (else at spaces) so that each fits ``width`` pixels, and give the
+    top margin one line's height for each line added: a subtitle is never cut at the figure's edge."""
+    sub = fig.layout.title.subtitle.text if fig.layout.title and fig.layout.title.subtitle else None
+    if not sub:
+        return
+    chars = max(20, int((width - 30) / SUBTITLE_CHAR_PX))
+    out = []
+    for line in sub.split("<br>"):
+        while len(line) > chars:
+            cut = line.rfind(" · ", 0, chars)
+            cut = cut if cut > chars // 3 else line.rfind(" ", 0, chars)
+            if cut <= 0:
+                break
+            out.append(line[:cut])
+            line = line[cut:].lstrip(" ·")
+        out.append(line)
+    added = len(out) - (sub.count("<br>") + 1)
+    if added:
+        top = fig.layout.margin.t if fig.layout.margin and fig.layout.margin.t is not None else 100
+        fig.update_layout(title_subtitle_text="<br>".join(out), margin_t=top + SUBTITLE_LINE_PX * added)
 
 
 def _size(fig: go.Figure, width: int | None, height: int | None) -> tuple[int, int]:
@@ -208,9 +239,12 @@ def plotly_json_bytes(spec: dict) -> bytes:
 
 
 def notebook_link(html: Path) -> str:
-    """``html`` relative to ``notebooks/`` (where the committed notebooks live), else as given."""
+    """``html`` relative to the folder of the notebook being executed (``$ALKIT_NOTEBOOK_DIR``, which
+    ``python -m alkit.batch`` sets: ``notebooks/<profile>/`` for an executed copy), else to ``notebooks/`` (the
+    committed smoke notebooks); as given where neither can be found."""
     try:
-        return Path(os.path.relpath(Path(html).resolve(), find_root() / "notebooks")).as_posix()
+        start = os.environ.get(NOTEBOOK_DIR_ENV) or find_root() / "notebooks"
+        return Path(os.path.relpath(Path(html).resolve(), start)).as_posix()
     except (FileNotFoundError, ValueError):
         return Path(html).as_posix()
 

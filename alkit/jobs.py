@@ -43,7 +43,7 @@ from .data import DATASETS
 from .devices import check_devices, on_cuda
 from .experiment import Experiment
 from .engine import timebox
-from .loop import config_difference, fusion_key
+from .loop import config_difference, first_cycle_key, fusion_key
 from .results import RECORDS_FILE, read_records
 from .progress import RunsDisplay
 from .workers import InlinePool, ProcessPool
@@ -257,6 +257,27 @@ def fusion_units(tasks: list[Task], todo: list[int], fuse_max: int = FUSE_MAX) -
     return units
 
 
+def first_cycle_units(tasks: list[Task], todo: list[int]) -> list[list[int]]:
+    """The runs ``todo`` as units of work when they train alone: the runs of experiments with ``share_first_cycle``
+    that have no cycle on disk and train one first cycle (:func:`alkit.loop.first_cycle_key`: they differ only in
+    their strategy) form one unit, trained one after another with that cycle trained once
+    (:func:`alkit.experiment.run_shared_first`); in the order of each unit's first run. Every other run is a unit
+    of one."""
+    groups: dict[str, list[int]] = {}
+    units: list[list[int]] = []
+    for i in todo:
+        t = tasks[i]
+        if not t.exp.share_first_cycle or t.done:
+            units.append([i])
+            continue
+        key = first_cycle_key(t.exp.config(t.arm, t.seed))
+        if key not in groups:
+            groups[key] = []
+            units.append(groups[key])
+        groups[key].append(i)
+    return units
+
+
 # ---------------------------------------------------------------------------------------------
 # The scheduler
 # ---------------------------------------------------------------------------------------------
@@ -298,11 +319,11 @@ def run_tasks(
     summary.finished_before = sum(t.finished for t in tasks)
     shared = _share(tasks)
     todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
-    units = fusion_units(tasks, todo, fuse_max) if fused else [[i] for i in todo]
+    units = fusion_units(tasks, todo, fuse_max) if fused else first_cycle_units(tasks, todo)
     st = _State(tasks, summary, _Estimates(tasks), RunsDisplay(tasks, enabled=progress, log=log), shared, log)
     if isinstance(pool, InlinePool):
         pool.live = lambda kind, key, value: _on_message(st, kind, key, value)
-    common = {"force": force, "wait": wait, "deadline": deadline, "time_limit": time_limit}
+    common = {"force": force, "wait": wait, "deadline": deadline, "time_limit": time_limit, "share_first": not fused}
     try:
         while units or st.running:
             msg = pool.get(timeout=5.0)
@@ -429,7 +450,8 @@ def _hand_out(pool, st: _State, units: list[list[int]], common: dict) -> list[li
         for i in nxt:
             st.running[i] = worker
             st.view.start(i, pool.devices[worker] if len(nxt) == 1 else
-                          f"{pool.devices[worker] or 'its configured device'}, fused x{len(nxt)}")
+                          f"{pool.devices[worker] or 'its configured device'}, "
+                          + (f"first cycle shared x{len(nxt)}" if common["share_first"] else f"fused x{len(nxt)}"))
         payload = dict(common, estimate=st.estimates.of_unit(tasks, nxt))
         if len(nxt) == 1:
             i = nxt[0]

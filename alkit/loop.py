@@ -8,8 +8,10 @@ cycle k+1 and produces the same records: all randomness is derived from
 """
 from __future__ import annotations
 
+import copy
 import io
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -496,6 +498,124 @@ def run_group(
 PER_RUN_PARAMS = ("adversary_weight", "beta", "detach_y_in_adversary")
 #: learners whose runs fuse with another's: ``m2_disc`` is ``m2_vaal`` with the adversarial weight 0
 FUSION_FAMILY = {"m2_vaal": "m2_disc"}
+
+
+#: config keys that do not reach a run's first cycle before its selection: runs that differ only in these train
+#: the same cycle 0 (same learner, parameters, data, initial set and seed) and may share it (:func:`share_first_cycle`)
+FIRST_CYCLE_FREE = ("strategy", "strategy_params", "budget", "cycles", "candidates", "stop_disc_auc", "stop_disc_acc",
+                    "latent_sample", "save_learner", "coverage_purity")
+
+
+def first_cycle_key(cfg: RunConfig) -> str:
+    """Runs with one key train an identical cycle 0: the config without :data:`FIRST_CYCLE_FREE`, the learner's
+    parameters resolved (a default written out equals one left out), the seed included."""
+    cls = LEARNERS[cfg.learner]
+    values = {k: v for k, v in to_dict(cfg).items() if k not in FIRST_CYCLE_FREE}
+    values["learner_params"] = to_dict(from_dict(cls.Params, cfg.learner_params,
+                                                 where=f"learner_params[{cfg.learner}]")) if cls.Params else {}
+    return results.dumps(values, sort_keys=True)
+
+
+def _rng_states(device: torch.device) -> tuple:
+    """Every global random state a cycle's evaluation and selection could read after training."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda, np.random.get_state(), random.getstate()
+
+
+def _set_rng_states(states: tuple, device: torch.device) -> None:
+    cpu, cuda, np_state, py_state = states
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+
+
+def share_first_cycle(
+    runs: list[tuple[RunConfig, Path | None, dict | None]],
+    *,
+    data: list | None = None,
+    force: bool = False,
+    progress: bool = False,
+    deadline: float | None = None,
+    cycle_estimate: float | None = None,
+    time_limit: float | None = None,
+    on_cycle: Callable[[int, dict], None] | None = None,
+    on_abandon: Callable[[timebox.CycleAbandoned], None] | None = None,
+) -> list[Exception | None]:
+    """Cycle 0 of ``runs`` (``(config, folder, meta)`` each, one :func:`first_cycle_key`) trained once: the
+    learner is fitted for the first run that has no record yet, and every such run then evaluates, selects
+    and writes its own cycle-0 record from a copy of it, with the global random states the fit left, exactly
+    as it would alone (``tests/test_first_cycle.py``: records equal but timings, warm-start modules equal).
+    Each record says ``first_cycle_shared`` (how many runs shared the training) and keeps the fit's seconds.
+    Runs that are finished or have records are left as they are; :func:`run` continues every run after this.
+    Returns, per run, None or the exception that stopped it (the others go on); nothing is written for a
+    cycle the time box gives up."""
+    out: list[Exception | None] = [None] * len(runs)
+    fresh: list[tuple[int, _Run]] = []
+    for k, (cfg, out_dir, meta) in enumerate(runs):
+        try:
+            state = _open(cfg, out_dir, None if data is None else data[k], force, meta)
+        except Exception as exc:  # noqa: BLE001  (this run cannot start; the others go on)
+            out[k] = exc
+            continue
+        if isinstance(state, _Run) and not state.records:
+            fresh.append((k, state))
+    if len({first_cycle_key(s.cfg) for _, s in fresh}) > 1:  # the caller's error: nothing is left behind
+        for _, s in fresh:
+            _unstarted_leaves_no_config(s)
+        raise ValueError("share_first_cycle: the runs train different first cycles (alkit.loop.first_cycle_key)")
+    first = fresh[0][1] if fresh else None
+    if first is None or (deadline is not None and not timebox.cycle_fits(cycle_estimate, deadline, time_limit)):
+        for _, s in fresh:
+            _unstarted_leaves_no_config(s)
+        return out
+    try:
+        _train_first_shared(fresh, out, progress, deadline, on_cycle, on_abandon)
+    finally:  # however it ends (an error, the time box, an interrupt): a run with no record keeps no config.json
+        for _, s in fresh:
+            _unstarted_leaves_no_config(s)
+    return out
+
+
+def _train_first_shared(fresh: list[tuple[int, "_Run"]], out: list, progress: bool, deadline: float | None,
+                        on_cycle, on_abandon) -> None:
+    """:func:`share_first_cycle`'s work: one fit for ``fresh``'s first run, then each run's own cycle-0 record."""
+    first = fresh[0][1]
+    lab, unl = first.pool.labelled_indices(), first.pool.unlabelled_indices()
+    try:
+        with timebox.cycle_deadline(deadline):
+            learner, train = new_learner(first.cfg, first.data, lab, unl, first.device)
+            t = time.perf_counter()
+            probe = {"probe": final_probe(first.data)} if type(learner).fusable() else {}
+            metrics = learner.fit(train, seed=fit_seed(first.cfg, 0), progress=progress, **probe)
+            learner.previous = None
+            trained = time.perf_counter() - t
+    except timebox.CycleAbandoned as exc:
+        if on_abandon is not None:
+            on_abandon(exc)
+        return
+    except Exception as exc:  # noqa: BLE001  (every run of the shared training fails with it)
+        for k, _ in fresh:
+            out[k] = exc
+        return
+    states = _rng_states(first.device)
+    for n, (k, s) in enumerate(fresh):
+        try:
+            if not np.array_equal(s.pool.labelled_indices(), lab):  # one key, one initial set: a guard
+                raise ValueError(f"{s.label}: its initial set differs from {first.label}'s")
+            _set_rng_states(states, s.device)
+            own = learner if n == len(fresh) - 1 else copy.deepcopy(learner)
+            seconds = {"train": trained}
+            rec = evaluate(s.cfg, s.data, own, lab, unl, 0, dict(metrics), seconds)
+            rec = _after_fit(s.cfg, s.data, s.pool, 0, s.device, own, train, lab, unl, rec, seconds, s.out_dir)
+            rec["first_cycle_shared"] = len(fresh)
+            _commit(s, rec, own)
+        except Exception as exc:  # noqa: BLE001  (this run's selection or files; the others go on)
+            out[k] = exc
+            continue
+        if on_cycle is not None:
+            on_cycle(k, rec)
 
 
 def fusion_key(cfg: RunConfig) -> str | None:

@@ -13,6 +13,7 @@ Saving (PNG, SVG, offline HTML) is :mod:`alkit.export`; ``plots.show`` and ``plo
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -29,9 +30,16 @@ ARM_COLORS = {"random": "#1f77b4", "vaal": "#d62728", "m2_vaal": "#2ca02c", "tav
               "least_confidence": "#8c564b", "entropy": "#e377c2", "margin": "#bcbd22", "bald": "#17becf",
               "coreset": "#7f7f7f", "alg1": "#393b79", "alg2": "#e6550d", "kernel_norm_approx": "#637939",
               "kernel_norm_exact": "#b5cf6b", "network_norm": "#8ca252",
-              "m2": "#2ca02c", "m2_random": "#98df8a", "m2_vaal_detached": "#006d2c",
-              # same-learner random controls: a lighter shade of their learner's colour
-              "tavaal_random": "#c5b0d5", "m2_vaal_random": "#74c476", "m2_vaal_detached_random": "#41ab5d"}
+              "m2": "#8c564b", "m2_random": "#8c564b", "m2_vaal_detached": "#17becf",
+              # same-learner random controls alone (beside their arm they take its colour, dashed: CONTROL_OF)
+              "tavaal_random": "#9467bd", "m2_vaal_random": "#2ca02c", "m2_vaal_detached_random": "#17becf"}
+#: a random-acquisition control -> the arm whose learner it shares: drawn beside it in that arm's colour, dashed
+#: (``random`` trains VAAL's task model step for step; ``m2_random`` trains ``m2_disc``'s M2 step for step)
+CONTROL_OF = {"random": "vaal", "tavaal_random": "tavaal", "m2_vaal_random": "m2_vaal",
+              "m2_vaal_detached_random": "m2_vaal_detached", "m2_random": "m2_disc"}
+#: what a dashed line means, in the subtitle of a figure that has one
+CONTROLS_TEXT = ("dashed: random acquisition, same learner as the solid line of its colour (a seed's random "
+                 "controls draw identical batches)")
 #: the legend order of every figure: baselines first, then the VAAL family, the M2 family, the rest
 ARM_ORDER = ("random", "vaal", "tavaal", "tavaal_random", "m2", "m2_random", "m2_vaal", "m2_vaal_random",
              "m2_vaal_detached", "m2_vaal_detached_random", "m2_disc",
@@ -43,6 +51,9 @@ STUDY_STYLE = dict(line=dict(color="black", dash="dot"), marker=dict(symbol="x",
 #: the discriminator loss of alkit (mean BCE on labelled + mean BCE on unlabelled) when D outputs 0.5 everywhere
 DISC_LOSS_AT_CHANCE = 2 * math.log(2)
 SEEDS_TEXT = "thin lines: one seed each; thick: mean over seeds"
+TITLE_PAD = 12  # pixels above a figure's title
+#: legends below the plot, in rows: a legend on the right took up to half of the figure's width
+BOTTOM_LEGEND = dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=12))
 
 
 def ordered(arms: Iterable[str]) -> list[str]:
@@ -56,9 +67,29 @@ def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+#: one palette per meaning: classes take colours no method takes (Paul Tol's "muted" set, and two more) ...
+CLASS_PALETTE = ["#88ccee", "#cc6677", "#ddcc77", "#117733", "#332288", "#aa4499", "#44aa99", "#999933", "#882255",
+                 "#661100", "#6699cc", "#aaaa00"]
+#: ... and data splits are greys
+SPLIT_COLORS = {"test": "#222222", "validation": "#8a8a8a", "train": "#555555"}
+
+
+def class_color(c: int) -> str:
+    """The colour of class ``c`` in every figure (never a method's colour)."""
+    return CLASS_PALETTE[c % len(CLASS_PALETTE)]
+
+
 def arm_color(arm: str, i: int) -> str:
-    """The fixed colour of a known method, else the ``i``-th palette colour."""
-    return ARM_COLORS.get(str(arm), _color(i))
+    """The fixed colour of a known method (or a data split), else the ``i``-th palette colour."""
+    return ARM_COLORS.get(str(arm)) or SPLIT_COLORS.get(str(arm)) or _color(i)
+
+
+def arm_styles(arms: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(colour, dash) of each of ``arms`` drawn together: one hue per learner, its random control dashed
+    (:data:`CONTROL_OF`) where the arm it controls is drawn too; every other arm solid in its own colour."""
+    present = set(arms)
+    return {arm: (arm_color(CONTROL_OF[arm], i), "dash") if CONTROL_OF.get(arm) in present
+            else (arm_color(arm, i), "solid") for i, arm in enumerate(arms)}
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -74,21 +105,25 @@ def _empty(title: str, subtitle: str = "") -> go.Figure:
 def _title(title: str, subtitle: str = "") -> dict:
     # the PARTIAL note of a setting line (alkit.analysis.setting) on a line of its own: the subtitle would overflow
     subtitle = subtitle.replace(" · PARTIAL:", "<br>PARTIAL:")
-    return dict(text=title, subtitle=dict(text=subtitle, font=dict(size=11, color="#555")), x=0.01, xanchor="left")
+    # pinned to the top of the figure (plotly centres an unpinned title in the top margin, so a margin grown for
+    # panel titles moved it down onto them); _fit_top sizes the margin below it
+    return dict(text=title, subtitle=dict(text=subtitle, font=dict(size=11, color="#555")), x=0.01, xanchor="left",
+                yref="container", y=1, yanchor="top", pad=dict(t=TITLE_PAD))
 
 
 def _join(*parts: str) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def _seed_traces(rows: list[dict], arm: str, y: str, x: str, scale: float, color: str, yfn=None) -> list[go.Scatter]:
+def _seed_traces(rows: list[dict], arm: str, y: str, x: str, scale: float, color: str, yfn=None,
+                 dash: str = "solid") -> list[go.Scatter]:
     """One thin line per seed of ``arm`` (no legend entry; hover names the seed)."""
     out = []
     for (seed,), rs in sorted(analysis.group((r for r in rows if r.get("arm") == arm and r.get(y) is not None), "seed").items(),
                               key=lambda kv: analysis.seed_order(kv[0][0])):
         rs = sorted(rs, key=lambda r: r[x])
         out.append(go.Scatter(x=[r[x] for r in rs], y=[scale * r[y] for r in rs], mode="lines", showlegend=False,
-                              legendgroup=str(arm), line=dict(color=color, width=1), opacity=0.45,
+                              legendgroup=str(arm), line=dict(color=color, width=1, dash=dash), opacity=0.45,
                               hovertemplate=f"{arm}, seed {seed}<br>{x}=%{{x}}<br>%{{y:.2f}}<extra></extra>"))
     return out
 
@@ -97,25 +132,28 @@ def curves(
     rows: list[dict], y: str = "test_acc", *, title: str, ytitle: str, subtitle: str = "", x: str = "n_labelled",
     scale: float = 1.0, order: Sequence[str] | None = None, study: Mapping[int, float] | None = None,
     study_name: str = "the study (one run, reported)", chance: float | None = None, chance_text: str = "chance",
-    hlines: Sequence[tuple[float, str]] = (),
+    hlines: Sequence[tuple[float, str]] = (), study_mode: str = "lines+markers", log_x: bool = False,
 ) -> go.Figure:
     """``y`` of each record against ``x``: each seed as a thin line, the mean over seeds as a thick one, per arm.
 
     ``scale`` multiplies ``y`` (100: fractions to percent). ``study`` ({x: value}, already in the plotted
     units) is drawn as a dotted black line on the same axes when its ``x`` range meets ours, else in a
     panel of its own on the right with the same y axis (e.g. the study's 1,000-8,000 labels beside a CPU
-    run at 100-400). ``chance`` and ``hlines`` (value, text) draw dotted reference lines.
+    run at 100-400). ``chance`` and ``hlines`` (value, text) draw dotted reference lines. ``study_mode``
+    "markers" draws the study's values as points only (values it reported apart, never joined by a line);
+    ``log_x`` a logarithmic label axis (a 50-label start beside a 1,000-label anchor).
     """
     arms = ordered(order or [r["arm"] for r in rows])
     ours = [r[x] for r in rows if r.get(y) is not None]
     apart = bool(study) and bool(ours) and (max(study) < min(ours) or min(study) > max(ours))
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.7, 0.3], shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=["this run", study_name]) if apart else go.Figure()
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=["alkit", "the study, at its own labels"]) if apart else go.Figure()
     where = dict(row=1, col=1) if apart else {}
     table = analysis.curve(rows, y=y, x=x)
+    styles = arm_styles([a for a in arms if any(r.get("arm") == a for r in table)])
     for i, arm in enumerate(arms):
-        c = arm_color(arm, i)
-        for t in _seed_traces(rows, arm, y, x, scale, c):
+        c, dash = styles.get(arm, (arm_color(arm, i), "solid"))
+        for t in _seed_traces(rows, arm, y, x, scale, c, dash=dash):
             fig.add_trace(t, **where)
         rs = sorted((r for r in table if r["arm"] == arm), key=lambda r: r[x])
         if not rs:
@@ -124,20 +162,36 @@ def curves(
         seeds = f"{hi} seed{'s' if hi != 1 else ''}" if lo == hi else f"{lo}\u2013{hi} seeds"
         fig.add_trace(go.Scatter(
             x=[r[x] for r in rs], y=[scale * r["mean"] for r in rs], mode="lines+markers", legendgroup=str(arm),
-            name=f"{arm} (mean of {seeds})", line=dict(color=c, width=3),
+            name=arm if hi == 1 else f"{arm} (mean of {seeds})", line=dict(color=c, width=3, dash=dash),
             customdata=[[scale * r["std"], r["n"]] for r in rs],
             hovertemplate=f"{arm}<br>{x}=%{{x}}<br>mean %{{y:.2f}} (sd %{{customdata[0]:.2f}}, %{{customdata[1]}} seeds)<extra></extra>",
         ), **where)
     if study:
-        fig.add_trace(go.Scatter(x=list(study), y=list(study.values()), mode="lines+markers", name=study_name,
+        fig.add_trace(go.Scatter(x=list(study), y=list(study.values()), mode=study_mode, name=study_name,
                                  **STUDY_STYLE), **(dict(row=1, col=2) if apart else {}))
     for value, text in ([(chance, chance_text)] if chance is not None else []) + list(hlines):
         fig.add_hline(y=value, line_dash="dot", line_color="#666", annotation_text=text,
                       annotation_position="top left", annotation_font_size=11)
     xtitle = "labelled images" if x == "n_labelled" else x
-    fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT)), yaxis_title=ytitle, **LAYOUT)
-    fig.update_xaxes(title_text=xtitle)
+    dashed = CONTROLS_TEXT if "dash" in {d for _, d in styles.values()} else ""
+    several = any(r["n"] > 1 for r in table)  # one seed: no thin lines to explain
+    fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT if several else "") + (f"<br>{dashed}" if dashed else "")),
+                      yaxis_title=ytitle, legend=BOTTOM_LEGEND, **LAYOUT)
+    fig.update_xaxes(title_text=xtitle, tickangle=0, nticks=6)
+    if log_x:  # ticks at 1-2-5 steps only (plotly's log axis labels every minor digit)
+        xs = ours + list(study or {})
+        vals = [v * 10 ** e for e in range(0, 7) for v in (1, 2, 5) if min(xs) <= v * 10 ** e <= max(xs)]
+        fig.update_xaxes(type="log", tickvals=vals, ticktext=[f"{v:,}" for v in vals])
+    _fit_top(fig, panel_lines=1 if apart else 0)
     return fig
+
+
+def _fit_top(fig: go.Figure, panel_lines: int = 0) -> None:
+    """A top margin that holds the title, every subtitle line and ``panel_lines`` lines of the panels' own titles
+    without overprinting (:func:`alkit.export.fit_subtitle` adds a line's height for each line it wraps)."""
+    sub = fig.layout.title.subtitle.text or ""
+    lines = sub.count("<br>") + 1 if sub else 0
+    fig.update_layout(margin=dict(t=TITLE_PAD + 30 + 16 * lines + 14 + (18 * panel_lines + 6 if panel_lines else 0)))
 
 
 def differences(rows: list[dict], baseline: str = "random", y: str = "test_acc", *, title: str, subtitle: str = "",
@@ -167,40 +221,82 @@ def differences(rows: list[dict], baseline: str = "random", y: str = "test_acc",
     return fig
 
 
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken into lines of at most about ``width`` characters at spaces (plotly's ``<br>``)."""
+    lines, line = [], ""
+    for word in str(text).split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "<br>".join(lines + [line])
+
+
+def _short_batch(name: str) -> str:
+    """"initial set" -> "start", "batch 3" -> "3", "batch 3 (2 seeds)" -> "3*": the columns of a class histogram."""
+    if name == "initial set":
+        return "start"
+    m = re.fullmatch(r"batch (\d+)( \(.*\))?", name)
+    return (m.group(1) + ("*" if m.group(2) else "")) if m else name
+
+
 def class_histograms(rows: list[dict], *, arms: Sequence[str], class_names: Sequence[str] = FASHION_CLASSES,
                      title: str = "Classes of the initial set and of each selected batch", subtitle: str = "",
                      start_classes: Sequence[int] = (), study: Mapping[str, Sequence[int]] | None = None,
                      study_name: str = "the study (one run)") -> go.Figure:
-    """One heatmap per arm: the initial labelled set, then each acquired batch (rows) x class (columns).
+    """One heatmap per arm: class (rows, every class named once, on the left) x the initial labelled set and then
+    each acquired batch (columns).
 
-    Counts are summed over seeds (the cell text); the colour is the share of its row, so the initial set
-    and the much smaller batches read on one scale. ``start_classes`` are starred. ``study`` adds a panel
-    of the study's reported counts ({row name: counts per class}).
+    Counts are summed over seeds (the cell text); the colour is the share of its column, so the initial set
+    and the much smaller batches read on one scale. ``start_classes`` are starred. Arms whose every batch is
+    identical (random controls of one seed draw the same batches whatever the learner) share one panel, named
+    so. ``study`` adds a panel of the study's reported counts ({column name: counts per class}).
     """
     arms = ordered(arms)
-    panels = [(arm, t) for arm in arms if (t := analysis.class_counts_by_cycle(rows, arm))]  # arms with no record: no panel
+    panels: list[tuple[list[str], list]] = []
+    for arm in arms:
+        table = analysis.class_counts_by_cycle(rows, arm, len(class_names))
+        if not table:  # an arm with no record: no panel
+            continue
+        same = next((p for p in panels if p[1] == table), None)
+        if same is not None:
+            same[0].append(arm)
+        else:
+            panels.append(([arm], table))
     if not panels and not study:
         return _empty(title, subtitle)
+    named = [(" = ".join(a) + (" (identical batches)" if len(a) > 1 else ""), table) for a, table in panels]
     if study:
-        panels.append((study_name, list(study.items())))
+        named.append((study_name, list(study.items())))
+    widths = [len(table) + 1 for _, table in named]
+    chars = max(12, int(110 * min(widths) / sum(widths)))  # about what a panel of that share holds at 13 px
+    titles = [_wrap(name, chars) for name, _ in named]
     names = [f"{n} ★" if i in set(start_classes) else n for i, n in enumerate(class_names)]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p for p, _ in panels], shared_yaxes=False,
-                        horizontal_spacing=0.05)
-    for j, (_, table) in enumerate(panels, 1):
-        labels = [name for name, _ in table]
-        counts = np.array([c for _, c in table], float).reshape(len(table), len(class_names))
-        share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        fig.add_trace(go.Heatmap(z=share, x=names, y=labels, zmin=0, zmax=1, coloraxis="coloraxis", text=counts,
-                                 texttemplate="%{text:.0f}", textfont=dict(size=9),
-                                 hovertemplate="%{y}<br>%{x}: %{text:.0f} images (%{z:.0%} of the row)<extra></extra>"),
-                      1, j)
-        fig.update_yaxes(autorange="reversed", showticklabels=j == 1 or (study and j == len(panels)), row=1, col=j)
-    note = "numbers: images, summed over seeds; colour: share of the row"
+    fig = make_subplots(rows=1, cols=len(named), subplot_titles=titles, shared_yaxes=True, horizontal_spacing=0.02,
+                        column_widths=[w / sum(widths) for w in widths])
+    for j, (_, table) in enumerate(named, 1):
+        columns = [_short_batch(name) for name, _ in table]
+        counts = np.array([c for _, c in table], float).reshape(len(table), len(class_names)).T
+        share = counts / np.maximum(counts.sum(0, keepdims=True), 1)
+        fig.add_trace(go.Heatmap(z=share, x=columns, y=names, zmin=0, zmax=1, coloraxis="coloraxis", text=counts,
+                                 texttemplate="%{text:.0f}", textfont=dict(size=11), xgap=1, ygap=1,
+                                 customdata=[[name for name, _ in table]] * len(names),
+                                 hovertemplate="%{customdata}<br>%{y}: %{text:.0f} images (%{z:.0%} of the column)"
+                                               "<extra></extra>"), 1, j)
+        fig.update_xaxes(tickangle=0, type="category", row=1, col=j)
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=12))
+    fig.update_annotations(font_size=13)
+    note = "numbers: images, summed over seeds; colour: share of the column; columns: the initial set, then each batch"
+    if any("*" in _short_batch(name) for _, table in named for name, _ in table):
+        note += " (* fewer seeds so far)"
     if start_classes:
         note += "; ★ classes of the initial set"
     fig.update_layout(title=_title(title, _join(subtitle, note)),
-                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="share")), **LAYOUT)
-    fig.update_xaxes(tickangle=45)
+                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=1,
+                                     colorbar=dict(title=dict(text="share", side="right"), thickness=14)), **LAYOUT)
+    _fit_top(fig, panel_lines=max(t.count("<br>") + 1 for t in titles))
+    fig.update_layout(margin_l=110)
     return fig
 
 
@@ -282,29 +378,42 @@ def confusion_slider(by_cycle: dict[str, dict[int, np.ndarray]], labels: Mapping
 
 def confusion_grid(by_cycle: dict[str, dict[int, np.ndarray]], cycles: Sequence[int], labels: Mapping[int, str] | None = None,
                    class_names: Sequence[str] = FASHION_CLASSES, title: str = "Test confusion at chosen cycles",
-                   subtitle: str = "") -> go.Figure:
-    """A grid: one row per arm, one column per chosen cycle (the static counterpart of :func:`confusion_slider`)."""
+                   subtitle: str = "", ncols: int = 4) -> go.Figure:
+    """The static counterpart of :func:`confusion_slider`: each arm's matrix at each of ``cycles``, ``ncols``
+    panels to a row. A cycle whose matrices are identical for every arm (the first cycle of arms that share a
+    learner, a start and the seeds) is one panel, "every arm", not one per arm. Rows are the true class,
+    columns the predicted one; the figure's height follows its rows (``layout.height``)."""
     arms = list(by_cycle)
     if not arms or not cycles:
         return _empty(title, subtitle)
-    titles = []
-    for arm in arms:
-        for c in cycles:
-            m = by_cycle[arm].get(c)
-            titles.append(f"{arm} · {(labels or {}).get(c, f'cycle {c}')} · acc {_accuracy_text(np.asarray(m, float))}"
-                          if m is not None else f"{arm} · no cycle {c}")
-    fig = make_subplots(rows=len(arms), cols=len(cycles), subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=0.25 / max(1, len(arms)))
-    for i, arm in enumerate(arms, 1):
-        for j, c in enumerate(cycles, 1):
-            m = by_cycle[arm].get(c)
-            if m is not None:
-                fig.add_trace(_confusion_heatmap(np.asarray(m, float), class_names), i, j)
-            fig.update_xaxes(showticklabels=i == len(arms), tickangle=-45, row=i, col=j)
-            fig.update_yaxes(autorange="reversed", showticklabels=j == 1, row=i, col=j)
+    panels = []  # (title, matrix or None)
+    for c in cycles:
+        mats = [by_cycle[arm].get(c) for arm in arms]
+        name = (labels or {}).get(c, f"cycle {c}")
+        if len(arms) > 1 and all(m is not None for m in mats) and all(np.array_equal(mats[0], m) for m in mats[1:]):
+            panels.append((f"every arm · {name} · acc {_accuracy_text(np.asarray(mats[0], float))}", mats[0]))
+            continue
+        for arm, m in zip(arms, mats):
+            panels.append((f"{arm} · {name} · acc {_accuracy_text(np.asarray(m, float))}" if m is not None
+                           else f"{arm} · no cycle {c}", m))
+    ncols = min(ncols, len(panels))
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[_wrap(p, 34) for p, _ in panels],
+                        horizontal_spacing=0.035, vertical_spacing=0.3 / nrows)
+    for k, (_, m) in enumerate(panels):
+        row, col = k // ncols + 1, k % ncols + 1
+        if m is not None:
+            fig.add_trace(_confusion_heatmap(np.asarray(m, float), class_names), row, col)
+        last_row = k + ncols >= len(panels)
+        fig.update_xaxes(showticklabels=last_row, tickangle=-45, row=row, col=col,
+                         title_text="predicted class" if last_row else None, title_standoff=4)
+        fig.update_yaxes(autorange="reversed", showticklabels=col == 1, row=row, col=col,
+                         title_text="true class" if col == 1 else None)
     fig.update_annotations(font_size=11)
-    fig.update_layout(title=_title(title, subtitle), **LAYOUT,
-                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="share")))
+    fig.update_layout(title=_title(title, subtitle), **LAYOUT, height=200 + 250 * nrows,
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
+                                     colorbar=dict(title=dict(text="share of the row", side="right"))))
+    _fit_top(fig, panel_lines=2)
     return fig
 
 
@@ -312,7 +421,8 @@ STATUS_NAMES = {0: "unlabelled (pool sample)", 1: "labelled", 2: "just selected"
 UNKNOWN_COLOR, UNKNOWN_NAME = "#bbbbbb", "class unknown"
 # selected points are open rings drawn last, so the unlabelled and labelled points under them stay visible
 STATUS_STYLE = {0: dict(size=5, opacity=0.5, symbol="circle"), 1: dict(size=6, opacity=0.85, symbol="diamond"),
-                2: dict(size=8, opacity=0.9, symbol="circle-open")}
+                2: dict(size=11, opacity=1.0, symbol="circle")}
+SELECTED_RING = dict(width=2.2, color="#000000")  # the just-selected points: filled in their class colour, ringed black
 
 
 def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION_CLASSES,
@@ -332,8 +442,8 @@ def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION
                 if not sel.any():
                     continue
                 style = dict(STATUS_STYLE[status])
-                colour, cname = (UNKNOWN_COLOR, UNKNOWN_NAME) if c < 0 else (_color(c), class_names[c])
-                line = dict(width=1.2, color=colour) if status == 2 else dict(width=0)
+                colour, cname = (UNKNOWN_COLOR, UNKNOWN_NAME) if c < 0 else (class_color(c), class_names[c])
+                line = SELECTED_RING if status == 2 else dict(width=0)
                 fig.add_trace(go.Scattergl(
                     x=p["xy"][sel, 0], y=p["xy"][sel, 1], mode="markers",
                     marker=dict(color=colour, line=line, **style),
@@ -343,11 +453,11 @@ def latent_scatter(panels: dict[str, dict], class_names: Sequence[str] = FASHION
     unknown = any((p["y"] < 0).any() for p in panels.values())
     for c, cname in [*enumerate(class_names), *([(-1, UNKNOWN_NAME)] if unknown else [])]:  # legend: colours = classes ...
         fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=cname, legendgroup=f"c{c}",
-                                   marker=dict(color=UNKNOWN_COLOR if c < 0 else _color(c), size=8, symbol="square")), 1, 1)
+                                   marker=dict(color=UNKNOWN_COLOR if c < 0 else class_color(c), size=8, symbol="square")), 1, 1)
     for status, text in STATUS_NAMES.items():  # ... and shapes = splits
         fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=text, legendgroup=f"s{status}",
-                                   marker=dict(color="#555", line=dict(width=1.6, color="#555"),
-                                               **dict(STATUS_STYLE[status], size=9, opacity=1))), 1, 1)
+                                   marker=dict(color="#bbb", line=SELECTED_RING if status == 2 else dict(width=0),
+                                               **dict(STATUS_STYLE[status], size=9 if status < 2 else 11, opacity=1))), 1, 1)
     fig.update_layout(title=_title(title, subtitle), legend=dict(itemsizing="constant"), **LAYOUT)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
@@ -428,6 +538,7 @@ def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequen
     if not coverage and not balance:
         return _empty(title, subtitle)
     arms = [a for a in ordered(order) if any(r["arm"] == a for r in coverage + balance)]
+    others = [a for a in ordered(r["arm"] for r in coverage + balance) if a not in arms]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09,
                         subplot_titles=["latent coverage of the labelled set (%)", "class entropy of the labelled set (nats)"])
     for i, arm in enumerate(arms):
@@ -443,8 +554,15 @@ def coverage_balance(coverage: list[dict], balance: list[dict], *, order: Sequen
     num_classes = num_classes or next((r["classes"] for r in balance if r.get("classes")), None)
     if num_classes:
         fig.add_hline(y=math.log(num_classes), line_dash="dot", line_color="#666", row=1, col=2,
-                      annotation_text=f"balanced: ln {num_classes}", annotation_position="bottom right",
+                      annotation_text=f"balanced: ln {num_classes}", annotation_position="top left",
                       annotation_font_size=11)
-    fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT)), **LAYOUT)
+        # from 0 (one class) to balanced: a zoomed axis (2.24-2.30 nats) made near-balanced sets look far apart
+        fig.update_yaxes(range=[0, 1.08 * math.log(num_classes)], row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    note = (f"not drawn, to keep the lines apart: {', '.join(others)} (their numbers are in the text below)"
+            if others else "")
+    fig.update_layout(title=_title(title, _join(subtitle, SEEDS_TEXT) + (f"<br>{note}" if note else "")),
+                      legend=BOTTOM_LEGEND, **LAYOUT)
     fig.update_xaxes(title_text="labelled images")
+    _fit_top(fig, panel_lines=1)
     return fig

@@ -18,7 +18,7 @@ import traceback
 import torch
 
 from . import learners, strategies  # noqa: F401  (registries: a spawned worker knows every built-in name)
-from .experiment import run_group, run_one
+from .experiment import run_group, run_one, run_shared_first
 from .plugins import import_module
 from .results import RunLocked, write_failure
 
@@ -84,9 +84,51 @@ def execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
                                "test_acc": recs[-1]["test_acc"] if recs else None})
 
 
+def _cycle_message(r: dict) -> dict:
+    return {"cycle": r["cycle"], "test_acc": r["test_acc"], "stopped": bool(r.get("stopped")),
+            "seconds": sum(r["seconds"].values())}
+
+
+def _done_message(recs: list[dict]) -> dict:
+    return {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
+            "test_acc": recs[-1]["test_acc"] if recs else None}
+
+
+def execute_shared(payload: dict, device: str | None, cache: dict, send) -> None:
+    """Runs that share their first cycle (:func:`alkit.experiment.run_shared_first`), one after another; each
+    run's end is reported as it comes, as :func:`execute` reports it."""
+    ids, members = payload["ids"], payload["members"]
+
+    def done(k: int, recs) -> None:
+        if isinstance(recs, RunLocked):
+            send("locked", ids[k], f"another process trains it ({recs.holder})")
+        elif isinstance(recs, Exception):
+            send("failed", ids[k], _failure(recs))
+        else:
+            send("done", ids[k], _done_message(recs))
+
+    try:
+        run_shared_first(members, cache, device=device, force=payload["force"], deadline=payload["deadline"],
+                         wait=payload.get("wait", False),
+                         on_wait=lambda holder: [send("waiting", tid, holder) for tid in ids],
+                         cycle_estimate=payload["estimate"], time_limit=payload["time_limit"],
+                         on_abandon=lambda k, e: send("abandoned", ids[k], {"seconds": e.seconds, "why": str(e)}),
+                         on_cycle=lambda k, r: send("cycle", ids[k], _cycle_message(r)), on_done=done)
+    except RunLocked as exc:  # another process trains one of them (the first cycle's locks: all or none)
+        for tid in ids:
+            send("locked", tid, f"another process trains a run that shares its first cycle ({exc.holder})")
+    except Exception as exc:  # noqa: BLE001  (reported per run)
+        for tid in ids:
+            send("failed", tid, _failure(exc))
+
+
 def run_payload(payload: dict, device: str | None, cache: dict, send) -> None:
-    """What a worker (a local process, this process, a Ray task) does with a payload: one run or one fused group."""
-    (execute_group if "members" in payload else execute)(payload, device, cache, send)
+    """What a worker (a local process, this process, a Ray task) does with a payload: one run, one fused group, or
+    runs that share their first cycle."""
+    if "members" not in payload:
+        execute(payload, device, cache, send)
+    else:
+        (execute_shared if payload.get("share_first") else execute_group)(payload, device, cache, send)
 
 
 def worker_main(device: str | None, threads: int | None, imports: list[str], tasks, messages, index: int) -> None:

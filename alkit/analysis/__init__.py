@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .study import (  # noqa: F401
     STUDY_1000, STUDY_1000_ARMS, STUDY_1000_NAME, STUDY_CAPACITY_ANCHORS, STUDY_CAPACITY_NAME,
-    STUDY_CAPACITY_PARAMS, STUDY_THREE_CLASS, STUDY_THREE_CLASS_SELECTIONS,
+    STUDY_CAPACITY_PARAMS, STUDY_CLAIMS, STUDY_THREE_CLASS, STUDY_THREE_CLASS_SELECTIONS,
 )
 from .tables import (  # noqa: F401
     AUBC_MIN_CYCLE, adversary_sweep, at_largest_budget, aubc, beside_study, beside_study_arms_markdown,
@@ -34,7 +34,7 @@ from .stats import (  # noqa: F401
     paired_seed_test, reconstruction_quality, versus,
 )
 from .prose import (  # noqa: F401
-    aubc_definition, checkpoint_markdown, describe_best_aubc, describe_comparison, describe_family,
+    answer, aubc_definition, checkpoint_markdown, describe_best_aubc, describe_comparison, describe_family,
     describe_largest, describe_task_model, describe_validation, describe_versus, family_markdown, grid_note,
     number_word, p_text, partial_counts, partial_note, setting, signed,
 )
@@ -42,6 +42,7 @@ from .what_we_see import (  # noqa: F401
     SWEEP_COLUMNS, describe_accuracy_change, describe_adversary_sweep, describe_against_random,
     describe_batches, describe_capacity, describe_discriminator_only, describe_latent_acquisition,
     describe_latent_map, describe_latent_maps, describe_mechanism, describe_reconstruction, describe_stopping,
+    grid_stamp,
     describe_unseen_share, describe_vaal_vs_random, unseen_share_line,
 )
 from . import lowbudget  # noqa: F401,E402  (it uses the modules above)

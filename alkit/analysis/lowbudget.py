@@ -22,7 +22,7 @@ import numpy as np
 
 from .prose import p_text, signed
 from .stats import class_entropy, compare_seeds, holm, minimum_detectable_effect
-from .tables import count_classes, differences, group, markdown_table, per_seed, seed_order
+from .tables import AUBC_MIN_CYCLE, count_classes, differences, group, markdown_table, per_seed, seed_order
 
 #: the low-budget strategies of issue 29, in the notebook's order
 NEW_ARMS = ("typiclust", "probcover", "badge")
@@ -114,9 +114,10 @@ def difference_table(rows: Iterable[dict], arms: Sequence[str] = NEW_ARMS + ("al
     labels = sorted({d["n_labelled"] for d in diffs if d["arm"] in arms})
     if not labels:
         return f"No cycles of {', '.join(arms)} and {baseline} at the same seed yet."
-    head = ["arm", *[f"{n:,} labels" for n in labels], "AUBC per seed, all cycles (%)", "AUBC mean (%)"]
+    head = ["arm", *[f"{n:,} labels" for n in labels], f"AUBC per seed, cycles ≥ {AUBC_MIN_CYCLE} (%)", "AUBC mean (%)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    per = per_seed([r for r in rows if r.get("arm") in (*arms, baseline)])
+    # the notebook's one AUBC (cycles after the first acquisition), as its table and verdict use
+    per = per_seed([r for r in rows if r.get("arm") in (*arms, baseline)], min_cycle=AUBC_MIN_CYCLE)
     for arm in [*arms, baseline]:
         cells = [arm]
         for n in labels:

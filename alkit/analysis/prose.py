@@ -91,6 +91,40 @@ def describe_comparison(d: dict, scale: float = 100, unit: str = "points") -> st
     return text + "."
 
 
+def answer(fam: list[dict], claims: Iterable[tuple[str, str]], scale: float = 100, unit: str = "points",
+           measure: str = "AUBC") -> str:
+    """The opening sentence of a "What we see" cell: the notebook's question answered by its ``claims`` (pairs of
+    the Holm-corrected family ``fam``) as far as the statistics allow -- a direction only where a pair is
+    testable (3 seeds or more) and its Holm-adjusted p is below its level, else "within noise" with the smallest
+    difference the seeds could have detected -- then, said once, the claim pairs that cannot answer yet."""
+    said, untestable, missing = [], [], []
+    for a, b in claims:
+        d = next((d for d in fam if (d["a"], d["b"]) == (a, b)), None)
+        if d is None or d.get("missing"):
+            missing.append(f"{a} vs {b}")
+        elif not d["testable"]:
+            untestable.append(f"{a} vs {b} ({d['n']} seed{'' if d['n'] == 1 else 's'})")
+        elif d["verdict"] == "within noise":
+            mde = "" if d.get("mde") is None else (f"; with {d['n']} seeds a difference below \u2248 "
+                                                   f"{scale * d['mde']:.2g} {unit} could not be seen")
+            said.append(f"{a} and {b} are within noise of each other ({a} \u2212 {b}: "
+                        f"{signed(scale * d['mean'])} {unit} of {measure}{mde})")
+        else:
+            hi, lo = (a, b) if d["mean"] > 0 else (b, a)
+            lo_ci, hi_ci = (d["ci_low"], d["ci_high"]) if d["mean"] > 0 else (-d["ci_high"], -d["ci_low"])
+            said.append(f"{hi} is higher than {lo} by {abs(scale * d['mean']):.2f} {unit} of {measure} (95% CI "
+                        f"{signed(scale * lo_ci)} to {signed(scale * hi_ci)}; {d['n']} seeds, Holm-adjusted p "
+                        f"{p_text(d['p_holm'])})")
+    parts = ["**The answer on this profile:** " + "; ".join(said) + "." if said else
+             "**This profile cannot answer the question yet.**"]
+    if untestable:
+        parts.append(f"Not testable yet (a direction needs at least {MIN_SEEDS_FOR_DIRECTION} seeds): "
+                     + ", ".join(untestable) + ".")
+    if missing:
+        parts.append("Not run yet: " + ", ".join(missing) + ".")
+    return " ".join(parts)
+
+
 def describe_versus(v: dict, scale: float = 100, unit: str = "points") -> str:
     """Two clauses for a notebook: the cycle-0 (learner) gap, then the AUBC gap after acquisition.
 

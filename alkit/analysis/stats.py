@@ -284,9 +284,11 @@ def confusion_claim_tests(relation: list[dict], arms: Iterable[str], alpha: floa
             seeds = per_seed([r for r in relation if r["arm"] == arm], y=y, summary="mean").get(arm, {})
             diffs = list(seeds.values())
             d = paired_seed_test(diffs, alpha=alpha, a=arm, b="random batch")
+            # the misclassified share in percentage points, as its figure and the batch table give it (no "unit":
+            # the family's default scale); the rank correlation in its own unit
             out.append({"a": arm, "b": "random batch", "y": y, "alpha": alpha, "seeds": list(seeds), "diffs": diffs,
                         "missing": [] if diffs else [arm], **d, "kind": f"confusion claim: {y}",
-                        "held_fixed": "learner and cycle", "unit": "(\u03c1)" if y == "rho_gain" else "(share)"})
+                        "held_fixed": "learner and cycle", **({"unit": "(\u03c1)"} if y == "rho_gain" else {})})
     return out
 
 

@@ -28,3 +28,13 @@ STUDY_THREE_CLASS_SELECTIONS = {
 STUDY_CAPACITY_PARAMS = 3_000_000
 STUDY_CAPACITY_ANCHORS = {50: 68.0, 1000: 85.0}
 STUDY_CAPACITY_NAME = "the study's ~3M model: ~68 % at 50, ~85 % at 1,000 labels (its slide, approximate)"
+
+
+#: the pairs that carry each notebook's question (the study's claims; the cpu profile runs them at 5 seeds): the
+#: opening sentence of its "What we see" (:func:`alkit.analysis.prose.answer`); the rest of its family is its table
+STUDY_CLAIMS = {
+    "02_vaal_vs_random": (("vaal", "random"), ("m2_vaal", "m2_vaal_random")),
+    "03_three_class_start": (("m2_vaal", "m2_vaal_random"), ("vaal", "random")),
+    "04_discriminator_only": (("m2_vaal", "m2_disc"), ("m2_disc", "m2_random")),
+    "05_latent_acquisition": (("alg1", "random"), ("alg2", "random")),
+}

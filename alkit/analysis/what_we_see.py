@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from .prose import (aubc_definition, describe_best_aubc, describe_comparison, describe_family, describe_largest,
-                    describe_validation, number_word)
+from .prose import (answer, aubc_definition, describe_comparison, describe_largest, describe_validation,
+                    number_word)
 from .stats import MIN_SEEDS_FOR_DIRECTION, auc_noise, compare_seeds
-from .study import STUDY_1000, STUDY_1000_ARMS, STUDY_CAPACITY_PARAMS
+from .study import STUDY_1000, STUDY_1000_ARMS, STUDY_CAPACITY_PARAMS, STUDY_CLAIMS
 from .tables import AUBC_MIN_CYCLE, beside_study, class_coverage, markdown_table, stop_decisions
 
 
@@ -26,6 +26,15 @@ def describe_reconstruction(arm: str, n_labelled: int, quality: dict, iterations
         return (head + f" — too small or too briefly trained{trained} to reconstruct: these images show the "
                 "pipeline, not the model's quality; the `paper` profile trains it at the study's scale.")
     return head + "."
+
+
+def grid_stamp(quality: dict, min_gain: float = 0.3) -> str:
+    """A second subtitle line for an image grid whose model does not reconstruct (``gain`` below ``min_gain``, as
+    :func:`describe_reconstruction` says it): what the grid can and cannot show. "" for a model that does."""
+    if not quality["gain"] < min_gain:
+        return ""
+    return (f"<br>NOT A TRAINED MODEL: it explains {100 * max(quality['gain'], 0):.0f} % of the pixel variance; the grid "
+            "shows that the pipeline runs, not what the study's VAE draws")
 
 
 def describe_accuracy_change(rows: Iterable[dict], arms: Iterable[str], seed=None, first: int = 0, last: int = 1) -> str:
@@ -60,18 +69,31 @@ def describe_latent_map(arm: str, cycle: int, summary: dict) -> str:
 def describe_latent_maps(maps: Iterable[tuple[str, int, dict]], rows: Iterable[dict], arms: Iterable[str]) -> str:
     """Notebook 01's "What we see": a :func:`describe_latent_map` line per (arm, cycle, summary) of ``maps``,
     then the task model's accuracy change (:func:`describe_accuracy_change`), as Markdown."""
+    maps = list(maps)
     lines = [describe_latent_map(arm, cycle, summary) for arm, cycle, summary in maps]
-    return "\n".join(lines + [describe_accuracy_change(rows, arms)])
+    return "\n".join([latent_maps_answer(maps), ""] + lines + [describe_accuracy_change(rows, arms)])
+
+
+def latent_maps_answer(maps: Iterable[tuple[str, int, dict]]) -> str:
+    """Notebook 01's opening sentence: how much class structure each latent map holds (its 10-nearest-neighbour
+    purity), said as an illustration: one seed's maps answer no comparison."""
+    maps = list(maps)
+    if not maps:
+        return "**This profile cannot show the latent spaces yet:** no saved latent codes on disk."
+    best = max(maps, key=lambda m: m[2]["knn_purity"])
+    lo, hi = (100 * f(m[2]["knn_purity"] for m in maps) for f in (min, max))
+    return (f"**What the maps show (one seed: an illustration, not a test):** every latent space holds class "
+            f"structure: a 10-nearest-neighbour vote on the 2-D map recovers {lo:.0f}\u2013{hi:.0f} % of the classes "
+            f"(chance \u2248 10 %), most in {best[0]}'s at cycle {best[1]} ({100 * best[2]['knn_purity']:.1f} %).")
 
 
 def describe_vaal_vs_random(rows: Iterable[dict], table: list[dict], aubc_rows: list[dict], fam: list[dict],
                             order: Iterable[str]) -> str:
-    """Notebook 02's "What we see", as Markdown: the best AUBC (:func:`alkit.analysis.prose.describe_best_aubc`,
-    corrected with the notebook's family ``fam``), each pair of the family, every arm at the largest budget
-    (``table`` of :func:`alkit.analysis.tables.curve`, arms in ``order``) and, for each arm of
+    """Notebook 02's "What we see", as Markdown: the answer of its claim pairs (:func:`alkit.analysis.prose.answer`
+    over the notebook's family ``fam``; every pair is in the family table that follows), every arm at the largest
+    budget (``table`` of :func:`alkit.analysis.tables.curve`, arms in ``order``) and, for each arm of
     :data:`alkit.analysis.study.STUDY_1000_ARMS` that meets the study's grid, its mean difference from the study."""
-    lines = [describe_best_aubc(aubc_rows, rows, min_cycle=AUBC_MIN_CYCLE, family_size=len(fam))]
-    lines += describe_family(fam)
+    lines = [answer(fam, STUDY_CLAIMS["02_vaal_vs_random"]), ""]
     lines.append("- At the largest budget (mean ± sd over seeds): " + describe_largest(table, order) + ".")
     for arm in STUDY_1000_ARMS:
         side = beside_study(table, STUDY_1000, arm=arm)
@@ -182,9 +204,8 @@ def describe_discriminator_only(fam: list[dict], rows: Iterable[dict], arms: Ite
     ``fam``, the unseen-class shares, the mechanism's measures (:func:`describe_mechanism`, where ``fam`` holds
     them) and the validation set beside the labels (``exp``: the notebook's experiment)."""
     rows, unseen = list(rows), list(unseen)
-    pairs = [d for d in fam if d["kind"] in ("acquisition", "learner")]
     mech = {d["y"]: d for d in fam if d["kind"].startswith("batch measure")}
-    lines = ["- " + aubc_definition()] + describe_family(pairs)
+    lines = [answer(fam, STUDY_CLAIMS["04_discriminator_only"]), "", "- " + aubc_definition()]
     lines.append(unseen_share_line(class_coverage(rows, unseen), arms, len(unseen)))
     if mech:
         lines += describe_mechanism(mech, plain, adv)
@@ -255,10 +276,9 @@ def describe_latent_acquisition(rows: Iterable[dict], aubc_rows: list[dict], fam
     (None: not on disk yet) and the validation set beside the labels (``exp``: the notebook's experiment)."""
     rows = list(rows)
     rank = sorted(aubc_rows, key=lambda r: -r["aubc"])
-    lines = ["- Ranking by area under the budget curve (means; an order, not a verdict): "
-             + ", ".join(f"{r['arm']} ({100 * r['aubc']:.2f} %)" for r in rank) + ".",
-             describe_best_aubc(aubc_rows, rows, min_cycle=AUBC_MIN_CYCLE, family_size=len(fam))]
-    lines += describe_family(fam)
+    lines = [answer([d for d in fam if d["kind"] == "acquisition"], STUDY_CLAIMS["05_latent_acquisition"]), "",
+             "- Ranking by area under the budget curve (means; an order, not a verdict): "
+             + ", ".join(f"{r['arm']} ({100 * r['aubc']:.2f} %)" for r in rank) + "."]
     lines += describe_batches(summary)
     if norm is not None:
         lines.append(f"- Kernel norm-based maximin: the closed form ranks the small pool with Spearman ρ = "
