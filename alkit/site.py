@@ -157,11 +157,11 @@ def build(out: Path, root: Path | None = None, log=print) -> dict:
     root = Path(root or find_root()).resolve()
     out = Path(out).resolve()
     # the folder is emptied first: only one this function made (its marker inside) or a new one, never the checkout
+    if out == root or out in root.parents:
+        raise SiteError(f"--out {out}: the checkout or a folder above it; allowed: a folder of its own")
     if out.exists() and not (out / MARKER).is_file():
         raise SiteError(f"--out {out}: exists and is not a site alkit built (no {MARKER} in it); allowed: a new "
                         "folder, or one an earlier `make site` wrote")
-    if out == root or out in root.parents:
-        raise SiteError(f"--out {out}: the checkout or a folder above it; allowed: a folder of its own")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

@@ -187,7 +187,8 @@ def test_partial_curves_name_their_seed_counts_and_leave_out_arms_without_record
                                     "selected_class_counts": [1] * 10} for s in (0, 1) for c in range(2 if s else 3)],
                                   arms=["random", "vaal"])
     assert [a.text for a in hist.layout.annotations] == ["random"]
-    assert list(hist.data[0].y) == ["initial set", "batch 1", "batch 2", "batch 3 (1 seed)"]
+    assert list(hist.data[0].x) == ["start", "1", "2", "3*"]  # "*": fewer seeds so far, said in the subtitle
+    assert "(* fewer seeds so far)" in hist.layout.title.subtitle.text
 
 
 # ------------------------------------------------------------------------------------------ empty experiment

@@ -234,7 +234,7 @@ def test_any_number_of_classes_runs_a_strategy_a_learner_and_the_notebook_analys
     assert [a.text for a in fig.layout.annotations if a.text.startswith("balanced")] == [f"balanced: ln {classes}"]
     names = [str(c) for c in range(classes)]
     heat = plots.class_histograms(rows, arms=["probcover"], class_names=names).data[0]
-    assert list(heat.x) == names and np.asarray(heat.z).shape == (2, classes)
+    assert list(heat.y) == names and np.asarray(heat.z).shape == (classes, 2)  # classes down, batches across
     # notebooks 03/04's unseen-class path: class 0 seen, the rest unseen, counted and named in the prose
     unseen = analysis.unseen_classes(rows, [0])
     assert unseen == list(range(1, classes))

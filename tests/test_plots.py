@@ -81,8 +81,14 @@ def test_a_method_keeps_its_colour_and_legend_place_whatever_else_is_plotted():
     both = plots.curves(ROWS, title="t", ytitle="y", order=["vaal", "random"])
     legend = [t for t in both.data if t.showlegend is not False]
     assert [t.name.split(" ")[0] for t in legend] == ["random", "vaal"]  # the shared order, not the given one
-    assert legend[1].line.color == plots.ARM_COLORS["vaal"] != legend[0].line.color
+    assert legend[1].line.color == plots.ARM_COLORS["vaal"] and legend[1].line.dash == "solid"
+    # random beside vaal is vaal's control (the same task model): vaal's hue, dashed; alone it is blue, solid
+    assert legend[0].line.color == plots.ARM_COLORS["vaal"] and legend[0].line.dash == "dash"
+    assert "dashed: random acquisition" in both.layout.title.subtitle.text
+    lone = plots.curves([r for r in ROWS if r["arm"] == "random"], title="t", ytitle="y")
+    assert [(t.line.color, t.line.dash) for t in lone.data if t.showlegend is not False] == [(plots.ARM_COLORS["random"], "solid")]
     assert [t.line.color for t in alone.data if t.showlegend is not False] == [plots.ARM_COLORS["vaal"]]
+    assert plots.class_color(2) not in {*plots.ARM_COLORS.values(), *plots.SPLIT_COLORS.values()}  # one palette per meaning
     assert plots.arm_color("my_strategy", 3) == plots.PALETTE[3]  # unknown arms: palette by position
     assert plots.ordered(["mine", "alg2", "random", "vaal"]) == ["random", "vaal", "alg2", "mine"]
 
@@ -146,7 +152,13 @@ def test_confusions_per_cycle_sum_seeds_and_the_slider_shows_one_cycle_at_a_time
     assert steps[1].args[0]["visible"] == [False, True, False, False, True, False]
     assert [t.visible for t in fig.data] == [False, False, True, False, False, True]  # opens at the last cycle
     grid = plots.confusion_grid(by, analysis.chosen_cycles(range(3), k=2))
-    assert analysis.chosen_cycles(range(11)) == [0, 5, 10] and len(grid.data) == 4  # 2 arms x cycles 0 and 2
+    assert analysis.chosen_cycles(range(11)) == [0, 5, 10]
+    # x and y have equal matrices at both cycles: one "every arm" panel per cycle, not one per arm
+    assert len(grid.data) == 2 and [a.text.split(" · ")[0] for a in grid.layout.annotations] == ["every arm"] * 2
+    by["y"][2] = by["y"][2] * 0 + np.eye(10)[::-1] * 6  # y differs at the last cycle: a panel per arm there
+    grid = plots.confusion_grid(by, [0, 2])
+    assert [a.text.split(" · ")[0] for a in grid.layout.annotations] == ["every arm", "x", "y"] and len(grid.data) == 3
+    assert grid.layout.yaxis.title.text == "true class" and grid.layout.height == 200 + 250
 
 
 def test_class_histograms_start_with_the_initial_set_and_star_the_start_classes():
@@ -155,9 +167,13 @@ def test_class_histograms_start_with_the_initial_set_and_star_the_start_classes(
     table = analysis.class_counts_by_cycle(rows, "v")
     assert table == [("initial set", [0, 0, 10, 0, 10, 0, 0, 10, 0, 0]), ("batch 1", [2] * 10)]
     fig = plots.class_histograms(rows, arms=["v"], start_classes=[2, 4, 7], study=analysis.STUDY_THREE_CLASS_SELECTIONS)
-    assert [x for x in fig.data[0].x if x.endswith("★")] == ["Pullover ★", "Coat ★", "Sneaker ★"]
-    assert list(fig.data[0].y) == ["initial set", "batch 1"] and fig.data[0].text[0][2] == 10
-    assert list(fig.data[1].text[0][[2, 4, 7]]) == [166, 167, 167]  # the study's initial set beside ours
+    # every class named, once, down the left; one column per batch
+    assert [y for y in fig.data[0].y if y.endswith("★")] == ["Pullover ★", "Coat ★", "Sneaker ★"]
+    assert len(fig.data[0].y) == 10 and list(fig.data[0].x) == ["start", "1"] and fig.data[0].text[2][0] == 10
+    assert [fig.data[1].text[c][0] for c in (2, 4, 7)] == [166, 167, 167]  # the study's initial set beside ours
+    same = rows + [dict(r, arm="w") for r in rows]  # two arms with identical batches share one panel
+    merged = plots.class_histograms(same, arms=["v", "w"])
+    assert len(merged.data) == 1 and "v = w" in merged.layout.annotations[0].text
     assert all(sum(v) == 64 for k, v in analysis.STUDY_THREE_CLASS_SELECTIONS.items() if k != "initial set")
     assert "summed over seeds" in fig.layout.title.subtitle.text
 
