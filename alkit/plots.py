@@ -329,7 +329,8 @@ def confusion_matrices(mats: dict[str, np.ndarray], class_names: Sequence[str] =
         fig.update_xaxes(showticklabels=k + ncols >= len(names), tickangle=-45, row=row, col=col)
         fig.update_yaxes(autorange="reversed", showticklabels=col == 1, row=row, col=col)
     fig.update_layout(title=_title(title, subtitle), coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
-                                                                    colorbar=dict(title="share")), **LAYOUT)
+                                                                    colorbar=dict(title=dict(text="share of the row",
+                                                                                             side="right"))), **LAYOUT)
     return fig
 
 
@@ -372,7 +373,8 @@ def confusion_slider(by_cycle: dict[str, dict[int, np.ndarray]], labels: Mapping
     fig.update_layout(annotations=steps[-1]["args"][1]["annotations"] if steps else base_notes,
                       sliders=[dict(active=len(steps) - 1, steps=steps, pad=dict(t=40), currentvalue=dict(prefix=""))],
                       title=_title(title, subtitle), **LAYOUT,
-                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="share")))
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
+                                     colorbar=dict(title=dict(text="share of the row", side="right"))))
     return fig
 
 

@@ -71,7 +71,7 @@ def test_a_folder_the_site_did_not_make_is_never_emptied(tmp_path, capsys):
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
-@pytest.mark.parametrize("page", ["notebooks/03_three_class_start.html", "notebooks/cpu/02_vaal_vs_random.html"])
+@pytest.mark.parametrize("page", ["notebooks/03_three_class_start.html", "notebooks/paper/02_vaal_vs_random.html"])
 def test_a_notebook_page_draws_its_figures_with_no_network(built, page):
     out, info = built
     n = info["figures"][page]
