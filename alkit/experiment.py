@@ -208,14 +208,11 @@ def _cached_data(cfg, cache: dict):
     return cache[key]
 
 
-def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None = None, *, device: str | None = None,
-              force: bool = False, progress: bool = False, wait: bool = False, on_wait=None,
-              **group_kwargs) -> list[list[dict] | Exception]:
-    """Run the (experiment, arm, seed) ``runs`` of one fusion group in lockstep (:func:`alkit.loop.run_group`):
-    each in its own run folder, exactly as :func:`run_one` lays it out; returns each run's records or exception.
-    The locks of all the group's runs are held while it trains (:func:`alkit.results.run_locks`: all or none)."""
-    cache = data_cache if data_cache is not None else {}
-    configs, datas, out, where = [], [], [None] * len(runs), []
+def _prepare(runs: list[tuple[Experiment, str, int]], cache: dict, device: str | None) -> tuple[list, list, list, list]:
+    """The runs of a group (fused, or sharing a first cycle) made ready to train together: ``(configs, datas, where,
+    out)``, with ``configs[j]`` = (config, run folder, meta) and ``datas[j]`` of run ``where[j]``; a run that cannot
+    start (its config, data or a link below the results root) gets its exception in ``out`` and the others go on."""
+    configs, datas, where, out = [], [], [], [None] * len(runs)
     for k, (exp, arm, seed) in enumerate(runs):
         try:
             cfg = exp.config(arm, seed)
@@ -231,6 +228,17 @@ def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None =
         datas.append(data)
         where.append(k)
         configs.append((cfg, exp.run_dir(arm, seed), {"experiment": exp.name, "arm": arm, "profile": exp.profile}))
+    return configs, datas, where, out
+
+
+def run_group(runs: list[tuple[Experiment, str, int]], data_cache: dict | None = None, *, device: str | None = None,
+              force: bool = False, progress: bool = False, wait: bool = False, on_wait=None,
+              **group_kwargs) -> list[list[dict] | Exception]:
+    """Run the (experiment, arm, seed) ``runs`` of one fusion group in lockstep (:func:`alkit.loop.run_group`):
+    each in its own run folder, exactly as :func:`run_one` lays it out; returns each run's records or exception.
+    The locks of all the group's runs are held while it trains (:func:`alkit.results.run_locks`: all or none)."""
+    cache = data_cache if data_cache is not None else {}
+    configs, datas, where, out = _prepare(runs, cache, device)
     with run_locks([c[1] for c in configs], wait=wait, on_wait=on_wait):
         for k, recs in zip(where, loop_group(configs, data=datas, force=force, progress=progress, **group_kwargs)):
             out[k] = recs
@@ -248,23 +256,7 @@ def run_shared_first(runs: list[tuple[Experiment, str, int]], data_cache: dict |
     for a cycle the time box gives up (the shared one: ``k`` of the first run), ``on_done(k, records or exception)``
     as each run ends; returns each run's records or exception (one failing leaves the others)."""
     cache = data_cache if data_cache is not None else {}
-    out: list = [None] * len(runs)
-    configs, datas, where = [], [], []
-    for k, (exp, arm, seed) in enumerate(runs):
-        try:
-            cfg = exp.config(arm, seed)
-            if device is not None:
-                cfg.device = device
-            data = _cached_data(cfg, cache)
-            check_simulated_data(cfg, data)
-            check_no_links(exp.results_root, exp.run_dir(arm, seed))  # issue 47: no link below the results root
-        except Exception as exc:  # noqa: BLE001  (this run cannot start; the others go on)
-            exc.add_note(f"while running {exp.name}: arm {arm!r}, seed {seed}")
-            out[k] = exc
-            continue
-        datas.append(data)
-        where.append(k)
-        configs.append((cfg, exp.run_dir(arm, seed), {"experiment": exp.name, "arm": arm, "profile": exp.profile}))
+    configs, datas, where, out = _prepare(runs, cache, device)
     box = {key: run_kwargs[key] for key in ("deadline", "cycle_estimate", "time_limit") if key in run_kwargs}
     with run_locks([c[1] for c in configs], wait=wait, on_wait=on_wait):
         firsts = share_first_cycle(configs, data=datas, force=force, progress=progress, **box,

@@ -585,12 +585,7 @@ def _train_first_shared(fresh: list[tuple[int, "_Run"]], out: list, progress: bo
     lab, unl = first.pool.labelled_indices(), first.pool.unlabelled_indices()
     try:
         with timebox.cycle_deadline(deadline):
-            learner, train = new_learner(first.cfg, first.data, lab, unl, first.device)
-            t = time.perf_counter()
-            probe = {"probe": final_probe(first.data)} if type(learner).fusable() else {}
-            metrics = learner.fit(train, seed=fit_seed(first.cfg, 0), progress=progress, **probe)
-            learner.previous = None
-            trained = time.perf_counter() - t
+            learner, train, metrics, fitted = fit(first.cfg, first.data, lab, unl, 0, first.device, progress=progress)
     except timebox.CycleAbandoned as exc:
         if on_abandon is not None:
             on_abandon(exc)
@@ -606,7 +601,7 @@ def _train_first_shared(fresh: list[tuple[int, "_Run"]], out: list, progress: bo
                 raise ValueError(f"{s.label}: its initial set differs from {first.label}'s")
             _set_rng_states(states, s.device)
             own = learner if n == len(fresh) - 1 else copy.deepcopy(learner)
-            seconds = {"train": trained}
+            seconds = dict(fitted)
             rec = evaluate(s.cfg, s.data, own, lab, unl, 0, dict(metrics), seconds)
             rec = _after_fit(s.cfg, s.data, s.pool, 0, s.device, own, train, lab, unl, rec, seconds, s.out_dir)
             rec["first_cycle_shared"] = len(fresh)
@@ -645,14 +640,20 @@ def fit_and_evaluate(cfg: RunConfig, data, lab: np.ndarray, unl: np.ndarray, cyc
     The record holds the cycle's accuracies, test confusion, labelled class counts and the learner's
     metrics. Shared by the simulated loop and the oracle session (:mod:`alkit.oracle`).
     """
+    learner, train, metrics, seconds = fit(cfg, data, lab, unl, cycle, device, previous, progress)
+    rec = evaluate(cfg, data, learner, lab, unl, cycle, metrics, seconds)
+    return rec, learner, train, seconds
+
+
+def fit(cfg: RunConfig, data, lab: np.ndarray, unl: np.ndarray, cycle: int, device, previous=None,
+        progress: bool = False):
+    """A fresh learner of ``cfg`` fitted on ``lab`` (+ ``unl``): ``(learner, train data, metrics, seconds)``."""
     learner, train = new_learner(cfg, data, lab, unl, device, previous)
     t = time.perf_counter()
     probe = {"probe": final_probe(data)} if type(learner).fusable() else {}  # a plug-in's own fit takes none
     metrics = learner.fit(train, seed=fit_seed(cfg, cycle), progress=progress, **probe)
     learner.previous = None
-    seconds = {"train": time.perf_counter() - t}
-    rec = evaluate(cfg, data, learner, lab, unl, cycle, metrics, seconds)
-    return rec, learner, train, seconds
+    return learner, train, metrics, {"train": time.perf_counter() - t}
 
 
 def final_probe(data) -> Callable[[torch.nn.Module], dict]:

@@ -25,6 +25,18 @@ from .results import RunLocked, write_failure
 
 
 
+def _cycle_message(r: dict) -> dict:
+    """What a worker reports of a written cycle record."""
+    return {"cycle": r["cycle"], "test_acc": r["test_acc"], "stopped": bool(r.get("stopped")),
+            "seconds": sum(r["seconds"].values())}
+
+
+def _done_message(recs: list[dict]) -> dict:
+    """What a worker reports of a run that ended (finished or paused by the time box)."""
+    return {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
+            "test_acc": recs[-1]["test_acc"] if recs else None}
+
+
 def execute(payload: dict, device: str | None, cache: dict, send) -> None:
     """Run one task; ``send(kind, task_id, value)`` reports each cycle and the end (done or failed)."""
     tid = payload["id"]
@@ -35,11 +47,8 @@ def execute(payload: dict, device: str | None, cache: dict, send) -> None:
                        on_wait=lambda holder: send("waiting", tid, holder),
                        time_limit=payload["time_limit"],
                        on_abandon=lambda e: send("abandoned", tid, {"seconds": e.seconds, "why": str(e)}),
-                       on_cycle=lambda r: send("cycle", tid, {"cycle": r["cycle"], "test_acc": r["test_acc"],
-                                                              "stopped": bool(r.get("stopped")),
-                                                              "seconds": sum(r["seconds"].values())}))
-        send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
-                           "test_acc": recs[-1]["test_acc"] if recs else None})
+                       on_cycle=lambda r: send("cycle", tid, _cycle_message(r)))
+        send("done", tid, _done_message(recs))
     except RunLocked as exc:  # another process trains it: skipped, not failed
         send("locked", tid, f"another process trains it ({exc.holder})")
     except Exception as exc:  # noqa: BLE001  (reported by the main process; other runs go on)
@@ -67,9 +76,7 @@ def execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
                          cycle_estimate=payload["estimate"], time_limit=payload["time_limit"],
                          on_abandon=lambda e: [send("abandoned", tid, {"seconds": e.seconds, "why": str(e)})
                                                for tid in ids],
-                         on_cycle=lambda k, r: send("cycle", ids[k], {"cycle": r["cycle"], "test_acc": r["test_acc"],
-                                                                      "stopped": bool(r.get("stopped")),
-                                                                      "seconds": sum(r["seconds"].values())}))
+                         on_cycle=lambda k, r: send("cycle", ids[k], _cycle_message(r)))
     except RunLocked as exc:  # another process trains one of them: the group is skipped, not failed
         for tid in ids:
             send("locked", tid, f"another process trains a run of its fused group ({exc.holder})")
@@ -80,18 +87,7 @@ def execute_group(payload: dict, device: str | None, cache: dict, send) -> None:
         if isinstance(recs, Exception):
             send("failed", tid, _failure(recs))
         else:
-            send("done", tid, {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
-                               "test_acc": recs[-1]["test_acc"] if recs else None})
-
-
-def _cycle_message(r: dict) -> dict:
-    return {"cycle": r["cycle"], "test_acc": r["test_acc"], "stopped": bool(r.get("stopped")),
-            "seconds": sum(r["seconds"].values())}
-
-
-def _done_message(recs: list[dict]) -> dict:
-    return {"done": len(recs), "stopped": bool(recs and recs[-1].get("stopped")),
-            "test_acc": recs[-1]["test_acc"] if recs else None}
+            send("done", tid, _done_message(recs))
 
 
 def execute_shared(payload: dict, device: str | None, cache: dict, send) -> None:
