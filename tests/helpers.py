@@ -1,7 +1,12 @@
 """Synthetic data for fast tests: 10 classes of 28x28 images with a planted class structure."""
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +142,20 @@ def assert_one_error_and_nothing_written(tmp_path, capsys, argv, words):
         assert w in err, err
     assert snapshot(tmp_path) == before  # nothing written, inside the results root or outside it
     return err
+
+
+# ------------------------------------------------------------------ headless Chromium (the browser tests)
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+def page_json(page: Path, pre_id: str, window: tuple[int, int], budget_ms: int) -> dict:
+    """Open ``page`` in headless Chromium with every host unresolvable and return the JSON that its script left in
+    ``<pre id="{pre_id}">`` (the test gave the page that script), read from the DOM Chromium dumps."""
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+         f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={budget_ms}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180)
+    found = re.search(rf'<pre id="{pre_id}">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert found, f"{page.name}: nothing measured; chromium said: {proc.stderr[-1500:]}"
+    return json.loads(html.unescape(found.group(1)))

@@ -8,19 +8,16 @@ the defects found that way (overprinted panel titles, legends over the plot) fro
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from alkit.export import plotlyjs_path
+from helpers import CHROMIUM, page_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = sorted((ROOT / "figures" / "smoke").rglob("*.html"))
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 #: overlaps smaller than this (CSS px, each way) are glyph padding, not text over text
 SLACK = 2.0
 
@@ -63,14 +60,7 @@ def boxes(html: Path, tmp: Path) -> dict:
     page.parent.mkdir(parents=True, exist_ok=True)
     plotlyjs_path(page)  # the shared plotly.js in tmp/figures/ (no network)
     page.write_text(html.read_text().replace("</body>", MEASURE % {"width": width, "height": height} + "</body>"))
-    proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
-         f"--window-size={width + 40},{height + 40}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=180)
-    found = re.search(r'<pre id="alkit-boxes">(.*?)</pre>', proc.stdout, flags=re.S)
-    assert found, f"{html.name}: no boxes measured; chromium said: {proc.stderr[-1500:]}"
-    text = found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
-    got = json.loads(text)
+    got = page_json(page, "alkit-boxes", (width + 40, height + 40), 15000)
     assert "error" not in got, f"{html.name}: {got.get('error')}"
     return got
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from alkit.export import plotlyjs_path
+from helpers import CHROMIUM
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURE = ROOT / "figures" / "smoke" / "02_vaal_vs_random" / "accuracy.html"
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
 def read_png(data: bytes) -> tuple[int, int, list[bytes]]:

@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import CHROMIUM
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 MISSING = [m for m in ("jupyterlab", "jupyterlab_widgets", "ipywidgets", "nbformat", "websocket")
            if importlib.util.find_spec(m) is None]
 BUDGET = 8  # proposed images per round

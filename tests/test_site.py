@@ -2,9 +2,7 @@
 with no network (headless Chromium, every host unresolvable), and only ever empties a folder it made itself."""
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from alkit import site
+from helpers import CHROMIUM, page_json
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 COUNT = """
 <script>
@@ -78,13 +76,7 @@ def test_a_notebook_page_draws_its_figures_with_no_network(built, page):
     assert n >= 1
     probe = out / page.replace(".html", ".probe.html")  # beside the page: its relative paths hold
     probe.write_text((out / page).read_text().replace("</body>", COUNT + "</body>"))
-    proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
-         "--window-size=1200,900", "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=180)
-    found = re.search(r'<pre id="alkit-count">(.*?)</pre>', proc.stdout, flags=re.S)
-    assert found, proc.stderr[-2000:]
-    got = json.loads(found.group(1).replace("&quot;", '"'))
+    got = page_json(probe, "alkit-count", (1200, 900), 20000)
     assert got["plotly"] == "object" and got["divs"] == n and got["drawn"] == n, got
     assert all(t > 0 for t in got["traces"]), got  # every figure has something drawn in it
 
