@@ -10,13 +10,17 @@ records on disk, partial ones included (a GPU profile's results on a laptop); or
 sessions (notebook 06), which train as they label, are skipped.
 
 An executed notebook keeps no volatile metadata (:func:`strip_volatile`: papermill's and nbclient's timestamps
-and durations, the paths it ran from), so a rerun that changes no output changes no file.
+and durations, the paths it ran from), so a rerun that changes no output changes no file. A copy written to
+another folder has its Markdown cells' relative links rebased there (:func:`rebase_links`), so that
+``[docs/method.md](../docs/method.md)`` in ``notebooks/02_*.ipynb`` still opens that file from
+``notebooks/cpu/02_*.ipynb``; the figures the code cells link are placed by ``$ALKIT_NOTEBOOK_DIR``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -73,9 +77,42 @@ def run_notebook(nb: Path, params: Path, out: Path, profile: str, timeout: float
         status, tail = "timeout", f"killed after {timeout:.0f} s"
     seconds = round(time.perf_counter() - t, 1)
     if out.exists():
+        rebase_links(out, nb.parent)
         strip_volatile(out)
     return {"notebook": nb.name, "status": status, "seconds": seconds,
             "runs_trained": _runs_written_since(root / "results" / profile / nb.stem, started), "log_tail": tail}
+
+
+#: a Markdown link's or an HTML attribute's target in a Markdown cell: ](target) or href="target" / src="target"
+_LINK = re.compile(r'(\]\()([^)\s]+)(\))|((?:href|src)=")([^"]+)(")')
+
+
+def rebase_links(path: Path, source_dir: Path) -> bool:
+    """Rewrite the relative link targets of notebook ``path``'s Markdown cells, written for a notebook in
+    ``source_dir``, so that they reach the same files from ``path``'s folder (links with a scheme, absolute paths
+    and in-page anchors stay). Rewrites the file, atomically, only if that changes it; True if rewritten."""
+    here, there = Path(source_dir).resolve(), path.resolve().parent
+    if here == there:
+        return False
+
+    def repl(m: re.Match) -> str:
+        pre, target, post = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(4), m.group(5), m.group(6))
+        if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|[/#]", target):
+            return m.group(0)
+        file, hash_, anchor = target.partition("#")
+        moved = Path(os.path.relpath(here / file, there)).as_posix()
+        return f"{pre}{moved}{hash_}{anchor}{post}"
+
+    before = path.read_bytes()
+    nb = nbformat.reads(before.decode("utf-8"), as_version=nbformat.NO_CONVERT)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _LINK.sub(repl, cell.source)
+    after = nbformat.writes(nb).encode("utf-8")
+    if after == before:
+        return False
+    atomic_write_bytes(path, after)
+    return True
 
 
 def strip_volatile(path: Path) -> bool:

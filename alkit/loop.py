@@ -57,6 +57,10 @@ class RunConfig:
     strategy: str = "random"
     strategy_params: dict = field(default_factory=dict)
     seed: int = 0  # initial set, model init, minibatch order, strategy randomness
+    # draw the initial labelled set with this seed instead of `seed` (None: `seed`): runs of seeds 0 and 1 with
+    # initial_seed 0 start from the same labels and differ in training randomness only (a default of None keeps
+    # configs written before this key resumable)
+    initial_seed: int | None = None
     device: str = "auto"  # "auto" = cuda when available, else cpu
     candidates: int | None = None  # score a seeded random subset of this many unlabelled points; None = all
     # stop acquiring once the discriminator's held-out ROC AUC <= this (the study's "stop when the discriminator is
@@ -78,6 +82,8 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}={v}: allowed a number in [0, 1] or null")
+        if self.initial_seed is not None and self.initial_seed < 0:
+            raise ValueError(f"initial_seed={self.initial_seed}: allowed a non-negative integer or null")
         if self.candidates is not None and self.candidates < self.budget:
             raise ValueError(f"candidates={self.candidates} is smaller than budget={self.budget}")
 
@@ -86,6 +92,11 @@ def derive_seed(*parts) -> int:
     """A 62-bit seed from integers/strings; independent streams for (seed, cycle, phase)."""
     ints = [p if isinstance(p, int) else int.from_bytes(str(p).encode()[:8].ljust(8, b"\0"), "little") for p in parts]
     return int(np.random.SeedSequence(ints).generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
+def initial_set_seed(cfg: RunConfig) -> int:
+    """The seed the initial labelled set is drawn with: ``initial_seed``, else the run's ``seed``."""
+    return derive_seed(cfg.seed if cfg.initial_seed is None else cfg.initial_seed, "initial")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -257,7 +268,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
     check_simulated_data(cfg, data)
     data = data.to(device) if data.x_pool.device != device else data
     y_pool = data.y_pool.cpu().numpy()
-    pool = Pool(len(y_pool), initial_labelled(y_pool, cfg.initial, derive_seed(cfg.seed, "initial"), data.num_classes))
+    pool = Pool(len(y_pool), initial_labelled(y_pool, cfg.initial, initial_set_seed(cfg), data.num_classes))
     needed = pool.n_labelled + cfg.cycles * cfg.budget
     if needed > pool.size:
         raise BudgetError(

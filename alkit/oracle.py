@@ -31,7 +31,7 @@ import torch
 
 from . import results
 from .config import ConfigError, to_dict
-from .loop import (RunConfig, check_resumable, derive_seed, fit_and_evaluate, propose, resolve_device, save_latent,
+from .loop import (RunConfig, check_resumable, fit_and_evaluate, initial_set_seed, propose, resolve_device, save_latent,
                    validate, write_run_config)
 from .own_data import load_data
 from .pool import initial_labelled
@@ -56,7 +56,7 @@ class LabelSession:
         if (truth < 0).any():  # images without labels: the labelled ones are the start
             start = np.flatnonzero(truth >= 0)
         else:
-            start = initial_labelled(truth, cfg.initial, derive_seed(cfg.seed, "initial"), self.data.num_classes)
+            start = initial_labelled(truth, cfg.initial, initial_set_seed(cfg), self.data.num_classes)
         if len(start) == 0:
             raise ConfigError(f"dataset: {cfg.dataset!r}: no labelled image to start from")
         self.initial = {int(i): int(truth[i]) for i in start}

@@ -187,6 +187,7 @@ def build(out: Path, root: Path | None = None, log=print) -> dict:
             head = ""
         else:
             body, n = notebook_html(src)
+            body = _link_pages(body, src.parent, page, {s.resolve(): p for _, s, p in all_pages})
             figures[str(page)] = n
             head = f'<script src="{js}"></script>'
         dest.write_text(PAGE.format(title=html.escape(title), css=CSS, head=head, nav=_nav(all_pages, page), body=body))

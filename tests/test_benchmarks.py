@@ -121,3 +121,22 @@ def test_ops_are_counted_between_training_iterations_only(fmnist_dir):
     assert one["fused"] == three["fused"] and one["ratio"]["3"] < 1
     assert bench_gpu.flops_per_iteration("classifier", True, data, device, 1) == \
         bench_gpu.flops_per_iteration("classifier", True, data, device, 3) > 0
+
+
+def test_fidelity_tables_compare_the_right_runs(tmp_path):
+    """benchmarks/fidelity.py: overlap, class distance and differences from the records of each pair of runs."""
+    def write(folder: str, seed: int, selected: list[int], counts: list[int], acc: float, auc: float) -> None:
+        run = tmp_path / folder / f"seed{seed}"
+        run.mkdir(parents=True)
+        rec = {"cycle": 0, "n_labelled": 1000, "test_acc": acc, "disc_auc_heldout": auc, "selected": selected,
+               "selected_class_counts": counts, "seconds": {"train": 10.0}}
+        (run / "records.jsonl").write_text(json.dumps(rec) + "\n")
+
+    write("cpu/02_vaal_vs_random/vaal", 0, [1, 2, 3, 4], [4, 0], 0.80, 0.50)
+    write("cpu_check/paper_schedule/vaal_paper", 0, [3, 4, 5, 6], [2, 2], 0.81, 0.40)
+    write("cpu_check/training_noise/vaal", 1, [1, 2, 3, 9], [4, 0], 0.79, 0.55)
+    out = _run("benchmarks/fidelity.py", "b", "--results", str(tmp_path))
+    assert "| vaal: paper vs cpu | 0 / 0 | 0 | 1,000 | 80.00 | 81.00 | 0.500 | 0.400 | 0.500 | 0.500 |" in out
+    assert "| vaal: noise | 0 / 1 | 0 | 1,000 | 80.00 | 79.00 | 0.500 | 0.550 | 0.750 | 0.000 |" in out
+    assert "- vaal: paper vs cpu, cycle 0 (1 pair): test B − A +1.00 points" in out
+    assert "m2_vaal: paper" not in out  # runs that are not on disk give no row

@@ -313,3 +313,33 @@ def test_committed_notebooks_carry_no_volatile_metadata():
             stamps = {"execution"} & set(meta) | set(meta.get("papermill", {})) & {"start_time", "end_time", "duration",
                                                                                    "input_path", "output_path"}
             assert not stamps, f"{path.name}: volatile metadata {sorted(stamps)}: run python -m alkit.batch (it strips them)"
+
+
+def test_an_executed_copy_in_another_folder_keeps_its_markdown_links_working(tmp_path):
+    """``notebooks/cpu/02_*.ipynb`` is written from ``notebooks/02_*.ipynb``: :func:`alkit.batch.rebase_links`
+    rewrites the relative targets of its Markdown cells so they open the same files; links with a scheme, absolute
+    paths, anchors and code cells stay, and a copy in the source's own folder (``smoke``) is not touched."""
+    from alkit import batch
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "method.md").write_text("# Method\n")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "a.png").write_bytes(b"png")
+    source, copy = tmp_path / "notebooks", tmp_path / "notebooks" / "cpu"
+    copy.mkdir(parents=True)
+    md = ("See [docs/method.md](../docs/method.md#statistics), <img src=\"../figures/a.png\">, "
+          "[web](https://example.org/x.md), [top](#question), [root](/abs.md).")
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+          "cells": [{"cell_type": "markdown", "id": "m1", "metadata": {}, "source": md},
+                    {"cell_type": "code", "id": "c1", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": "x = '[a](../docs/method.md)'"}]}
+    (copy / "02.ipynb").write_text(json.dumps(nb))
+    (source / "02.ipynb").write_text(json.dumps(nb))
+    assert not batch.rebase_links(source / "02.ipynb", source)  # the smoke copy is the source: unchanged
+    assert batch.rebase_links(copy / "02.ipynb", source)
+    out = json.loads((copy / "02.ipynb").read_text())
+    text = "".join(out["cells"][0]["source"])
+    assert text == ("See [docs/method.md](../../docs/method.md#statistics), <img src=\"../../figures/a.png\">, "
+                    "[web](https://example.org/x.md), [top](#question), [root](/abs.md).")
+    assert "".join(out["cells"][1]["source"]) == "x = '[a](../docs/method.md)'"
+    assert (copy / "../../docs/method.md").resolve().is_file() and (copy / "../../figures/a.png").resolve().is_file()

@@ -103,6 +103,24 @@ def test_same_seed_same_selection_different_seed_differs(data):
     assert a["selected"] != c["selected"]
 
 
+def test_initial_seed_shares_the_labels_and_not_the_training(data, tmp_path):
+    """``initial_seed``: seed 5 starting from seed 4's initial set (the cpu profile's training-noise check)."""
+    a, b, c = cfg(cycles=0), cfg(cycles=0, seed=5, initial_seed=4), cfg(cycles=0, seed=5)
+    pool = data.y_pool.cpu().numpy()
+    first = [loop.initial_labelled(pool, x.initial, loop.initial_set_seed(x), data.num_classes) for x in (a, b, c)]
+    assert np.array_equal(first[0], first[1]) and not np.array_equal(first[0], first[2])
+    ra, rb = (run(x, data=data, progress=False)[0] for x in (a, b))
+    assert ra["labelled_class_counts"] == rb["labelled_class_counts"] and ra["test_confusion"] != rb["test_confusion"]
+    # a run folder written before the key existed resumes (its config lacks initial_seed; None is the default)
+    run(cfg(cycles=1), tmp_path / "old", data=data, progress=False)
+    meta = read_json(tmp_path / "old" / "config.json")
+    del meta["config"]["initial_seed"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    assert len(run(cfg(cycles=1), tmp_path / "old", data=data, progress=False)) == 2
+    with pytest.raises(ConfigError, match="initial_seed"):  # another initial set is another run
+        run(cfg(cycles=1, initial_seed=7), tmp_path / "old", data=data, progress=False)
+
+
 def test_stopping_rule_stops_and_is_recorded(data, tmp_path):
     from alkit.learners import LEARNERS
 

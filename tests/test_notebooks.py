@@ -41,3 +41,22 @@ def test_notebook_runs_from_scratch(stem, tmp_path):
     assert len(records) == len(values["arms"]) * len(values["seeds"])
     text = "\n".join(o["data"].get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []) if "data" in o)
     assert not re.search(r"\bnan\b", text, re.IGNORECASE), "a computed statement came out as NaN"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)|(?:href|src)=\"([^\"]+)\"")
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "notebooks/cpu", "notebooks/paper"])
+def test_every_relative_link_in_a_notebooks_markdown_opens_a_file(folder):
+    """The notebooks' own links (to docs/method.md and the like) open from where each notebook lies, the
+    executed copies of ``cpu`` and ``paper`` included (``alkit.batch.rebase_links``)."""
+    for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "markdown":
+                continue
+            for m in LINK.finditer(cell.source):
+                target = (m.group(1) or m.group(2)).partition("#")[0]
+                if not target or re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|/", target):
+                    continue
+                assert (path.parent / target).resolve().exists(), f"{path.relative_to(ROOT)}: dead link {target}"

@@ -49,6 +49,9 @@ def test_every_page_is_built_and_every_link_between_pages_resolves(built):
                 assert (page.parent / href).resolve().is_file(), f"{page.relative_to(out)}: dead link {href}"
     index = (out / "index.html").read_text()
     assert 'href="docs/cpu_profile.html"' in index and "<table>" in index  # Markdown links and tables rendered
+    # a notebook's link to a Markdown file opens that file's page, from the smoke notebook and from an executed copy
+    assert 'href="../docs/method.html"' in (out / "notebooks" / "02_vaal_vs_random.html").read_text()
+    assert 'href="../../docs/method.html"' in (out / "notebooks" / "cpu" / "02_vaal_vs_random.html").read_text()
     for src in re.findall(r'<img[^>]+src="([^":]+)"', index):
         assert (out / src).is_file(), f"README image {src} not copied"
 
