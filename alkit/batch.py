@@ -103,32 +103,37 @@ def rebase_links(path: Path, source_dir: Path) -> bool:
         moved = Path(os.path.relpath(here / file, there)).as_posix()
         return f"{pre}{moved}{hash_}{anchor}{post}"
 
-    before = path.read_bytes()
-    nb = nbformat.reads(before.decode("utf-8"), as_version=nbformat.NO_CONVERT)
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            cell.source = _LINK.sub(repl, cell.source)
-    after = nbformat.writes(nb).encode("utf-8")
-    if after == before:
-        return False
-    atomic_write_bytes(path, after)
-    return True
+    def edit(nb) -> None:
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = _LINK.sub(repl, cell.source)
+
+    return _edit_notebook(path, edit)
 
 
 def strip_volatile(path: Path) -> bool:
     """Remove the timestamps, durations and paths papermill and nbclient store in notebook ``path`` (notebook
     and cell metadata; outputs untouched) and give the injected-parameters cell a fixed id; rewrite it,
     atomically, only if that changes it. True if rewritten."""
+    def edit(nb) -> None:
+        for cell in nb.cells:
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                cell.id = "injected-parameters"  # papermill gives the cell it injects a new random id every run
+        for meta in [nb.metadata] + [cell.metadata for cell in nb.cells]:
+            meta.pop("execution", None)  # nbclient's iopub / shell timestamps
+            for key in VOLATILE_PAPERMILL:
+                meta.get("papermill", {}).pop(key, None)
+
+    return _edit_notebook(path, edit)
+
+
+def _edit_notebook(path: Path, edit) -> bool:
+    """Apply ``edit`` (a function that changes a notebook node in place) to notebook ``path`` and rewrite the
+    file, atomically and in nbformat's layout (as papermill writes it), only if that changes its bytes."""
     before = path.read_bytes()
     nb = nbformat.reads(before.decode("utf-8"), as_version=nbformat.NO_CONVERT)
-    for cell in nb.cells:
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.id = "injected-parameters"  # papermill gives the cell it injects a new random id every run
-    for meta in [nb.metadata] + [cell.metadata for cell in nb.cells]:
-        meta.pop("execution", None)  # nbclient's iopub / shell timestamps
-        for key in VOLATILE_PAPERMILL:
-            meta.get("papermill", {}).pop(key, None)
-    after = nbformat.writes(nb).encode("utf-8")  # nbformat's layout, as papermill writes it
+    edit(nb)
+    after = nbformat.writes(nb).encode("utf-8")
     if after == before:
         return False
     atomic_write_bytes(path, after)

@@ -174,6 +174,7 @@ def build(out: Path, root: Path | None = None, log=print) -> dict:
         shutil.copy2(page, dest)
     shutil.copy2(out / "plotly.min.js", out / "figures" / f"plotly-{plotly.offline.get_plotlyjs_version()}.min.js")
     all_pages = pages(root)
+    site_pages = {src.resolve(): page for _, src, page in all_pages}  # source -> its page, for _link_pages
     figures = {}
     for title, src, page in all_pages:
         dest = out / page
@@ -181,13 +182,13 @@ def build(out: Path, root: Path | None = None, log=print) -> dict:
         js = Path(_relpath(out / "plotly.min.js", dest.parent)).as_posix()
         if src.suffix == ".md":
             body = markdown_html(src.read_text())
-            body = _link_pages(body, src.parent, page, {s.resolve(): p for _, s, p in all_pages})
+            body = _link_pages(body, src.parent, page, site_pages)
             # an image's path is relative to its Markdown file, whose page sits at the same depth below the site
             _copy_images(body, src.parent, out, root)
             head = ""
         else:
             body, n = notebook_html(src)
-            body = _link_pages(body, src.parent, page, {s.resolve(): p for _, s, p in all_pages})
+            body = _link_pages(body, src.parent, page, site_pages)
             figures[str(page)] = n
             head = f'<script src="{js}"></script>'
         dest.write_text(PAGE.format(title=html.escape(title), css=CSS, head=head, nav=_nav(all_pages, page), body=body))

@@ -19,9 +19,14 @@ training (warm: 300 iterations from cycle 0's models).
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alkit.results import read_records  # noqa: E402
 
 CPU02 = "cpu/02_vaal_vs_random"
 
@@ -45,9 +50,8 @@ CHECKS = {
 
 
 def records(path: Path) -> dict[int, dict]:
-    if not path.exists():
-        return {}
-    return {r["cycle"]: r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
+    """A run's records by cycle (none when the run is not on disk)."""
+    return {r["cycle"]: r for r in read_records(path)}
 
 
 def overlap(a: dict, b: dict) -> float | None:
