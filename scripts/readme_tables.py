@@ -2,6 +2,10 @@
 over seeds and each seed, beside the study's numbers and (for 02) the committed `paper` random arm.
 
     .venv/bin/python scripts/readme_tables.py cpu 02_vaal_vs_random [--arms vaal random m2_vaal m2_vaal_random]
+    .venv/bin/python scripts/readme_tables.py cpu 03_three_class_start --side-by-side m2_vaal m2_vaal_random
+
+The first form prints one table per arm, a column per seed; --side-by-side prints the README's compact form: one
+table with each named arm's seeds ("a / b / c", in seed order, "–" where a seed has no record) and mean ± sd.
 
 Reads records only (results/<profile>/<notebook>/); prints Markdown. Verdicts are not made here: they come from
 the executed notebook's family table (paired tests across seeds, Holm, smallest detectable effect).
@@ -58,13 +62,48 @@ def table(profile: str, notebook: str, arms: list[str] | None) -> str:
     return "\n".join(out)
 
 
+def _accuracy(rows: list[dict], arm: str) -> dict[int, dict[int, float]]:
+    """{n_labelled: {seed: test accuracy in %}} for one arm."""
+    by: dict[int, dict[int, float]] = {}
+    for r in rows:
+        if r.get("arm") == arm:
+            by.setdefault(r["n_labelled"], {})[r["seed"]] = 100 * r["test_acc"]
+    return by
+
+
+def side_by_side(profile: str, notebook: str, arms: list[str]) -> str:
+    """One Markdown table: per label count, each arm's seeds and its mean ± sd, then the study's number."""
+    rows = load_results(ROOT / "results" / profile / notebook)
+    study = STUDY.get(notebook, {})
+    acc = {arm: _accuracy(rows, arm) for arm in arms}
+    seeds = {arm: sorted({s for v in acc[arm].values() for s in v}) for arm in arms}
+    head = ["labels"]
+    for arm in arms:
+        head += [f"`{arm}` seeds {' / '.join(map(str, seeds[arm]))}", "mean ± sd"]
+    head.append("the study")
+    out = ["| " + " | ".join(head) + " |", "|---:|" + ":---|---:|" * len(arms) + "---:|"]
+    for n in sorted({n for a in arms for n in acc[a]}):
+        cells = [f"{n:,}"]
+        for arm in arms:
+            vals = [acc[arm].get(n, {}).get(s) for s in seeds[arm]]
+            got = [v for v in vals if v is not None]
+            cells.append(" / ".join("–" if v is None else f"{v:.2f}" for v in vals))
+            cells.append(f"{statistics.mean(got):.2f} ± {statistics.stdev(got):.2f}" if len(got) > 1 else
+                         (f"{got[0]:.2f}" if got else "–"))
+        cells.append(f"{study[n]:.2f}" if n in study else "–")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("profile")
     ap.add_argument("notebook")
     ap.add_argument("--arms", nargs="*")
+    ap.add_argument("--side-by-side", nargs="+", metavar="ARM", help="one compact table of these arms")
     args = ap.parse_args(argv)
-    print(table(args.profile, args.notebook, args.arms))
+    print(side_by_side(args.profile, args.notebook, args.side_by_side) if args.side_by_side else
+          table(args.profile, args.notebook, args.arms))
 
 
 if __name__ == "__main__":
