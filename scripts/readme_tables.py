@@ -26,6 +26,15 @@ from alkit.results import load_results  # noqa: E402
 STUDY = {"02_vaal_vs_random": STUDY_1000, "03_three_class_start": STUDY_THREE_CLASS}
 
 
+def _accuracy(rows: list[dict], arm: str) -> dict[int, dict[int, float]]:
+    """{n_labelled: {seed: test accuracy in %}} for one arm."""
+    by: dict[int, dict[int, float]] = {}
+    for r in rows:
+        if r.get("arm") == arm:
+            by.setdefault(r["n_labelled"], {})[r["seed"]] = 100 * r["test_acc"]
+    return by
+
+
 def table(profile: str, notebook: str, arms: list[str] | None) -> str:
     rows = load_results(ROOT / "results" / profile / notebook)
     paper = {(r["seed"], r["n_labelled"]): r["test_acc"] for r in load_results(ROOT / "results" / "paper" / notebook)
@@ -34,10 +43,7 @@ def table(profile: str, notebook: str, arms: list[str] | None) -> str:
     study = STUDY.get(notebook, {})
     out = []
     for arm in arms:
-        by = {}
-        for r in rows:
-            if r.get("arm") == arm:
-                by.setdefault(r["n_labelled"], {})[r["seed"]] = 100 * r["test_acc"]
+        by = _accuracy(rows, arm)
         if not by:
             continue
         seeds = sorted({s for v in by.values() for s in v})
@@ -60,15 +66,6 @@ def table(profile: str, notebook: str, arms: list[str] | None) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
-
-
-def _accuracy(rows: list[dict], arm: str) -> dict[int, dict[int, float]]:
-    """{n_labelled: {seed: test accuracy in %}} for one arm."""
-    by: dict[int, dict[int, float]] = {}
-    for r in rows:
-        if r.get("arm") == arm:
-            by.setdefault(r["n_labelled"], {})[r["seed"]] = 100 * r["test_acc"]
-    return by
 
 
 def side_by_side(profile: str, notebook: str, arms: list[str]) -> str:

@@ -19,12 +19,11 @@ def test_side_by_side_matches_the_records():
     assert out[0].startswith("| labels | `m2_vaal` seeds ") and out[0].endswith("| the study |")
     assert len(out) == 2 + len({r["n_labelled"] for r in rows})
     first = out[2].split(" | ")  # 500 labels: the study's 27.25 % and both arms' shared cycle 0
-    acc = [100 * r["test_acc"] for r in rows if r["arm"] == "m2_vaal" and r["n_labelled"] == 500]
-    seeds = sorted(r["seed"] for r in rows if r["arm"] == "m2_vaal" and r["n_labelled"] == 500)
+    start = sorted((r for r in rows if r["arm"] == "m2_vaal" and r["n_labelled"] == 500), key=lambda r: r["seed"])
+    acc = [100 * r["test_acc"] for r in start]
     assert first[0] == "| 500" and first[-1] == "27.25 |" and first[1] == first[3]
-    assert first[1] == " / ".join(f"{100 * r['test_acc']:.2f}" for r in sorted(
-        (r for r in rows if r["arm"] == "m2_vaal" and r["n_labelled"] == 500), key=lambda r: r["seed"]))
-    assert first[2] == f"{statistics.mean(acc):.2f} ± {statistics.stdev(acc):.2f}" and len(seeds) >= 3
+    assert first[1] == " / ".join(f"{v:.2f}" for v in acc)
+    assert first[2] == f"{statistics.mean(acc):.2f} ± {statistics.stdev(acc):.2f}" and len(start) >= 3
 
 
 def test_side_by_side_marks_a_missing_seed(tmp_path, monkeypatch):
