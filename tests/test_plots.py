@@ -204,6 +204,10 @@ def test_the_setting_line_names_profile_pool_schedule_and_seeds():
     full = [{"arm": "random", "seed": s, "cycle": c, "iterations_per_cycle": 25} for s in range(3) for c in range(4)]
     text = analysis.setting(exp, full)
     assert text == "smoke · pool 2,000 · start 60 labels of classes {2, 4, 7}, +20 per cycle × 3 · 25 training iterations per cycle · 3 seeds"
+    # the iterations a cycle trained, not the schedule's nominal count: a warm-started M2 (the cpu profile) trains
+    # 1,000 then 200 iterations while its schedule's iterations_per_cycle says VAAL's 8,593
+    warm = [dict(r, iterations=1000 if r["cycle"] == 0 else 200, iterations_per_cycle=8593) for r in full]
+    assert " · 200–1,000 training iterations per cycle · " in analysis.setting(exp, warm)
 
 
 def test_summaries_that_notebooks_used_to_compute_inline():

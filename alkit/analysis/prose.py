@@ -188,15 +188,17 @@ def setting(exp, rows: Iterable[dict] = (), pool: int | None = None) -> str:
 
     E.g. "paper · pool 55,000 · start 1,000 labels (random), +1,000 per cycle × 7 · 8,593 training iterations
     per cycle · 3 seeds". The pool is ``pool`` when given (your own data), else the configured subset, else
-    Fashion-MNIST's 60,000 training images less the validation set; iterations come from the records
-    (``iterations_per_cycle``), a range where arms differ.
+    Fashion-MNIST's 60,000 training images less the validation set; iterations come from the records: the
+    iterations a cycle trained (``iterations``: a warm-started generative model's E0 and E1 in the `cpu`
+    profile), else the schedule's ``iterations_per_cycle``; a range where cycles or arms differ.
     """
     cfg = exp.config(next(iter(exp.arms)), exp.seeds[0])
     pool = pool or cfg.pool_size or 60_000 - cfg.val_size
     init = cfg.initial
     start = (f"start {init.n:,} labels of classes {{{', '.join(map(str, init.classes))}}}" if init.kind == "classes"
              else f"start {init.n:,} labels ({init.kind})")
-    iters = sorted({int(r["iterations_per_cycle"]) for r in rows if r.get("iterations_per_cycle")})
+    iters = sorted({int(r.get("iterations") or r["iterations_per_cycle"]) for r in rows
+                    if r.get("iterations") or r.get("iterations_per_cycle")})
     schedule = ("" if not iters else f"{iters[0]:,} training iterations per cycle" if len(iters) == 1
                 else f"{iters[0]:,}–{iters[-1]:,} training iterations per cycle")
     counts = sorted({len(exp.seeds_of(a)) for a in exp.arms}) if hasattr(exp, "seeds_of") else [len(exp.seeds)]
