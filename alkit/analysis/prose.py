@@ -197,8 +197,7 @@ def setting(exp, rows: Iterable[dict] = (), pool: int | None = None) -> str:
     init = cfg.initial
     start = (f"start {init.n:,} labels of classes {{{', '.join(map(str, init.classes))}}}" if init.kind == "classes"
              else f"start {init.n:,} labels ({init.kind})")
-    iters = sorted({int(r.get("iterations") or r["iterations_per_cycle"]) for r in rows
-                    if r.get("iterations") or r.get("iterations_per_cycle")})
+    iters = sorted({int(n) for r in rows if (n := r.get("iterations") or r.get("iterations_per_cycle"))})
     schedule = ("" if not iters else f"{iters[0]:,} training iterations per cycle" if len(iters) == 1
                 else f"{iters[0]:,}–{iters[-1]:,} training iterations per cycle")
     counts = sorted({len(exp.seeds_of(a)) for a in exp.arms}) if hasattr(exp, "seeds_of") else [len(exp.seeds)]
