@@ -232,6 +232,7 @@ class _Run:
     records: list[dict]
     previous: dict | None = None  # the previous cycle's modules (warm starts: :func:`module_states`)
     label: str = ""
+    made_dir: bool = False  # :func:`_open` made ``out_dir``: a run that ends with no record removes it again
 
     @property
     def finished(self) -> bool:
@@ -275,6 +276,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
             f"initial {pool.n_labelled} + {cfg.cycles} cycles x budget {cfg.budget} = {needed} labels, "
             f"but the pool has only {pool.size} points"
         )
+    made_dir = out_dir is not None and not os.path.lexists(out_dir)
     if out_dir is not None:
         write_run_config(cfg_path, cfg, device, meta)
 
@@ -285,17 +287,20 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
             pool.label(r["selected"])
 
     label = "/".join(str(x) for x in ((meta or {}).get("experiment"), (meta or {}).get("arm", cfg.strategy)) if x)
-    return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}")
+    return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}", made_dir)
 
 
 def _unstarted_leaves_no_config(state: _Run) -> None:
-    """After a failure: a run with no record leaves no ``config.json``, which would hold the folder for this
-    config and refuse the corrected one ("holds a run with a different config") until --force."""
+    """A run that ends with no record (a failure, or the time box before its first cycle) leaves no
+    ``config.json``, which would hold the folder for this config and refuse the corrected one ("holds a run
+    with a different config") until --force, and no empty folder that :func:`_open` made for it."""
     if state.out_dir is not None and not state.records and \
             not results.read_records(results.records_path(state.out_dir)):
         try:
             results.config_path(state.out_dir).unlink(missing_ok=True)
-        except OSError:  # a folder made read-only: the error being raised says so, not this one
+            if state.made_dir:
+                state.out_dir.rmdir()  # only if empty: anything else put there stays
+        except OSError:  # a folder made read-only, or not empty: the error being raised says so, not this one
             pass
 
 
@@ -407,9 +412,8 @@ def run(
                 on_cycle(rec)
             if rec.get("stopped"):
                 break
-    except BaseException:
+    finally:  # however it ends (an error, the time box before its first cycle): no record, no config or folder
         _unstarted_leaves_no_config(state)
-        raise
     return records
 
 
@@ -494,10 +498,9 @@ def run_group(
                     on_cycle(k, rec)
                 if st.finished:
                     active.remove(k)
-    except BaseException:
+    finally:  # however it ends (an error, the time box before a first cycle): no record, no config or folder
         for k in active:
             _unstarted_leaves_no_config(states[k])
-        raise
     for k, st in enumerate(states):
         if out[k] is None:
             out[k] = st.records
