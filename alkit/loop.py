@@ -196,13 +196,21 @@ def check_simulated_data(cfg: RunConfig, data) -> None:
         )
 
 
-def write_run_config(path: Path, cfg: RunConfig, device, meta: dict | None = None) -> None:
-    """A run's ``config.json``: its config, seed, git commit, machine, device and start time, plus ``meta``."""
-    results.write_json(path, {
-        "config": to_dict(cfg), "seed": cfg.seed, "git_commit": results.git_commit(),
-        "environment": results.environment(), "device": str(device),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}),
-    })
+def write_run_config(path: Path, cfg: RunConfig, device, meta: dict | None = None, saved: dict | None = None,
+                     from_cycle: int = 0) -> None:
+    """A run's ``config.json``: its config, seed, git commit, machine, device and start time, plus ``meta``.
+
+    A run resumed at ``from_cycle`` keeps ``saved`` (the ``config.json`` its first cycles were trained under:
+    their commit, machine and start) and appends this session's to ``resumed``, so every cycle's commit and
+    machine stay on record however many sessions a run takes."""
+    session = {"git_commit": results.git_commit(), "environment": results.environment(), "device": str(device),
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if saved is not None and from_cycle > 0:  # a session that trained nothing is replaced by the next one
+        earlier = [r for r in saved.get("resumed", []) if isinstance(r, dict) and r.get("from_cycle") != from_cycle]
+        out = dict(saved, resumed=[*earlier, {"from_cycle": from_cycle, **session}])
+    else:
+        out = {"config": to_dict(cfg), "seed": cfg.seed, **session, **(meta or {})}
+    results.write_json(path, out)
 
 
 def config_difference(saved: dict, now: dict) -> list[str]:
@@ -246,6 +254,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
     device = resolve_device(cfg.device)
     cfg_dict = to_dict(cfg)
     records: list[dict] = []
+    saved = None  # the config.json of a run being resumed
     if out_dir is not None:
         out_dir = Path(out_dir)
         cfg_path, rec_path = results.config_path(out_dir), results.records_path(out_dir)
@@ -257,7 +266,8 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
             raise ConfigError(f"{out_dir}: holds records but no {results.CONFIG_FILE}; allowed: alkit run <the "
                               "parameter file> --repair (alkit.experiment.repair_run) rewrites it, or force=True")
         if os.path.lexists(cfg_path):
-            check_resumable(results.read_run_config(out_dir)["config"], cfg_dict, out_dir)
+            saved = results.read_run_config(out_dir)
+            check_resumable(saved["config"], cfg_dict, out_dir)
             records = results.read_records(rec_path)
             if records and (len(records) == cfg.cycles + 1 or records[-1].get("stopped")):
                 return records
@@ -278,7 +288,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
         )
     made_dir = out_dir is not None and not os.path.lexists(out_dir)
     if out_dir is not None:
-        write_run_config(cfg_path, cfg, device, meta)
+        write_run_config(cfg_path, cfg, device, meta, saved, len(records))
 
     for r in records:  # replay finished cycles
         if r["n_labelled"] != pool.n_labelled:
