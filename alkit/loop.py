@@ -196,13 +196,21 @@ def check_simulated_data(cfg: RunConfig, data) -> None:
         )
 
 
-def write_run_config(path: Path, cfg: RunConfig, device, meta: dict | None = None) -> None:
-    """A run's ``config.json``: its config, seed, git commit, machine, device and start time, plus ``meta``."""
-    results.write_json(path, {
-        "config": to_dict(cfg), "seed": cfg.seed, "git_commit": results.git_commit(),
-        "environment": results.environment(), "device": str(device),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {}),
-    })
+def write_run_config(path: Path, cfg: RunConfig, device, meta: dict | None = None, saved: dict | None = None,
+                     from_cycle: int = 0) -> None:
+    """A run's ``config.json``: its config, seed, git commit, machine, device and start time, plus ``meta``.
+
+    A run resumed at ``from_cycle`` keeps ``saved`` (the ``config.json`` its first cycles were trained under:
+    their commit, machine and start) and appends this session's to ``resumed``, so every cycle's commit and
+    machine stay on record however many sessions a run takes."""
+    session = {"git_commit": results.git_commit(), "environment": results.environment(), "device": str(device),
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if saved is not None and from_cycle > 0:  # a session that trained nothing is replaced by the next one
+        earlier = [r for r in saved.get("resumed", []) if isinstance(r, dict) and r.get("from_cycle") != from_cycle]
+        out = dict(saved, resumed=[*earlier, {"from_cycle": from_cycle, **session}])
+    else:
+        out = {"config": to_dict(cfg), "seed": cfg.seed, **session, **(meta or {})}
+    results.write_json(path, out)
 
 
 def config_difference(saved: dict, now: dict) -> list[str]:
@@ -232,6 +240,7 @@ class _Run:
     records: list[dict]
     previous: dict | None = None  # the previous cycle's modules (warm starts: :func:`module_states`)
     label: str = ""
+    made_dir: bool = False  # :func:`_open` made ``out_dir``: a run that ends with no record removes it again
 
     @property
     def finished(self) -> bool:
@@ -245,6 +254,7 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
     device = resolve_device(cfg.device)
     cfg_dict = to_dict(cfg)
     records: list[dict] = []
+    saved = None  # the config.json of a run being resumed
     if out_dir is not None:
         out_dir = Path(out_dir)
         cfg_path, rec_path = results.config_path(out_dir), results.records_path(out_dir)
@@ -256,7 +266,8 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
             raise ConfigError(f"{out_dir}: holds records but no {results.CONFIG_FILE}; allowed: alkit run <the "
                               "parameter file> --repair (alkit.experiment.repair_run) rewrites it, or force=True")
         if os.path.lexists(cfg_path):
-            check_resumable(results.read_run_config(out_dir)["config"], cfg_dict, out_dir)
+            saved = results.read_run_config(out_dir)
+            check_resumable(saved["config"], cfg_dict, out_dir)
             records = results.read_records(rec_path)
             if records and (len(records) == cfg.cycles + 1 or records[-1].get("stopped")):
                 return records
@@ -275,8 +286,9 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
             f"initial {pool.n_labelled} + {cfg.cycles} cycles x budget {cfg.budget} = {needed} labels, "
             f"but the pool has only {pool.size} points"
         )
+    made_dir = out_dir is not None and not os.path.lexists(out_dir)
     if out_dir is not None:
-        write_run_config(cfg_path, cfg, device, meta)
+        write_run_config(cfg_path, cfg, device, meta, saved, len(records))
 
     for r in records:  # replay finished cycles
         if r["n_labelled"] != pool.n_labelled:
@@ -285,17 +297,20 @@ def _open(cfg: RunConfig, out_dir, data, force: bool, meta: dict | None) -> "_Ru
             pool.label(r["selected"])
 
     label = "/".join(str(x) for x in ((meta or {}).get("experiment"), (meta or {}).get("arm", cfg.strategy)) if x)
-    return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}")
+    return _Run(cfg, out_dir, device, data, pool, records, previous, f"{label}/seed{cfg.seed}", made_dir)
 
 
 def _unstarted_leaves_no_config(state: _Run) -> None:
-    """After a failure: a run with no record leaves no ``config.json``, which would hold the folder for this
-    config and refuse the corrected one ("holds a run with a different config") until --force."""
+    """A run that ends with no record (a failure, or the time box before its first cycle) leaves no
+    ``config.json``, which would hold the folder for this config and refuse the corrected one ("holds a run
+    with a different config") until --force, and no empty folder that :func:`_open` made for it."""
     if state.out_dir is not None and not state.records and \
             not results.read_records(results.records_path(state.out_dir)):
         try:
             results.config_path(state.out_dir).unlink(missing_ok=True)
-        except OSError:  # a folder made read-only: the error being raised says so, not this one
+            if state.made_dir:
+                state.out_dir.rmdir()  # only if empty: anything else put there stays
+        except OSError:  # a folder made read-only, or not empty: the error being raised says so, not this one
             pass
 
 
@@ -407,9 +422,8 @@ def run(
                 on_cycle(rec)
             if rec.get("stopped"):
                 break
-    except BaseException:
+    finally:  # however it ends (an error, the time box before its first cycle): no record, no config or folder
         _unstarted_leaves_no_config(state)
-        raise
     return records
 
 
@@ -494,10 +508,9 @@ def run_group(
                     on_cycle(k, rec)
                 if st.finished:
                     active.remove(k)
-    except BaseException:
+    finally:  # however it ends (an error, the time box before a first cycle): no record, no config or folder
         for k in active:
             _unstarted_leaves_no_config(states[k])
-        raise
     for k, st in enumerate(states):
         if out[k] is None:
             out[k] = st.records

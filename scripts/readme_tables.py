@@ -3,9 +3,11 @@ over seeds and each seed, beside the study's numbers and (for 02) the committed 
 
     .venv/bin/python scripts/readme_tables.py cpu 02_vaal_vs_random [--arms vaal random m2_vaal m2_vaal_random]
     .venv/bin/python scripts/readme_tables.py cpu 03_three_class_start --side-by-side m2_vaal m2_vaal_random
+    .venv/bin/python scripts/readme_tables.py cpu 05_latent_acquisition --means random alg1 alg2
 
 The first form prints one table per arm, a column per seed; --side-by-side prints the README's compact form: one
-table with each named arm's seeds ("a / b / c", in seed order, "–" where a seed has no record) and mean ± sd.
+table with each named arm's seeds ("a / b / c", in seed order, "–" where a seed has no record) and mean ± sd;
+--means prints only each arm's mean ± sd and its number of seeds, for arms too many to show every seed.
 
 Reads records only (results/<profile>/<notebook>/); prints Markdown. Verdicts are not made here: they come from
 the executed notebook's family table (paired tests across seeds, Holm, smallest detectable effect).
@@ -92,15 +94,37 @@ def side_by_side(profile: str, notebook: str, arms: list[str]) -> str:
     return "\n".join(out)
 
 
+def means(profile: str, notebook: str, arms: list[str]) -> str:
+    """One Markdown table: per label count, each arm's mean ± sd over its seeds with their number, then the study."""
+    rows = load_results(ROOT / "results" / profile / notebook)
+    study = STUDY.get(notebook, {})
+    acc = {arm: _accuracy(rows, arm) for arm in arms}
+    out = ["| labels | " + " | ".join(f"`{a}` mean ± sd (seeds)" for a in arms) + " | the study |",
+           "|---:|" + "---:|" * len(arms) + "---:|"]
+    for n in sorted({n for a in arms for n in acc[a]}):
+        cells = [f"{n:,}"]
+        for arm in arms:
+            got = [v for _, v in sorted(acc[arm].get(n, {}).items())]
+            cells.append(f"{statistics.mean(got):.2f} ± {statistics.stdev(got):.2f} ({len(got)})" if len(got) > 1
+                         else (f"{got[0]:.2f} (1)" if got else "–"))
+        cells.append(f"{study[n]:.2f}" if n in study else "–")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("profile")
     ap.add_argument("notebook")
     ap.add_argument("--arms", nargs="*")
     ap.add_argument("--side-by-side", nargs="+", metavar="ARM", help="one compact table of these arms")
+    ap.add_argument("--means", nargs="+", metavar="ARM", help="mean ± sd (seeds) of these arms, no seed columns")
     args = ap.parse_args(argv)
-    print(side_by_side(args.profile, args.notebook, args.side_by_side) if args.side_by_side else
-          table(args.profile, args.notebook, args.arms))
+    if args.means:
+        print(means(args.profile, args.notebook, args.means))
+    else:
+        print(side_by_side(args.profile, args.notebook, args.side_by_side) if args.side_by_side else
+              table(args.profile, args.notebook, args.arms))
 
 
 if __name__ == "__main__":

@@ -174,6 +174,7 @@ def test_time_box_gives_up_the_shared_cycle_and_starts_no_member_alone(tmp_path,
     monkeypatch.setattr(timebox, "clock", lambda: next(calls, 1e9))
     summary = train(path, tmp_path / "r", time_limit=100.0)
     assert summary.cycles_done == 0 and not list((tmp_path / "r").rglob("config.json"))
+    assert not list((tmp_path / "r").rglob("seed*/"))  # nor an empty run folder (they were left as litter)
 
 
 def test_plan_counts_a_shared_first_cycle_once(tmp_path, fmnist_dir):

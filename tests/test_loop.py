@@ -60,9 +60,16 @@ def test_resume_after_crash_gives_identical_records(data, tmp_path, monkeypatch)
     partial = [json.loads(line) for line in (tmp_path / "crashed" / "records.jsonl").read_text().splitlines()]
     assert [r["cycle"] for r in partial] == [0], "cycle 0 must survive the crash"
 
+    first = read_json(tmp_path / "crashed" / "config.json")
     monkeypatch.setattr(loop, "acquire", real_acquire)
+    monkeypatch.setattr(loop.results, "git_commit", lambda *a: "c0ffee")  # the resuming session's commit
     resumed = run(cfg(), tmp_path / "crashed", data=data, progress=False)
     assert strip_timing(resumed) == strip_timing(reference)
+    # provenance: cycle 0's commit, machine and start are kept; the resuming session is added, not swapped in
+    meta = read_json(tmp_path / "crashed" / "config.json")
+    assert {k: meta[k] for k in first} == first and meta["git_commit"] != "c0ffee"
+    assert [(r["from_cycle"], r["git_commit"]) for r in meta["resumed"]] == [(1, "c0ffee")]
+    assert set(meta["resumed"][0]) == {"from_cycle", "git_commit", "environment", "device", "started"}
 
 
 def test_finished_run_is_not_recomputed(data, tmp_path, monkeypatch):
@@ -209,3 +216,15 @@ def test_a_learner_whose_params_lack_iterations_per_cycle_is_refused_before_trai
     monkeypatch.setitem(LEARNERS, "bare", type("BareLearner", (Learner,), {"name": "bare", "Params": Bare}))
     with pytest.raises(ConfigError, match="bare.*no iterations_per_cycle.*ScheduleParams"):
         loop.validate(cfg(learner="bare", learner_params={}, strategy="random"))
+
+
+def test_a_resume_that_trained_nothing_is_replaced_by_the_next_one(tmp_path):
+    """A time-boxed session that opened a run but trained no cycle leaves no second entry for the same cycle."""
+    c, path = cfg(), tmp_path / "config.json"
+    loop.write_run_config(path, c, "cpu", {"arm": "x"})
+    first = read_json(path)
+    for _ in range(2):
+        loop.write_run_config(path, c, "cpu", {"arm": "x"}, saved=read_json(path), from_cycle=3)
+    loop.write_run_config(path, c, "cpu", {"arm": "x"}, saved=read_json(path), from_cycle=5)
+    meta = read_json(path)
+    assert [r["from_cycle"] for r in meta["resumed"]] == [3, 5] and meta["started"] == first["started"]

@@ -39,3 +39,18 @@ def test_side_by_side_marks_a_missing_seed(tmp_path, monkeypatch):
     a0, a1 = (f"{100 * r['test_acc']:.2f}" for r in first_two)
     assert out[2].split(" | ")[1:3] == [f"{a0} / {a0}", f"{float(a0):.2f} ± 0.00"]
     assert out[3].split(" | ")[1:5] == [f"– / {a1}", a1, "–", "–"] and out[3].endswith("| – |")
+
+
+def test_means_matches_side_by_side(tmp_path, monkeypatch):
+    src = ROOT / "results" / "cpu" / "03_three_class_start" / "m2_vaal" / "seed0" / "records.jsonl"
+    first_two = [json.loads(line) for line in src.read_text().splitlines()[:2]]
+    for arm, seed, cycles in (("a", 0, 1), ("a", 1, 2), ("b", 0, 1)):
+        run = tmp_path / "results" / "cpu" / "x" / arm / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "records.jsonl").write_text("".join(json.dumps({**r, "seed": seed}) + "\n" for r in first_two[:cycles]))
+    monkeypatch.setattr(readme_tables, "ROOT", tmp_path)
+    out = readme_tables.means("cpu", "x", ["a", "b"]).splitlines()
+    a0, a1 = (f"{100 * r['test_acc']:.2f}" for r in first_two)
+    assert out[0] == "| labels | `a` mean ± sd (seeds) | `b` mean ± sd (seeds) | the study |"
+    assert out[2].split(" | ")[1:3] == [f"{a0} ± 0.00 (2)", f"{a0} (1)"]
+    assert out[3].split(" | ")[1:3] == [f"{a1} (1)", "–"] and len(out) == 4

@@ -92,14 +92,15 @@ def test_a_given_up_cycle_keeps_nothing_and_the_resumed_run_equals_the_uninterru
 
 def test_a_given_up_cycle_stops_the_arm_s_other_seeds_from_starting(tmp_path, fmnist_dir, paced):
     """The first seed's cycle 0 is given up; its lower-bound length is the arm's estimate, which does not fit
-    what is left, so seed 1 is never started (no config.json), and the summary says what happened."""
+    what is left, so seed 1 is never started, and the summary says what happened. Neither leaves a folder: a run
+    with no record keeps no config.json and removes the folder it made."""
     exp = load_experiment(MICRO, results_root=str(tmp_path))
     paced.pace = 150.0  # the first check already projects past the deadline
     summary = jobs.run_tasks(jobs.plan([exp], arms=["random"]), threads=1, progress=False, time_limit=400.0,
                              log=lambda *_: None)
     assert summary.cycles_done == 0 and not summary.failed
     assert len(summary.abandoned) == 1 and summary.abandoned[0].startswith("02_vaal_vs_random/random/seed0: ")
-    assert (tmp_path / "micro/02_vaal_vs_random/random/seed0/config.json").exists()
+    assert not (tmp_path / "micro/02_vaal_vs_random/random/seed0").exists()
     assert not (tmp_path / "micro/02_vaal_vs_random/random/seed1").exists()
     assert not load_results(tmp_path)
     assert any("given up" in line for line in summary.lines())
