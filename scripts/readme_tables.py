@@ -37,6 +37,14 @@ def _accuracy(rows: list[dict], arm: str) -> dict[int, dict[int, float]]:
     return by
 
 
+def _mean_sd(values: list[float], count: bool = False) -> str:
+    """"m ± sd" of ``values`` (one value: itself; none: "–"), with " (n)" when ``count``."""
+    n = f" ({len(values)})" if count else ""
+    if len(values) > 1:
+        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}{n}"
+    return f"{values[0]:.2f}{n}" if values else "–"
+
+
 def table(profile: str, notebook: str, arms: list[str] | None) -> str:
     rows = load_results(ROOT / "results" / profile / notebook)
     paper = {(r["seed"], r["n_labelled"]): r["test_acc"] for r in load_results(ROOT / "results" / "paper" / notebook)
@@ -56,8 +64,7 @@ def table(profile: str, notebook: str, arms: list[str] | None) -> str:
         for n in sorted(by):
             vals = [by[n].get(s) for s in seeds]
             got = [v for v in vals if v is not None]
-            mean = f"{statistics.mean(got):.2f} ± {statistics.stdev(got):.2f} ({len(got)})" if len(got) > 1 else (
-                f"{got[0]:.2f} (1)")
+            mean = _mean_sd(got, count=True)
             cells = [f"{n:,}", *[f"{v:.2f}" if v is not None else "–" for v in vals], mean,
                      f"{study[n]:.2f}" if n in study else "–"]
             if paper and arm == "random":
@@ -87,8 +94,7 @@ def side_by_side(profile: str, notebook: str, arms: list[str]) -> str:
             vals = [acc[arm].get(n, {}).get(s) for s in seeds[arm]]
             got = [v for v in vals if v is not None]
             cells.append(" / ".join("–" if v is None else f"{v:.2f}" for v in vals))
-            cells.append(f"{statistics.mean(got):.2f} ± {statistics.stdev(got):.2f}" if len(got) > 1 else
-                         (f"{got[0]:.2f}" if got else "–"))
+            cells.append(_mean_sd(got))
         cells.append(f"{study[n]:.2f}" if n in study else "–")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -104,9 +110,7 @@ def means(profile: str, notebook: str, arms: list[str]) -> str:
     for n in sorted({n for a in arms for n in acc[a]}):
         cells = [f"{n:,}"]
         for arm in arms:
-            got = [v for _, v in sorted(acc[arm].get(n, {}).items())]
-            cells.append(f"{statistics.mean(got):.2f} ± {statistics.stdev(got):.2f} ({len(got)})" if len(got) > 1
-                         else (f"{got[0]:.2f} (1)" if got else "–"))
+            cells.append(_mean_sd([v for _, v in sorted(acc[arm].get(n, {}).items())], count=True))
         cells.append(f"{study[n]:.2f}" if n in study else "–")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -122,9 +126,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.means:
         print(means(args.profile, args.notebook, args.means))
+    elif args.side_by_side:
+        print(side_by_side(args.profile, args.notebook, args.side_by_side))
     else:
-        print(side_by_side(args.profile, args.notebook, args.side_by_side) if args.side_by_side else
-              table(args.profile, args.notebook, args.arms))
+        print(table(args.profile, args.notebook, args.arms))
 
 
 if __name__ == "__main__":
