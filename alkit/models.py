@@ -73,6 +73,13 @@ class Classifier(nn.Module):
         """(B, hidden) activations feeding the last linear layer (for gradient-embedding strategies)."""
         return self.head[:-1](self.features(x))
 
+    def mc_split(self) -> tuple:
+        """``(prefix, rest)`` around the dropout: ``prefix`` (B, 1, 28, 28) -> (B, hidden) is deterministic in
+        eval mode, so MC dropout runs it once per image (:func:`alkit.train.mc_dropout_proba`)."""
+        k = next(i for i, m in enumerate(self.head) if isinstance(m, nn.Dropout))
+        trunk, rest = self.head[:k], self.head[k:]
+        return (lambda x: trunk(self.features(x))), rest
+
 
 # --------------------------------------------------------------------------------------------
 # Generative models: beta-VAE (VAAL), M2 (Kingma et al. 2014), latent discriminator, loss predictor

@@ -37,16 +37,27 @@ def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> n
 
 @torch.no_grad()
 def mc_dropout_proba(model: torch.nn.Module, x: torch.Tensor, samples: int) -> torch.Tensor:
-    """(T, N, C) softmax outputs of ``model`` with dropout active and BatchNorm in eval mode (MC dropout)."""
+    """(T, N, C) softmax outputs of ``model`` with dropout active and BatchNorm in eval mode (MC dropout).
+
+    A model whose layers before its first dropout are deterministic may say so with ``mc_split()``
+    (``(prefix, rest)``, ``rest(prefix(x)) == model(x)``): the prefix then runs once and only the rest
+    ``samples`` times, in the same chunks and order, so the dropout masks and the outputs are those of
+    ``samples`` full passes (tests/test_faithful.py) at about the cost of one.
+    """
     model.eval()
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.train()
     try:
-        return torch.stack([batched(lambda b: model(b).softmax(1), x) for _ in range(samples)])
+        split = getattr(model, "mc_split", None)
+        if split is None:
+            return torch.stack([batched(lambda b: model(b).softmax(1), x) for _ in range(samples)])
+        prefix, rest = split()
+        chunk = inference_chunk(x)
+        h = batched(prefix, x, chunk)
+        return torch.stack([batched(lambda b: rest(b).softmax(1), h, chunk) for _ in range(samples)])
     finally:
         model.eval()
-
 
 
 def inference_chunk(x: torch.Tensor) -> int:

@@ -29,6 +29,12 @@ def test_bench_selection_runs():
         assert name in out
 
 
+def test_bench_cycle_overhead_runs_and_records_agree(fmnist_dir):
+    """The script exits non-zero when the old and the new way give different records; here they agree."""
+    out = _run("benchmarks/bench_cycle_overhead.py", "--smoke", "--strategies", "random,bald:1")
+    assert "random" in out and "bald" in out and "False" not in out
+
+
 #: one tiny CPU invocation of bench_gpu.py for the tests below (two, before: the second re-timed every learner's
 #: unfused rate): every learner x pipeline timed, concurrency measured, fused K = 3 with every option for vaal and
 #: m2_vaal (timing rows at test sizes are no claim; K = 3 costs a third of K = 9), ops at K = 9 (issue 25's goal),

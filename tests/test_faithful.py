@@ -180,13 +180,39 @@ def test_m2_selection_reads_one_model_state(name, monkeypatch):
     assert not np.isclose(metrics["val_acc_last"], metrics["val_acc"])
 
 
+def test_m2_pool_pass_survives_the_passes_a_cycle_interleaves(monkeypatch):
+    """A cycle's diagnostics pass the batch, a random reference batch and the labelled set between the
+    pool's predictions and its latent codes: the pool is still passed once, and the codes are the same."""
+    data = fingerprinted()
+    learner = make_learner("m2", LEARNERS["m2"].test_params, 3, "cpu")
+    learner.fit(data, seed=0)
+    pool, lab = data.x_unlabelled.clone(), data.x_labelled
+    passes = []
+    latent = learner.model.latent
+    monkeypatch.setattr(learner.model, "latent", lambda b: passes.append(len(b)) or latent(b))
+    q = learner.predict_proba(pool)
+    n_pool = len(passes)
+    learner.predict_proba(pool[:5])
+    learner.embed(pool[5:9])
+    learner.embed(lab)
+    learner.predict_proba(lab)  # the labelled set's pass is reused too
+    n_small = len(passes)
+    z = learner.embed(pool)
+    assert len(passes) == n_small and n_pool >= 1 and sum(passes[:n_pool]) == len(pool)
+    monkeypatch.undo()
+    again = pool.clone()  # another tensor: passed afresh, the same numbers
+    assert torch.equal(learner.embed(again), z) and torch.equal(learner.predict_proba(again), q)
+    learner.fit(data, seed=0)  # a refit forgets every pass
+    assert learner._memo is None
+
+
 def test_m2_latent_pass_is_reused_only_for_the_same_unmodified_tensor():
     data = fingerprinted()
     learner = make_learner("m2_disc", LEARNERS["m2_disc"].test_params, 3, "cpu")
     learner.fit(data, seed=0)
     x = data.x_unlabelled.clone()
     q1 = learner.predict_proba(x)
-    assert learner.embed(x) is learner._memo[2]  # one pass served both
+    assert learner.embed(x) is learner._memo[0][2]  # one pass served both
     x[:5] = 0.0  # in place: the version changes, so the pass is redone
     q2 = learner.predict_proba(x)
     assert not torch.equal(q1[:5], q2[:5]) and torch.equal(q1[5:], q2[5:])
@@ -197,3 +223,33 @@ def test_m2_latent_pass_is_reused_only_for_the_same_unmodified_tensor():
         torch.testing.assert_close(q2, learner.model.classify(x).softmax(1))
     import pickle
     assert "_memo" not in pickle.loads(pickle.dumps(learner)).__dict__
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_mc_dropout_runs_the_trunk_once_with_the_same_masks_and_outputs(channels_last):
+    """BALD's T passes: the classifier's layers before its dropout run once, the rest T times, and the samples
+    equal T full passes bit for bit (same chunks, same masks in the same order), ragged last chunk included."""
+    from alkit.train import batched, mc_dropout_proba
+
+    torch.manual_seed(0)
+    model = Classifier(10, "tiny", dropout=0.3)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(600, 1, 28, 28)  # 256 + 256 + 88 rows
+    calls = []
+    features = model.features.forward
+    model.features.forward = lambda b: calls.append(len(b)) or features(b)
+    torch.manual_seed(5)
+    fast = mc_dropout_proba(model, x, 4)
+    assert sum(calls) == len(x)  # the trunk saw each image once, not 4 times
+    del model.features.forward
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.train()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        full = torch.stack([batched(lambda b: model(b).softmax(1), x) for _ in range(4)])
+    model.eval()
+    assert torch.equal(fast, full) and not torch.equal(fast[0], fast[1])  # the samples differ; each equals its pass
+    assert not model.training and not any(m.training for m in model.modules())
