@@ -50,11 +50,12 @@ def mc_dropout_proba(model: torch.nn.Module, x: torch.Tensor, samples: int) -> t
             m.train()
     try:
         split = getattr(model, "mc_split", None)
-        if split is None:
-            return torch.stack([batched(lambda b: model(b).softmax(1), x) for _ in range(samples)])
-        prefix, rest = split()
         chunk = inference_chunk(x)
-        h = batched(prefix, x, chunk)
+        if split is None:
+            h, rest = x, model
+        else:
+            prefix, rest = split()
+            h = batched(prefix, x, chunk)
         return torch.stack([batched(lambda b: rest(b).softmax(1), h, chunk) for _ in range(samples)])
     finally:
         model.eval()

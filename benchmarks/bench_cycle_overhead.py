@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,9 +74,8 @@ def main(argv=None) -> None:
     cfg0 = loop.from_dict(loop.RunConfig, {**loop.to_dict(base), **overrides, "learner_params": lp})
     data = load_data(cfg0)
     y = data.y_pool.numpy()
-    lab = np.asarray(loop.initial_labelled(y, cfg0.initial, loop.initial_set_seed(cfg0), data.num_classes))
-    lab = np.sort(lab)
-    unl = np.setdiff1d(np.arange(len(y)), lab)
+    start = Pool(len(y), loop.initial_labelled(y, cfg0.initial, loop.initial_set_seed(cfg0), data.num_classes))
+    lab, unl = start.labelled_indices(), start.unlabelled_indices()
     t = time.perf_counter()
     rec, learner, train, _ = loop.fit_and_evaluate(cfg0, data, lab, unl, 0, data.x_pool.device)
     fit_s = time.perf_counter() - t
