@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import base64
 import hashlib
+import io
 import os
 import re
 import warnings
@@ -100,6 +101,10 @@ def figure_html(fig: go.Figure, html: Path, div_id: str) -> str:
     return page.replace("<body>", "<body>\n" + loader, 1)
 
 
+#: the saved PNG's pixels per CSS pixel: its size divided by this is the figure's static size (the SVG's)
+PNG_SCALE = 1.5
+
+
 def save(fig: go.Figure, stem: str | Path, width: int | None = None, height: int | None = None, static: bool = True,
          still: go.Figure | None = None) -> dict:
     """Write ``stem``.png, .svg and .html; returns ``{"png": bytes, "paths": [...]}``.
@@ -125,7 +130,7 @@ def save(fig: go.Figure, stem: str | Path, width: int | None = None, height: int
     _write_if_changed(paths[0], figure_html(fig, paths[0], f"alkit-{uid}").encode())
     png = None
     if static:
-        png = to_image(still or fig, "png", width, height, scale=1.5)
+        png = to_image(still or fig, "png", width, height, scale=PNG_SCALE)
         svg = to_image(still or fig, "svg", width, height)
         _write_if_changed(stem.with_suffix(".png"), png)
         _write_if_changed(stem.with_suffix(".svg"), _stable_svg_ids(svg, uid))
@@ -171,7 +176,21 @@ def to_image(fig: go.Figure, fmt: str, width: int, height: int, scale: float = 1
     _start_kaleido()
     with warnings.catch_warnings():  # plotly warns that kaleido's server ignores per-call options
         warnings.filterwarnings("ignore", message="The kopts argument is ignored")
-        return pio.to_image(fig, format=fmt, width=width, height=height, scale=scale)
+        image = pio.to_image(fig, format=fmt, width=width, height=height, scale=scale)
+    return compact_png(image) if fmt == "png" else image
+
+
+def compact_png(png: bytes) -> bytes:
+    """The same pixels in about a quarter fewer bytes: no alpha channel where every pixel is opaque (kaleido
+    writes RGBA with alpha 255 throughout) and an optimised zlib stream. Lossless: it decodes to the same RGB."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        if im.mode == "RGBA" and im.getchannel("A").getextrema() == (255, 255):
+            im = im.convert("RGB")
+        out = io.BytesIO()
+        im.save(out, "PNG", optimize=True)
+    return out.getvalue() if out.tell() < len(png) else png
 
 
 def _stable_svg_ids(svg: bytes, uid: str) -> bytes:
@@ -225,7 +244,8 @@ class Shown:
         jpeg = to_image(self.still, "jpeg", *self.size, scale=scale)
         display({"image/jpeg": base64.b64encode(jpeg).decode(), "text/plain": "<figure>"}, raw=True)
         rel = notebook_link(self.html)
-        display(Markdown(f"Interactive: [{rel.removeprefix('../')}]({rel}); full-resolution PNG and SVG beside it."))
+        display(Markdown(f"Interactive: [{rel.removeprefix('../')}]({rel}); full-resolution PNG beside it "
+                         "(a redraw writes an SVG there too)."))
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"application/vnd.plotly.v1+json": self.fig.to_plotly_json(), "text/plain": "<plotly figure>"}

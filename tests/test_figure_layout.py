@@ -2,18 +2,18 @@
 title, annotation, axis title or legend overprints another, and no text is cut off at the figure's edge.
 
 The boxes are the browser's own layout boxes (``getBoundingClientRect`` of plotly's SVG text and legend),
-measured on the figure's HTML page (offline: the shared local plotly.js), resized to the width and height of its
-committed SVG, the size of the PNG. A figure is opened and looked at before it is committed; this test keeps
+measured on the figure's HTML page (offline: the shared local plotly.js), resized to the figure's static size:
+its committed PNG's pixels over ``export.PNG_SCALE`` (the SVG's size; the SVG itself is not committed). A figure is opened and looked at before it is committed; this test keeps
 the defects found that way (overprinted panel titles, legends over the plot) from coming back.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from alkit.export import plotlyjs_path
+from alkit.export import PNG_SCALE, plotlyjs_path
 from helpers import CHROMIUM, page_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +52,15 @@ window.addEventListener('load', () => setTimeout(async () => {
 """
 
 
+def static_size(png: Path) -> tuple[int, int]:
+    """The width and height (CSS px) the PNG and SVG of a figure were drawn at."""
+    with Image.open(png) as im:
+        return tuple(round(n / PNG_SCALE) for n in im.size)
+
+
 def boxes(html: Path, tmp: Path) -> dict:
-    """The text boxes of ``html``'s figure at the size of its SVG, read from the page Chromium renders."""
-    svg = html.with_suffix(".svg").read_text()[:2000]
-    width, height = (int(float(re.search(rf'{k}="([\d.]+)"', svg).group(1))) for k in ("width", "height"))
+    """The text boxes of ``html``'s figure at its static size, read from the page Chromium renders."""
+    width, height = static_size(html.with_suffix(".png"))
     page = tmp / html.relative_to(ROOT)
     page.parent.mkdir(parents=True, exist_ok=True)
     plotlyjs_path(page)  # the shared plotly.js in tmp/figures/ (no network)
@@ -83,6 +88,19 @@ def defects(found: dict) -> list[str]:
             if overlap(a, b):
                 out.append(f"{a['kind']} {a['text']!r} overprints {b['kind']} {b['text']!r}")
     return out
+
+
+def test_the_static_size_is_the_svg_size(tmp_path):
+    """A PNG's pixels over PNG_SCALE give back the width and height its SVG states, odd sizes included."""
+    import plotly.graph_objects as go
+
+    from alkit import export
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]), layout={"title": "t"})
+    for size in ((901, 477), (640, 360)):
+        export.save(fig, tmp_path / f"f{size[0]}", *size)
+        svg = (tmp_path / f"f{size[0]}.svg").read_text()[:2000]
+        assert f'width="{size[0]}"' in svg and f'height="{size[1]}"' in svg
+        assert static_size(tmp_path / f"f{size[0]}.png") == size
 
 
 def test_the_checks_catch_overprinted_and_cut_off_text():

@@ -1,5 +1,7 @@
 """Figures: stable bytes (a redraw leaves git clean), one colour and legend place per method, seeds drawn,
 the study's numbers and chance lines where they explain a plot, readable confusion matrices and histograms."""
+import base64
+import io
 import math
 
 import numpy as np
@@ -184,6 +186,42 @@ def test_image_grid_height_follows_the_mosaic_so_no_empty_band_is_left():
     m = wide.layout.margin
     assert abs((wide.layout.height - m.t - m.b) / (1000 - m.l - m.r) - 2 / 16) < 0.01
     assert tall.layout.height > tall.layout.width
+
+
+def test_image_grid_carries_its_pixels_as_a_small_png():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 28, 28))
+    fig = plots.image_grid(images, ncols=2, title="t")
+    (trace,) = fig.data
+    assert trace.type == "image" and trace.source.startswith("data:image/png;base64,")
+    png = base64.b64decode(trace.source.split(",", 1)[1])
+    mosaic = np.asarray(Image.open(io.BytesIO(png)))
+    assert mosaic.shape == (2 * 30, 2 * 30)  # 2 rows and 2 columns of 28 px with a 1 px gutter each side
+    assert np.array_equal(mosaic[1:29, 31:59], np.round(images[1] * 255).astype(np.uint8))
+    assert (mosaic[31:59, 31:59] == 128).all()  # the empty fourth cell is gutter grey
+    assert len(fig.to_json()) < 20_000  # 3,600 pixels; a heatmap of them was ~80 kB of decimals
+
+
+def test_saved_pngs_are_compacted_without_changing_a_pixel():
+    from PIL import Image
+
+    from alkit import export
+
+    rng = np.random.default_rng(1)
+    rgba = np.dstack([rng.integers(0, 256, (40, 60, 3), dtype=np.uint8), np.full((40, 60), 255, np.uint8)])
+    raw = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(raw, "PNG", compress_level=1)
+    small = export.compact_png(raw.getvalue())
+    with Image.open(io.BytesIO(small)) as im:
+        assert im.mode == "RGB" and np.array_equal(np.asarray(im), rgba[..., :3])
+    see_through = rgba.copy()
+    see_through[0, 0, 3] = 0  # a transparent pixel: the alpha channel stays
+    raw = io.BytesIO()
+    Image.fromarray(see_through, "RGBA").save(raw, "PNG")
+    with Image.open(io.BytesIO(export.compact_png(raw.getvalue()))) as im:
+        assert im.mode == "RGBA" and np.array_equal(np.asarray(im), see_through)
 
 
 def test_seed_bars_show_the_mean_and_every_seed():
