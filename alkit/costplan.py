@@ -7,8 +7,9 @@ disk, the seconds each one measured (the records' ``seconds``) and what the plan
 Cost of one cycle = task iterations x the task model's ms per iteration (the ``classifier`` rows of the
 benchmark) + generative iterations x the generative model's ms per iteration (``vae<W>_s<k>`` / ``m2vaal<W>_s<k>``
 rows; M2 is the task model too, so an M2 cycle has generative iterations only) + a fixed cost per cycle
-(evaluation, scoring the pool, diagnostics: the mean measured in the experiment's records on disk, else
-:data:`CYCLE_OVERHEAD_S`).
+(evaluation, scoring the pool, diagnostics): what the arm's newest sessions measured (:func:`arm_overhead`: its
+strategy's selection and the code as it is now, not a mean over sessions whose selection was slower), else the
+mean over the experiment's records on disk, else :data:`CYCLE_OVERHEAD_S`.
 The per-iteration costs come from ``benchmarks/bench_cpu.py``'s JSON (``--costs``): each row's
 ``ms_per_iteration`` for the option set the run asks for (``bf16+cl`` where ``bf16`` and ``channels_last`` are
 on, else ``fp32``), the nearest width measured where the run's width was not.
@@ -25,10 +26,12 @@ from pathlib import Path
 
 from .config import ConfigError, from_dict
 from .experiment import Experiment
-from .results import read_records, records_path
+from .results import RunFolderError, read_records, read_run_config, records_path
 
 #: seconds of a cycle outside training where nothing is measured yet (evaluate + score 55k + diagnostics)
 CYCLE_OVERHEAD_S = 15.0
+#: the fewest records an arm's own overhead is the mean of (its newest sessions' first), else the experiment's
+MIN_OVERHEAD_RECORDS = 3
 GENERATIVE = {"vaal": "vae", "tavaal": "vae", "m2": "m2vaal", "m2_disc": "m2vaal", "m2_vaal": "m2vaal"}
 
 
@@ -138,6 +141,36 @@ def measured_overhead(records: list[dict]) -> float:
     return sum(extra) / len(extra) if extra else CYCLE_OVERHEAD_S
 
 
+def sessions(run: str | Path, recs: list[dict]) -> list[tuple[str, list[dict]]]:
+    """A run's records grouped by the session that trained them, as (the session's start, its records): a cycle
+    belongs to the last session that began at or before it (``config.json``: ``started`` from cycle 0, then each
+    of ``resumed`` from its ``from_cycle``). A run without a readable ``config.json``: one session, start ""."""
+    try:
+        meta = read_run_config(run)
+    except (RunFolderError, OSError):
+        meta = {}
+    starts = sorted([(0, str(meta.get("started", "")))] + [
+        (r["from_cycle"], str(r.get("started", ""))) for r in meta.get("resumed") or []
+        if isinstance(r, dict) and isinstance(r.get("from_cycle"), int)])
+    out: dict[str, list[dict]] = {}
+    for r in recs:
+        cycle = r.get("cycle") if isinstance(r.get("cycle"), int) else 0
+        start = [s for f, s in starts if f <= cycle][-1]
+        out.setdefault(start, []).append(r)
+    return list(out.items())
+
+
+def arm_overhead(groups: list[tuple[str, list[dict]]]) -> float | None:
+    """Mean overhead (:func:`measured_overhead`) of an arm's newest sessions (``groups`` of :func:`sessions`, over
+    its runs), newest first until :data:`MIN_OVERHEAD_RECORDS` records; None where it has fewer in all."""
+    picked: list[dict] = []
+    for _, recs in sorted(groups, key=lambda g: g[0], reverse=True):
+        picked += recs
+        if len(picked) >= MIN_OVERHEAD_RECORDS:
+            return measured_overhead(picked)
+    return None
+
+
 def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
     """Every run's cost; a run whose config equals an earlier one's (04's ``m2_vaal`` is 03's) costs nothing: alkit
     run trains it once and copies it (:mod:`alkit.jobs`' shared runs). In an experiment with ``share_first_cycle``,
@@ -152,8 +185,10 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
         runs = {(arm, seed): read_records(records_path(exp.run_dir(arm, seed)))
                 for arm in exp.arms for seed in exp.seeds_of(arm)}
         overhead = measured_overhead([r for recs in runs.values() for r in recs])
+        by_arm = {arm: arm_overhead([g for (a, seed), recs in runs.items() if a == arm
+                                     for g in sessions(exp.run_dir(arm, seed), recs)]) for arm in exp.arms}
         for (arm, seed), recs in runs.items():
-            row = run_cost(exp, arm, seed, costs, overhead, recs)
+            row = run_cost(exp, arm, seed, costs, by_arm[arm] if by_arm[arm] is not None else overhead, recs)
             key = dumps({k: v for k, v in to_dict(exp.config(arm, seed)).items() if k != "device"}, sort_keys=True)
             if key in seen:
                 row.shared_with = seen[key]
@@ -161,7 +196,7 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
             elif exp.share_first_cycle and not recs:  # shared among the runs that have not started
                 first = first_cycle_key(exp.config(arm, seed))
                 if first in firsts:
-                    row.projected_s[0] = overhead
+                    row.projected_s[0] = by_arm[arm] if by_arm[arm] is not None else overhead
                 firsts.add(first)
             seen.setdefault(key, f"{exp.name}/{arm}/seed{seed}")
             rows.append(row)

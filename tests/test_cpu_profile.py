@@ -242,3 +242,43 @@ def test_plan_refuses_a_bad_costs_file(tmp_path, capsys):
     assert main(["plan", str(CPU[0]), "--costs", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --costs:") and err.count("\n") == 1
+
+
+def _run(folder: Path, started: str, resumed: list[tuple[int, str]], overheads: list[float]) -> list[dict]:
+    """A run folder whose config.json names its sessions; records of cycle k: 100 s training + overheads[k]."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"config": {}, "started": started, "resumed": [
+        {"from_cycle": f, "started": s} for f, s in resumed]}))
+    return [{"cycle": k, "seconds": {"train": 100.0, "select": o}} for k, o in enumerate(overheads)]
+
+
+def test_an_arm_is_priced_at_its_newest_sessions_overhead(tmp_path):
+    """Sessions before a faster selection landed do not price the cycles left; too few new records borrow the
+    next-newest session's; a run without its config.json is one session."""
+    from alkit import costplan
+
+    old = _run(tmp_path / "s0", "2026-12-01T10:00:00+0000", [(3, "2026-12-06T16:00:00+0000")], [40, 40, 40, 16, 18])
+    groups = costplan.sessions(tmp_path / "s0", old)
+    assert [(s[:10], [r["cycle"] for r in recs]) for s, recs in groups] == [("2026-12-01", [0, 1, 2]),
+                                                                            ("2026-12-06", [3, 4])]
+    assert costplan.arm_overhead(groups) == pytest.approx((16 + 18 + 40) / 3)  # 2 new records borrow 1 old one
+    new = _run(tmp_path / "s1", "2026-12-06T17:00:00+0000", [], [17, 17])
+    both = groups + costplan.sessions(tmp_path / "s1", new)
+    assert costplan.arm_overhead(both) == pytest.approx((17 + 17 + 16 + 18) / 4)
+    assert costplan.arm_overhead(costplan.sessions(tmp_path / "s2", new)) is None  # 2 < MIN_OVERHEAD_RECORDS
+    assert costplan.measured_overhead(old + new) == pytest.approx((120 + 34 + 34) / 7)  # the experiment's mean
+
+
+def test_the_plan_prices_each_arm_on_its_own_records(tmp_path):
+    from alkit import costplan
+
+    exp = load_experiment(ROOT / "params" / "cpu" / "05_latent_acquisition.yaml", results_root=tmp_path)
+    for arm, o in (("random", 10.0), ("bald", 40.0)):
+        run = exp.run_dir(arm, 0)
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"config": {}, "started": "2026-12-06T10:00:00+0000"}))
+        (run / "records.jsonl").write_text("".join(json.dumps({"cycle": k, "seconds": {"train": 50.0, "select": o}})
+                                                   + "\n" for k in range(3)))
+    rows = {(r.arm, r.seed): r for r in costplan.plan_costs([exp], costplan.load_costs(_costs(tmp_path)))}
+    left = {arm: rows[arm, 0].projected_s[-1] - rows["random", 0].projected_s[-1] for arm in ("bald", "entropy")}
+    assert left == {"bald": pytest.approx(30.0), "entropy": pytest.approx(15.0)}  # entropy: the mean, 25 s
