@@ -162,7 +162,8 @@ def sessions(run: str | Path, recs: list[dict]) -> list[tuple[str, list[dict]]]:
 
 def arm_overhead(groups: list[tuple[str, list[dict]]]) -> float | None:
     """Mean overhead (:func:`measured_overhead`) of an arm's newest sessions (``groups`` of :func:`sessions`, over
-    its runs), newest first until :data:`MIN_OVERHEAD_RECORDS` records; None where it has fewer in all."""
+    its runs): whole sessions, newest first, until they hold :data:`MIN_OVERHEAD_RECORDS` records; None where the
+    arm has fewer in all."""
     picked: list[dict] = []
     for _, recs in sorted(groups, key=lambda g: g[0], reverse=True):
         picked += recs

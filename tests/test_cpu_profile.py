@@ -261,7 +261,7 @@ def test_an_arm_is_priced_at_its_newest_sessions_overhead(tmp_path):
     groups = costplan.sessions(tmp_path / "s0", old)
     assert [(s[:10], [r["cycle"] for r in recs]) for s, recs in groups] == [("2026-12-01", [0, 1, 2]),
                                                                             ("2026-12-06", [3, 4])]
-    assert costplan.arm_overhead(groups) == pytest.approx((16 + 18 + 40) / 3)  # 2 new records borrow 1 old one
+    assert costplan.arm_overhead(groups) == pytest.approx((16 + 18 + 3 * 40) / 5)  # 2 new records: the old session too
     new = _run(tmp_path / "s1", "2026-12-06T17:00:00+0000", [], [17, 17])
     both = groups + costplan.sessions(tmp_path / "s1", new)
     assert costplan.arm_overhead(both) == pytest.approx((17 + 17 + 16 + 18) / 4)
@@ -272,7 +272,7 @@ def test_an_arm_is_priced_at_its_newest_sessions_overhead(tmp_path):
 def test_the_plan_prices_each_arm_on_its_own_records(tmp_path):
     from alkit import costplan
 
-    exp = load_experiment(ROOT / "params" / "cpu" / "05_latent_acquisition.yaml", results_root=tmp_path)
+    exp = load_experiment(ROOT / "params" / "cpu" / "05_latent_acquisition.yaml", results_root=str(tmp_path))
     for arm, o in (("random", 10.0), ("bald", 40.0)):
         run = exp.run_dir(arm, 0)
         run.mkdir(parents=True)

@@ -24,7 +24,7 @@ SLACK = 2.0
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")]
 
 # plotly's SVG classes of every text a reader must be able to read, by kind
-MEASURE = """
+MEASURE = r"""
 <script>
 window.addEventListener('load', () => setTimeout(async () => {
   const out = document.createElement('pre'); out.id = 'alkit-boxes';
