@@ -229,6 +229,8 @@ class Shown:
     def is_large(self) -> bool:
         if self.html is None or not self.png:
             return False
+        if self.fig.data and all(t.type == "image" for t in self.fig.data):
+            return True  # an image grid: its picture twice (plotly's and the PNG) buys no hover; the JPEG and a link
         # the saved PNG is at scale 1.5: the notebook's scale-1 copy has about 1 / 1.5**2 of its bytes (an estimate
         # that spares a render of every large figure, which is shown as a JPEG instead)
         png1 = len(self._small_png) if hasattr(self, "_small_png") else int(len(self.png) / 2.25)
@@ -270,8 +272,11 @@ def notebook_link(html: Path) -> str:
 
 
 def has_data(fig: go.Figure) -> bool:
-    """True when some trace of ``fig`` has a value to draw (an ``x``, ``y`` or ``z`` that is not None)."""
+    """True when some trace of ``fig`` has a value to draw (an ``x``, ``y`` or ``z`` that is not None, or an image
+    trace's ``source``)."""
     for t in fig.data:
+        if getattr(t, "source", None):
+            return True
         for key in ("z", "y", "x"):
             values = getattr(t, key, None)
             if values is not None and any(v is not None for v in np.asarray(values, dtype=object).ravel()):

@@ -3,6 +3,7 @@ the study's numbers and chance lines where they explain a plot, readable confusi
 import base64
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,11 +192,15 @@ def test_image_grid_height_follows_the_mosaic_so_no_empty_band_is_left():
 def test_image_grid_carries_its_pixels_as_a_small_png():
     from PIL import Image
 
+    from alkit import export
+
     rng = np.random.default_rng(0)
     images = rng.random((3, 28, 28))
     fig = plots.image_grid(images, ncols=2, title="t")
     (trace,) = fig.data
     assert trace.type == "image" and trace.source.startswith("data:image/png;base64,")
+    assert export.has_data(fig)  # drawn, not "nothing to draw yet"
+    assert export.Shown(fig, b"\x89PNG fake", Path("figures/smoke/nb/grid.html")).is_large()  # a JPEG and a link
     png = base64.b64decode(trace.source.split(",", 1)[1])
     mosaic = np.asarray(Image.open(io.BytesIO(png)))
     assert mosaic.shape == (2 * 30, 2 * 30)  # 2 rows and 2 columns of 28 px with a 1 px gutter each side
