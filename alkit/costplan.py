@@ -186,10 +186,11 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
         runs = {(arm, seed): read_records(records_path(exp.run_dir(arm, seed)))
                 for arm in exp.arms for seed in exp.seeds_of(arm)}
         overhead = measured_overhead([r for recs in runs.values() for r in recs])
-        by_arm = {arm: arm_overhead([g for (a, seed), recs in runs.items() if a == arm
-                                     for g in sessions(exp.run_dir(arm, seed), recs)]) for arm in exp.arms}
+        own = {arm: arm_overhead([g for (a, seed), recs in runs.items() if a == arm
+                                  for g in sessions(exp.run_dir(arm, seed), recs)]) for arm in exp.arms}
+        by_arm = {arm: overhead if o is None else o for arm, o in own.items()}
         for (arm, seed), recs in runs.items():
-            row = run_cost(exp, arm, seed, costs, by_arm[arm] if by_arm[arm] is not None else overhead, recs)
+            row = run_cost(exp, arm, seed, costs, by_arm[arm], recs)
             key = dumps({k: v for k, v in to_dict(exp.config(arm, seed)).items() if k != "device"}, sort_keys=True)
             if key in seen:
                 row.shared_with = seen[key]
@@ -197,7 +198,7 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
             elif exp.share_first_cycle and not recs:  # shared among the runs that have not started
                 first = first_cycle_key(exp.config(arm, seed))
                 if first in firsts:
-                    row.projected_s[0] = by_arm[arm] if by_arm[arm] is not None else overhead
+                    row.projected_s[0] = by_arm[arm]
                 firsts.add(first)
             seen.setdefault(key, f"{exp.name}/{arm}/seed{seed}")
             rows.append(row)

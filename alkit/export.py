@@ -221,7 +221,7 @@ class Shown:
         self.fig, self.png, self.html, self.size, self.still = fig, png, html, size, still or fig
 
     def _png1(self) -> bytes:
-        """The PNG for the notebook: scale 1 (the saved file is 1.5)."""
+        """The PNG for the notebook: scale 1 (the saved file is PNG_SCALE)."""
         if not hasattr(self, "_small_png"):
             self._small_png = to_image(self.still, "png", *self.size, scale=1)
         return self._small_png
@@ -231,9 +231,9 @@ class Shown:
             return False
         if self.fig.data and all(t.type == "image" for t in self.fig.data):
             return True  # an image grid: its picture twice (plotly's and the PNG) buys no hover; the JPEG and a link
-        # the saved PNG is at scale 1.5: the notebook's scale-1 copy has about 1 / 1.5**2 of its bytes (an estimate
-        # that spares a render of every large figure, which is shown as a JPEG instead)
-        png1 = len(self._small_png) if hasattr(self, "_small_png") else int(len(self.png) / 2.25)
+        # the saved PNG is at PNG_SCALE: the notebook's scale-1 copy has about 1 / PNG_SCALE**2 of its bytes (an
+        # estimate that spares a render of every large figure, which is shown as a JPEG instead)
+        png1 = len(self._small_png) if hasattr(self, "_small_png") else int(len(self.png) / PNG_SCALE**2)
         return len(plotly_json_bytes(self.fig.to_plotly_json())) + 4 * png1 // 3 > INLINE_LIMIT
 
     def _ipython_display_(self):

@@ -3,8 +3,8 @@ title, annotation, axis title or legend overprints another, and no text is cut o
 
 The boxes are the browser's own layout boxes (``getBoundingClientRect`` of plotly's SVG text and legend),
 measured on the figure's HTML page (offline: the shared local plotly.js), resized to the figure's static size:
-its committed PNG's pixels over ``export.PNG_SCALE`` (the SVG's size; the SVG itself is not committed). A figure is opened and looked at before it is committed; this test keeps
-the defects found that way (overprinted panel titles, legends over the plot) from coming back.
+its committed PNG's pixels over ``export.PNG_SCALE`` (the SVG's size; the SVG itself is not committed). A figure
+is opened and looked at before it is committed; this test keeps the defects found that way (overprinted panel titles, legends over the plot) from coming back.
 """
 from __future__ import annotations
 
