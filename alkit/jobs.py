@@ -89,6 +89,7 @@ class Summary:
     abandoned: list[str] = field(default_factory=list)  # cycles given up mid-way: they could not end in the time box
     locked: list[str] = field(default_factory=list)  # runs skipped: another process holds them, unfinished at the end
     finished_elsewhere: list[str] = field(default_factory=list)  # runs skipped that the other process finished meanwhile
+    copied: list[str] = field(default_factory=list)  # runs copied from a finished twin on disk (alkit.shared_runs)
     cycles_done: int = 0  # cycles trained by this call
     cycles_left: int = 0
     seconds_left: float | None = None  # estimated, at this call's concurrency; None: some run has no estimate
@@ -109,6 +110,7 @@ class Summary:
         if self.abandoned:
             out.append(f"cycles given up before the time limit (kept nothing, freed the device): {len(self.abandoned)}")
         out += [f"finished by another process: {f}" for f in self.finished_elsewhere]
+        out += [f"copied (same config, finished on disk): {f}" for f in self.copied]
         out += [f"skipped: {f}; not finished yet" for f in self.locked]
         if self.locked:
             out.append(f"skipped runs: another process holds {len(self.locked)} run(s) and has not finished them: "
@@ -307,7 +309,7 @@ def run_tasks(
         for t in tasks:
             t.done, t.stopped = 0, False
     summary.finished_before = sum(t.finished for t in tasks)
-    shared = _share(tasks)
+    shared = _share(tasks, summary)
     todo = [i for i, t in enumerate(tasks) if not t.finished and not t.copied]
     units = fusion_units(tasks, todo, fuse_max) if fused else first_cycle_units(tasks, todo)
     st = _State(tasks, summary, _Estimates(tasks), RunsDisplay(tasks, enabled=progress, log=log), shared, log)
@@ -352,12 +354,14 @@ def _slots(jobs: int, devices: list[str | None], ray, pending: int) -> list[str 
     return [d for _ in range(jobs) for d in devices][: max(1, pending)]  # round-robin: cuda:0, cuda:1, cuda:0, ...
 
 
-def _share(tasks: list[Task]) -> dict[int, list[int]]:
+def _share(tasks: list[Task], summary: Summary | None = None) -> dict[int, list[int]]:
     """Original task -> the unfinished tasks that copy it (copied at once where the original is finished); a task
     with a finished twin on disk is copied first."""
     for t in tasks:
         if t.copy_from is not None and not t.finished:
             copy_run(t.copy_from, t)
+            if summary is not None:
+                summary.copied.append(f"{t.copy_from} -> {t.label}")
     shared: dict[int, list[int]] = {}
     for i, t in enumerate(tasks):
         if t.same_as is not None and not t.finished:

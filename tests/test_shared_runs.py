@@ -66,6 +66,7 @@ def test_a_run_finished_in_an_earlier_call_is_copied_by_alkit_run_a_notebook_and
         assert [t.copy_from for t in tasks] == [src, None]
         summary = jobs.run_tasks(tasks, threads=1, progress=False)
         assert summary.finished == 2 and summary.cycles_done == 2  # b/vaal trained, b/random copied
+        assert f"copied (same config, finished on disk): {src} -> b/random/seed0" in summary.lines()
         rows = run_experiment(c, progress=False, log=None)  # the notebook's path: copied too, nothing trained
     finally:
         torch.set_num_threads(threads)
