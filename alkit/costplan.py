@@ -179,7 +179,7 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
     and selection (the overhead): ``alkit run`` trains it once for the runs it is given together."""
     from .config import to_dict
     from .loop import first_cycle_key
-    from .results import dumps
+    from .shared_runs import config_key, finished_twin
 
     rows, seen, firsts = [], {}, set()
     for exp in experiments:
@@ -191,9 +191,12 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
         by_arm = {arm: overhead if o is None else o for arm, o in own.items()}
         for (arm, seed), recs in runs.items():
             row = run_cost(exp, arm, seed, costs, by_arm[arm], recs)
-            key = dumps({k: v for k, v in to_dict(exp.config(arm, seed)).items() if k != "device"}, sort_keys=True)
-            if key in seen:
-                row.shared_with = seen[key]
+            config = to_dict(exp.config(arm, seed))
+            key = config_key(config)
+            twin = None if key in seen or recs else finished_twin(exp.results_root, exp.profile, config,
+                                                                    exp.run_dir(arm, seed))
+            if key in seen or twin is not None:  # copied from this plan's earlier run, or from a finished one on disk
+                row.shared_with = seen.get(key) or str(twin)
                 row.projected_s = [0.0] * len(row.projected_s)
             elif exp.share_first_cycle and not recs:  # shared among the runs that have not started
                 first = first_cycle_key(exp.config(arm, seed))

@@ -23,9 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import results
+from . import results, shared_runs
 from .analysis.tables import coverage, cycle_span
-from .config import DRAW_ONLY_ENV, ConfigError, check_keys, check_results_root, from_dict, load_yaml, safe_component
+from .config import (DRAW_ONLY_ENV, ConfigError, check_keys, check_results_root, from_dict, load_yaml, safe_component,
+                     to_dict)
 from .loop import (RunConfig, check_simulated_data, load_warm_start, resolve_device, run, share_first_cycle, validate,
                    write_run_config)
 from .loop import run_group as loop_group  # this module's run_group runs experiments' (arm, seed) pairs
@@ -192,6 +193,11 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
             # finished: only read (nothing writes a finished run but --force), so no lock and no lock file
             return run(cfg, exp.run_dir(arm, seed), data=data, progress=progress, meta=meta, **run_kwargs)
         with run_lock(exp.run_dir(arm, seed), wait=wait, on_wait=on_wait):
+            twin = None if force or read_records(records_path(exp.run_dir(arm, seed))) else \
+                shared_runs.finished_twin(exp.results_root, exp.profile, to_dict(cfg), exp.run_dir(arm, seed))
+            if twin is not None:  # a finished run of the same config (another experiment's): copied, not trained
+                check_no_links(exp.results_root, twin)
+                shared_runs.copy_locked(twin, exp.run_dir(arm, seed), meta)
             return run(cfg, exp.run_dir(arm, seed), data=data, force=force, progress=progress, meta=meta,
                        **run_kwargs)
     except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run

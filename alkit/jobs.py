@@ -22,7 +22,9 @@ are :mod:`alkit.workers` (Ray's: :mod:`alkit.cluster`), device names :mod:`alkit
   disk; the same command later resumes, with the records an uninterrupted run gives.
 * **Shared runs.** A run whose config (seed included; device aside) equals an earlier one's in
   another experiment (``paper`` 04's ``m2_vaal`` arm is 03's) is trained once and copied into the
-  second folder when finished (``config.json`` says ``copied_from``): same config, same records.
+  second folder when finished (``config.json`` says ``copied_from``): same config, same records. A run
+  with no cycle on disk whose twin finished in an earlier call (any experiment of the same profile and
+  results root) is copied from it at once (:mod:`alkit.shared_runs`).
 * **Progress.** One line per run (started / each cycle / finished) and an overall count, as tqdm
   bars on a terminal and plain lines otherwise (``ALKIT_QUIET``, logs): :class:`alkit.progress.RunsDisplay`.
 
@@ -33,10 +35,10 @@ the same loop: same folders, summary, resume, shared runs and time box.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import results
+from . import results, shared_runs
 from .config import ConfigError, to_dict
 from .cluster import RayPool
 from .data import DATASETS
@@ -60,6 +62,12 @@ class Task:
     done: int = 0  # cycles on disk
     stopped: bool = False  # ended early by its stopping rule (finished)
     same_as: int | None = None  # index of an earlier task with the identical config: copied, not trained
+    copy_from: Path | None = None  # a finished twin on disk (alkit.shared_runs.finished_twin): copied, not trained
+
+    @property
+    def copied(self) -> bool:
+        """Copied from another run (of this call or on disk), not trained."""
+        return self.same_as is not None or self.copy_from is not None
 
     @property
     def label(self) -> str:
@@ -81,6 +89,7 @@ class Summary:
     abandoned: list[str] = field(default_factory=list)  # cycles given up mid-way: they could not end in the time box
     locked: list[str] = field(default_factory=list)  # runs skipped: another process holds them, unfinished at the end
     finished_elsewhere: list[str] = field(default_factory=list)  # runs skipped that the other process finished meanwhile
+    copied: list[str] = field(default_factory=list)  # runs copied from a finished twin on disk (alkit.shared_runs)
     cycles_done: int = 0  # cycles trained by this call
     cycles_left: int = 0
     seconds_left: float | None = None  # estimated, at this call's concurrency; None: some run has no estimate
@@ -101,6 +110,7 @@ class Summary:
         if self.abandoned:
             out.append(f"cycles given up before the time limit (kept nothing, freed the device): {len(self.abandoned)}")
         out += [f"finished by another process: {f}" for f in self.finished_elsewhere]
+        out += [f"copied (same config, finished on disk): {f}" for f in self.copied]
         out += [f"skipped: {f}; not finished yet" for f in self.locked]
         if self.locked:
             out.append(f"skipped runs: another process holds {len(self.locked)} run(s) and has not finished them: "
@@ -159,9 +169,12 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
                     _check_same_config(exp, arm, seed, cfg)
                 recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
                 task = Task(exp, arm, seed, cfg.cycles + 1, len(recs), bool(recs and recs[-1].get("stopped")))
-                key = results.dumps({k: v for k, v in to_dict(cfg).items() if k != "device"}, sort_keys=True)
+                key = shared_runs.config_key(to_dict(cfg))
                 if key in first_of and not recs:
                     task.same_as = first_of[key]
+                elif not recs and not force:
+                    task.copy_from = shared_runs.finished_twin(exp.results_root, exp.profile, to_dict(cfg),
+                                                               exp.run_dir(arm, seed))
                 first_of.setdefault(key, len(tasks))
                 tasks.append(task)
     return tasks
@@ -180,34 +193,13 @@ def _check_same_config(exp: Experiment, arm: str, seed: int, cfg) -> None:
                           "--force to start over")
 
 
-def copy_run(src: Task, dst: Task) -> None:
-    """Copy ``src``'s finished run folder to ``dst``'s (atomically: a temp folder renamed into place)."""
-    a, b = src.exp.run_dir(src.arm, src.seed), dst.exp.run_dir(dst.arm, dst.seed)
-    # no link in either folder (issue 47): copytree would copy what a link points to, rmtree delete at its target
-    results.check_no_links(src.exp.results_root, a)
-    results.check_no_links(dst.exp.results_root, b)
-    with results.run_lock(b, wait=True):  # another alkit run may copy or train the same folder
-        results.check_no_links(dst.exp.results_root, b)  # again, under the lock: nothing planted in between
-        results.check_no_links(dst.exp.results_root, b.with_name(f".{b.name}.copy"))
-        _copy_locked(a, b, dst)
-
-
-def _copy_locked(a, b, dst: Task) -> None:
-    if read_records(b / RECORDS_FILE):  # the other process got there first
-        dst.done = len(read_records(b / RECORDS_FILE))
-        dst.stopped = bool(read_records(b / RECORDS_FILE)[-1].get("stopped"))
-        return
-    src_recs = read_records(a / RECORDS_FILE)
-    tmp = b.with_name(f".{b.name}.copy")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(a, tmp, ignore=shutil.ignore_patterns(".*.tmp"))
-    meta = results.read_json(tmp / results.CONFIG_FILE)
-    meta.update(experiment=dst.exp.name, arm=dst.arm, profile=dst.exp.profile, copied_from=str(a))
-    results.write_json(tmp / results.CONFIG_FILE, meta)
-    if b.exists():  # an empty or stale folder (no records: plan() shares only runs that have none)
-        shutil.rmtree(b)
-    os.replace(tmp, b)
-    dst.done, dst.stopped = len(src_recs), bool(src_recs and src_recs[-1].get("stopped"))
+def copy_run(src: Task | Path, dst: Task) -> None:
+    """Copy ``src``'s finished run folder (a task's, or a finished twin's on disk) to ``dst``'s
+    (:func:`alkit.shared_runs.copy_run`)."""
+    a = src if isinstance(src, Path) else src.exp.run_dir(src.arm, src.seed)
+    meta = {"experiment": dst.exp.name, "arm": dst.arm, "profile": dst.exp.profile}
+    recs = shared_runs.copy_run(dst.exp.results_root, a, dst.exp.run_dir(dst.arm, dst.seed), meta)
+    dst.done, dst.stopped = len(recs), bool(recs and recs[-1].get("stopped"))
 
 
 class _Estimates:
@@ -299,10 +291,10 @@ def run_tasks(
     _check_options(jobs, fuse, fuse_max, time_limit)
     devices = check_devices(devices, cluster=ray is not None) if devices else [None]
     fused = fuse == "on" or (fuse == "auto" and on_cuda(tasks, devices))
-    pending = sum((force or not t.finished) and t.same_as is None for t in tasks)
+    pending = sum((force or not t.finished) and not t.copied for t in tasks)
     if fused:
         pending = len(fusion_units(tasks, [i for i, t in enumerate(tasks) if (force or not t.finished)
-                                           and t.same_as is None], fuse_max))
+                                           and not t.copied], fuse_max))
     slots = _slots(jobs, devices, ray, pending)
     if threads is None and len(slots) > 1 and ray is None:
         threads = max(1, (os.cpu_count() or 1) // len(slots))
@@ -317,8 +309,8 @@ def run_tasks(
         for t in tasks:
             t.done, t.stopped = 0, False
     summary.finished_before = sum(t.finished for t in tasks)
-    shared = _share(tasks)
-    todo = [i for i, t in enumerate(tasks) if not t.finished and t.same_as is None]
+    shared = _share(tasks, summary)
+    todo = [i for i, t in enumerate(tasks) if not t.finished and not t.copied]
     units = fusion_units(tasks, todo, fuse_max) if fused else first_cycle_units(tasks, todo)
     st = _State(tasks, summary, _Estimates(tasks), RunsDisplay(tasks, enabled=progress, log=log), shared, log)
     if isinstance(pool, InlinePool):
@@ -362,8 +354,14 @@ def _slots(jobs: int, devices: list[str | None], ray, pending: int) -> list[str 
     return [d for _ in range(jobs) for d in devices][: max(1, pending)]  # round-robin: cuda:0, cuda:1, cuda:0, ...
 
 
-def _share(tasks: list[Task]) -> dict[int, list[int]]:
-    """Original task -> the unfinished tasks that copy it (copied at once where the original is finished)."""
+def _share(tasks: list[Task], summary: Summary | None = None) -> dict[int, list[int]]:
+    """Original task -> the unfinished tasks that copy it (copied at once where the original is finished); a task
+    with a finished twin on disk is copied first."""
+    for t in tasks:
+        if t.copy_from is not None and not t.finished:
+            copy_run(t.copy_from, t)
+            if summary is not None:
+                summary.copied.append(f"{t.copy_from} -> {t.label}")
     shared: dict[int, list[int]] = {}
     for i, t in enumerate(tasks):
         if t.same_as is not None and not t.finished:
@@ -480,7 +478,7 @@ def _leftover(st: _State) -> None:
             summary.locked.append(f"{t.label}: {holder}")
     summary.finished = sum(t.finished for t in tasks)
     unfinished = [t for t in tasks if not t.finished]
-    trained = [t for t in unfinished if t.same_as is None]  # shared runs are copied, not trained
+    trained = [t for t in unfinished if not t.copied]  # shared runs are copied, not trained
     summary.cycles_left = sum(t.total - t.done for t in trained)
     per_run = [st.estimates.of(t) for t in trained]
     if all(e is not None for e in per_run):

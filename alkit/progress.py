@@ -52,13 +52,13 @@ class RunsDisplay:
         self.tasks, self.log = tasks, log or (lambda *_: None)
         self.bars = enabled and interactive()
         self.quiet = not enabled
-        self.total_runs = sum(not t.finished and t.same_as is None for t in tasks)
+        self.total_runs = sum(not t.finished and not t.copied for t in tasks)
         self.ended = 0
         self.per_run: dict[int, object] = {}
         self.free_positions: list[int] = []
         self.overall = None
         if self.bars:
-            left = sum(t.total - t.done for t in tasks if not t.finished and t.same_as is None)
+            left = sum(t.total - t.done for t in tasks if not t.finished and not t.copied)
             self.overall = tqdm(total=left, desc=f"runs 0/{self.total_runs}", unit="cycle", position=0, dynamic_ncols=True)
 
     def line(self, text: str) -> None:
