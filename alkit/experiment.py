@@ -196,8 +196,7 @@ def run_one(exp: Experiment, arm: str, seed: int, data_cache: dict | None = None
             twin = None if force or read_records(records_path(exp.run_dir(arm, seed))) else \
                 shared_runs.finished_twin(exp.results_root, exp.profile, to_dict(cfg), exp.run_dir(arm, seed))
             if twin is not None:  # a finished run of the same config (another experiment's): copied, not trained
-                check_no_links(exp.results_root, twin)
-                shared_runs.copy_locked(twin, exp.run_dir(arm, seed), meta)
+                shared_runs.copy_locked(exp.results_root, twin, exp.run_dir(arm, seed), meta)
             return run(cfg, exp.run_dir(arm, seed), data=data, force=force, progress=progress, meta=meta,
                        **run_kwargs)
     except Exception as exc:  # keep the type (the CLI reports user errors by type); say which run

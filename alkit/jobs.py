@@ -169,11 +169,12 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
                     _check_same_config(exp, arm, seed, cfg)
                 recs = read_records(exp.run_dir(arm, seed) / RECORDS_FILE)
                 task = Task(exp, arm, seed, cfg.cycles + 1, len(recs), bool(recs and recs[-1].get("stopped")))
-                key = shared_runs.config_key(to_dict(cfg))
+                config = to_dict(cfg)
+                key = shared_runs.config_key(config)
                 if key in first_of and not recs:
                     task.same_as = first_of[key]
                 elif not recs and not force:
-                    task.copy_from = shared_runs.finished_twin(exp.results_root, exp.profile, to_dict(cfg),
+                    task.copy_from = shared_runs.finished_twin(exp.results_root, exp.profile, config,
                                                                exp.run_dir(arm, seed))
                 first_of.setdefault(key, len(tasks))
                 tasks.append(task)

@@ -50,16 +50,17 @@ def copy_run(root: str | Path, src: Path, dst: Path, meta: dict) -> list[dict]:
     """Copy the finished run folder ``src`` to ``dst`` (both under ``root``), atomically (a temp folder renamed into
     place), under ``dst``'s lock; ``meta`` (experiment, arm, profile) and ``copied_from`` replace those of its
     ``config.json``. Returns ``dst``'s records (another process's, where it finished ``dst`` first)."""
-    check_no_links(root, src)  # no link in either folder (issue 47): copytree would copy what a link points to,
-    check_no_links(root, dst)  # rmtree delete at its target
+    check_no_links(root, dst)  # before the lock makes its folders: no link on the way (issue 47)
     with run_lock(dst, wait=True):  # another alkit run may copy or train the same folder
-        check_no_links(root, dst)  # again, under the lock: nothing planted in between
-        check_no_links(root, dst.with_name(f".{dst.name}.copy"))
-        return copy_locked(src, dst, meta)
+        return copy_locked(root, src, dst, meta)
 
 
-def copy_locked(src: Path, dst: Path, meta: dict) -> list[dict]:
+def copy_locked(root: str | Path, src: Path, dst: Path, meta: dict) -> list[dict]:
     """:func:`copy_run` with ``dst``'s lock held by the caller."""
+    # no link in either folder nor the temp one, checked under the lock (nothing planted in between; issue 47):
+    # copytree would copy what a link points to, rmtree delete at its target
+    for path in (src, dst, dst.with_name(f".{dst.name}.copy")):
+        check_no_links(root, path)
     have = read_records(dst / RECORDS_FILE)
     if have:  # the other process got there first
         return have
