@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                                         "they will take here (from benchmarks/bench_cpu.py's measured costs), and for "
                                         "the cycles on disk the measured beside the projected hours.")
     p_plan.add_argument("params", nargs="+", help="params/<profile>/<notebook>.yaml")
-    p_plan.add_argument("--costs", default="benchmarks/results/bench_cpu.json", metavar="JSON",
-                        help="benchmarks/bench_cpu.py --out file of this machine (default: %(default)s)")
+    p_plan.add_argument("--costs", default="auto", metavar="JSON",
+                        help="benchmarks/bench_cpu.py --out file of this machine (default: auto, the table of this "
+                             "CPU's kind among benchmarks/results/bench_cpu*.json; alkit.cpu)")
     p_plan.add_argument("--results-root", help="results folder root (default: results)")
     p_plan.add_argument("--write", metavar="JSON", help="also write the projected and measured seconds per run "
                                                         "(runtimes.json) to this file")
@@ -177,6 +178,7 @@ def _run(args) -> int:
         if cluster and not ray.gpus_per_run:
             _check_cpu_runs(tasks, devices)
         _check_data(experiments)
+        _warn_bf16(tasks, devices, args.force)
         summary = run_tasks(tasks, jobs=args.jobs, devices=devices or None, threads=args.threads,
                             time_limit=args.time_limit, force=args.force, imports=args.imports,
                             progress=not args.quiet, ray=ray, wait=args.wait, fuse=args.fuse,
@@ -199,21 +201,44 @@ def _plan(args) -> int:
     import json
     from pathlib import Path
 
-    from .costplan import load_costs, plan_costs, report, runtimes
+    from .costplan import default_costs, load_costs, machine_warnings, plan_costs, report, runtimes
     from .experiment import load_experiment
 
     try:
-        costs = load_costs(args.costs)
-        experiments = [load_experiment(path, results_root=args.results_root) for path in args.params]
-        rows = plan_costs([e for e in experiments if not e.oracle], costs)
+        path = default_costs() if args.costs == "auto" else args.costs
+        costs = load_costs(path)
+        experiments = [e for e in (load_experiment(p, results_root=args.results_root) for p in args.params)
+                       if not e.oracle]
+        rows = plan_costs(experiments, costs)
     except (ConfigError, FileNotFoundError) as exc:
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    print(f"costs: {path}")
     print("\n".join(report(rows)))
+    for line in machine_warnings(experiments, rows, path):
+        print(line, file=sys.stderr)
     if args.write:
         Path(args.write).write_text(json.dumps(runtimes(rows), indent=1) + "\n")
     return 0
+
+
+def _warn_bf16(tasks, devices: list[str], force: bool) -> None:
+    """One ``warning:`` line (stderr; the runs go on) when runs left to train on this CPU ask for bf16 autocast and
+    it has no bf16 unit (:func:`alkit.cpu.bf16_warning`)."""
+    import torch
+
+    from .cpu import bf16_warning
+
+    def on_cpu(t) -> bool:
+        names = devices or [t.exp.config(t.arm, t.seed).device]
+        return not all(str(n).startswith("cuda") or (n == "auto" and torch.cuda.is_available()) for n in names)
+
+    n = sum(1 for t in tasks if (force or not (t.finished or t.copied)) and on_cpu(t)
+            and t.exp.config(t.arm, t.seed).learner_params.get("bf16"))
+    line = bf16_warning(n)
+    if line:
+        print(line, file=sys.stderr)
 
 
 def _ray_options(args):

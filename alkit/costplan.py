@@ -11,8 +11,11 @@ rows; M2 is the task model too, so an M2 cycle has generative iterations only) +
 strategy's selection and the code as it is now, not a mean over sessions whose selection was slower), else the
 mean over the experiment's records on disk, else :data:`CYCLE_OVERHEAD_S`.
 The per-iteration costs come from ``benchmarks/bench_cpu.py``'s JSON (``--costs``): each row's
-``ms_per_iteration`` for the option set the run asks for (``bf16+cl`` where ``bf16`` and ``channels_last`` are
-on, else ``fp32``), the nearest width measured where the run's width was not.
+``ms_per_iteration`` for the option set the run asks for (``bf16+cl``, ``bf16``, ``channels_last`` or ``fp32``;
+a table without that set: its ``fp32`` rows), the nearest width measured where the run's width was not. Costs depend on the kind of CPU
+(:mod:`alkit.cpu`: bf16 steps ran x1.6-2.4 the fp32 speed with AVX-512-BF16 and x0.1 with AVX2 only), so
+``--costs auto`` takes the table of this CPU's kind among ``benchmarks/results/bench_cpu*.json`` and
+:func:`machine_warnings` says when the table is another kind's, or when runs ask for bf16 on a CPU without it.
 
 Iterations per cycle follow the learners' own rules (``iterations_per_cycle`` at that cycle's labels;
 ``gen_iterations`` / ``gen_iterations_warm`` for the generative phase, :mod:`alkit.learners.adversarial`).
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError, from_dict
+from .cpu import bf16_warning, cpu_kind
 from .experiment import Experiment
 from .results import RunFolderError, read_records, read_run_config, records_path
 
@@ -63,8 +67,57 @@ def load_costs(path: str | Path) -> dict[tuple[str, str], float]:
     return {(r["model"], r["options"]): float(r["ms_per_iteration"]) for r in rows}
 
 
+#: where ``--costs auto`` looks for the cost tables, one per kind of CPU (``bench_cpu.json`` first)
+COSTS_DIR = Path("benchmarks") / "results"
+
+
+def costs_kind(path: str | Path) -> str:
+    """The kind of CPU (:func:`alkit.cpu.cpu_kind`) a ``bench_cpu.py`` JSON was measured on; ``"unknown"`` where it
+    does not say (its ``machine``'s ``kind``, else its ``flags_used``)."""
+    try:
+        machine = json.loads(Path(path).read_text()).get("machine") or {}
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+    return machine.get("kind") or cpu_kind(machine.get("flags_used") or [])
+
+
+def default_costs(directory: str | Path = COSTS_DIR, kind: str | None = None) -> Path:
+    """The cost table of this CPU's kind (or ``kind``) in ``directory``: ``bench_cpu.json`` if it is that kind's,
+    else the first ``bench_cpu*.json`` that is; ``bench_cpu.json`` where none is (:func:`machine_warnings` says so)."""
+    directory, kind = Path(directory), kind or cpu_kind()
+    first = directory / "bench_cpu.json"
+    for path in [first, *sorted(p for p in directory.glob("bench_cpu*.json") if p != first)]:
+        if path.is_file() and costs_kind(path) == kind:
+            return path
+    return first
+
+
+def _asks_bf16(exp: Experiment, arm: str, seed: int) -> bool:
+    cfg = exp.config(arm, seed)
+    return bool(cfg.learner_params.get("bf16")) and not str(cfg.device).startswith("cuda")
+
+
+def machine_warnings(experiments: list[Experiment], rows: list[RunCost], costs_path: str | Path,
+                     kind: str | None = None) -> list[str]:
+    """``warning:`` lines for a plan on this CPU (or one of ``kind``): the cost table is another kind's; runs left to
+    train ask for bf16 autocast on a CPU without a bf16 unit (:func:`alkit.cpu.native_bf16`)."""
+    kind = kind or cpu_kind()
+    out = []
+    measured = costs_kind(costs_path)
+    if "unknown" not in (kind, measured) and measured != kind:
+        out.append(f"warning: --costs {str(costs_path)[:200]} was measured on a CPU whose fastest unit is {measured}, "
+                   f"this one's is {kind}: its projections do not hold here; measure this CPU with "
+                   f"benchmarks/bench_cpu.py --out {COSTS_DIR / f'bench_cpu_{kind}.json'} (about 15 minutes), "
+                   "which alkit plan then takes")
+    exps = {e.name: e for e in experiments}
+    bf16 = bf16_warning(sum(1 for r in rows if r.left_s > 0 and _asks_bf16(exps[r.exp], r.arm, r.seed)), kind)
+    return out + ([bf16] if bf16 else [])
+
+
 def _option_set(params) -> str:
-    return "bf16+cl" if getattr(params, "bf16", None) and getattr(params, "channels_last", None) else "fp32"
+    """The benchmark's option set of a run's speed options (a table without it: its fp32 rows, :func:`_ms`)."""
+    bf16, cl = bool(getattr(params, "bf16", None)), bool(getattr(params, "channels_last", None))
+    return "bf16+cl" if bf16 and cl else "bf16" if bf16 else "channels_last" if cl else "fp32"
 
 
 def _ms(costs, prefix: str, width: int | None, steps: int | None, options: str, topk: int | None = None) -> float:
@@ -105,8 +158,13 @@ def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCL
     gen = GENERATIVE.get(cfg.learner)
     gen_ms = _ms(costs, gen, getattr(params, "vae_width", None) or getattr(params, "width", None),
                  getattr(params, "vae_steps", None), options, getattr(params, "unlabelled_topk", None)) if gen else 0.0
-    if gen == "m2vaal" and size == "large":  # M2's classifier is the large CNN: its step costs as the large one's
-        gen_ms += _ms(costs, "classifier_large", None, None, options) - task_ms
+    if gen == "m2vaal" and size == "large":  # M2 with the large CNN: its own rows, else M2's + the larger CNN's step
+        width, steps = getattr(params, "width", None), getattr(params, "vae_steps", None)
+        topk = getattr(params, "unlabelled_topk", None)
+        try:
+            gen_ms = _ms(costs, "m2large", width, steps, options, topk)
+        except ConfigError:  # a table without such rows (benchmarks/results/bench_cpu.json)
+            gen_ms += _ms(costs, "classifier_large", None, None, options) - task_ms
     pool = (cfg.pool_size or 55_000)
     n0 = cfg.initial.n
     out = RunCost(exp.name, arm, seed, cfg.cycles + 1, len(recs))

@@ -46,6 +46,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from .cpu import cpu_kind, cpu_model  # noqa: F401  (cpu_model: provenance, imported from here by benchmarks)
+
 CONFIG_FILE = "config.json"
 RECORDS_FILE = "records.jsonl"
 NORM_COMPARISON_FILE = "norm_comparison.json"
@@ -582,23 +584,13 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return fallback
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``'s "model name"; ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment() -> dict:
     """Versions and device facts stored beside every result.
 
-    ``cpu`` and ``torch_cpu_capability`` (the SIMD kernels torch dispatches to: DEFAULT, AVX2,
-    AVX512, ...) are recorded because CPU results are only reproducible bit for bit on the same
-    kind of machine: other CPUs take other kernels and round differently.
+    ``cpu``, ``cpu_kind`` (its fastest unit, :func:`alkit.cpu.cpu_kind`: amx_bf16, avx512_bf16, avx512f,
+    avx2) and ``torch_cpu_capability`` (the SIMD kernels torch dispatches to: DEFAULT, AVX2, AVX512, ...)
+    are recorded because CPU results are only reproducible bit for bit on the same kind of machine: other
+    CPUs take other kernels and round differently (and a bf16 run is several times slower without bf16 units).
     """
     import torch  # results is the bottom layer and reads records without torch (alkit.batch, figure code)
 
@@ -612,6 +604,7 @@ def environment() -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_kind": cpu_kind(),
         "cpu_count": os.cpu_count(),
         "torch_cpu_capability": capability,
         "torch_threads": torch.get_num_threads(),

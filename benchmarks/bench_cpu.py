@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from alkit.config import from_dict  # noqa: E402
+from alkit.cpu import cpu_flags, cpu_kind, cpu_model  # noqa: E402
 from alkit.data import load_dataset  # noqa: E402
 from alkit.learners import LEARNERS, TrainData  # noqa: E402
 
@@ -65,6 +66,8 @@ MODELS = {
     "m2vaal32k3_s1": ("m2_vaal", {"width": 32, "vae_steps": 1, "unlabelled_topk": 3}),
     "m2vaal32k2_s1": ("m2_vaal", {"width": 32, "vae_steps": 1, "unlabelled_topk": 2}),
     "m2vaal16k3_s1": ("m2_vaal", {"width": 16, "vae_steps": 1, "unlabelled_topk": 3}),
+    # notebook 05's learner: M2 (no discriminator) with the ~3M-parameter classifier, width 32, top-3 bound
+    "m2large32k3_s1": ("m2", {"width": 32, "vae_steps": 1, "unlabelled_topk": 3, "classifier_size": "large"}),
 }
 OPTION_SETS = {
     "fp32": {"compile": "off", "bf16": False, "channels_last": False, "fused_optim": False},
@@ -89,6 +92,7 @@ PLAN = {
     "m2vaal32k3_s1": ["bf16+cl"],
     "m2vaal32k2_s1": ["bf16+cl"],
     "m2vaal16k3_s1": ["bf16+cl"],
+    "m2large32k3_s1": ["fp32", "bf16+cl"],
 }
 TINY = {"iterations": 2, "val_every": 1000, "latent_dim": 4, "disc_hidden": 16, "hidden": 8}
 
@@ -99,19 +103,19 @@ def cpu_peak() -> dict:
     Per core and cycle (two FMA pipes assumed, as on Xeon and Zen 4 server parts): AMX-BF16 1,024 (bf16);
     AVX-512-BF16 (``vdpbf16ps``: 32 bf16 products per 512-bit lane set) 128 (bf16); AVX-512F 64 (fp32);
     AVX2 + FMA 32 (fp32). An upper bound: a core's clock under load may be lower than reported."""
-    flags, mhz = set(), None
+    flags, mhz = cpu_flags(), None
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     for line in text.splitlines():
-        if line.startswith("flags") and not flags:
-            flags = set(line.split(":", 1)[1].split())
-        if line.startswith("cpu MHz") and mhz is None:
+        if line.startswith("cpu MHz"):
             mhz = float(line.split(":", 1)[1])
+            break
     cores = torch.get_num_threads()
     fp32 = 64 if "avx512f" in flags else 32 if "fma" in flags else 8
     bf16, bf16_unit = ((1024, "amx_bf16") if "amx_bf16" in flags else (128, "avx512_bf16") if "avx512_bf16" in flags
-                       else (fp32, "none (bf16 runs at fp32 rate)"))
+                       else (fp32, "none (torch emulates bf16: slower than fp32, bench_cpu_avx2.json)"))
     ghz = (mhz or 2000.0) / 1000
-    return {"flags_used": sorted(flags & {"amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "fma", "avx2"}),
+    used = {"amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "fma", "avx2"}
+    return {"model": cpu_model(), "kind": cpu_kind(flags), "flags_used": sorted(flags & used),
             "bf16_unit": bf16_unit, "ghz_reported": ghz, "cores": cores,
             "peak_fp32_gflops": fp32 * cores * ghz, "peak_bf16_gflops": bf16 * cores * ghz}
 
@@ -200,6 +204,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="test sizes: 300-image pool, narrow models, 2 iterations")
     ap.add_argument("--models", default=",".join(PLAN), help=f"of {', '.join(MODELS)}")
+    ap.add_argument("--options", default=None,
+                    help=f"option sets to time for every model, of {', '.join(OPTION_SETS)} (default: each model's plan); "
+                         "fp32 is always timed first, as the baseline of the speed-ups")
     ap.add_argument("--iters", type=int, default=None, help="timed iterations (default: 60 classifier, 16 others)")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--accuracy-iters", type=int, default=0)
@@ -209,6 +216,14 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--append", action="store_true", help="merge these rows into --out (same model and options replaced)")
     args = ap.parse_args(argv)
+    for name in (args.options.split(",") if args.options else []):
+        if name not in OPTION_SETS:
+            print(f"error: --options: {name!r} is not an option set; allowed: {', '.join(OPTION_SETS)}", file=sys.stderr)
+            sys.exit(2)
+    for model in args.models.split(","):
+        if model not in MODELS:
+            print(f"error: --models: {model!r} is not a model; allowed: {', '.join(MODELS)}", file=sys.stderr)
+            sys.exit(2)
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     data = make_data(args.tiny)
     warmup = args.warmup or (1 if args.tiny else 3)
@@ -226,7 +241,10 @@ def main(argv=None) -> None:
     for model in args.models.split(","):
         flops = flops_per_iteration(model, data, args.tiny)
         base = None
-        for name in PLAN[model]:
+        plan = PLAN.get(model, ["fp32", "bf16+cl"])
+        if args.options:
+            plan = ["fp32", *[o for o in args.options.split(",") if o != "fp32"]]
+        for name in plan:
             row = {"model": model, "options": name, **measure(model, OPTION_SETS[name], data, args.tiny, warmup,
                                                               iters_of(model))}
             base = base or row["ms_per_iteration"]

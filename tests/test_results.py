@@ -57,6 +57,7 @@ def test_environment_names_the_cpu_and_torchs_kernels():
         with open("/proc/cpuinfo") as fh:
             assert env["cpu"] in fh.read()
     assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["cpu_kind"] in ("amx_bf16", "avx512_bf16", "avx512f", "avx2", "other", "unknown")
     assert env["torch_cpu_capability"] in ("DEFAULT", "NO AVX", "AVX", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "SVE")
     assert env["cpu_count"] >= 1 and env["torch_threads"] >= 1
 

@@ -72,6 +72,9 @@ GPU_DEFAULTS: dict[str, dict[str, object]] = {}
 #: cold per step). At toy sizes they lose (VAE width 4: x0.30-0.66), so :func:`resolve_speed` does NOT apply this
 #: table by itself: automatic stays off on CPU (``smoke`` and every record before it stay bit-identical), and the
 #: ``cpu`` profile's parameter files name these options explicitly (a test holds them equal to this table).
+#: They pay only on a CPU with a bf16 unit (AMX-BF16, AVX-512-BF16): with AVX2 alone torch emulates bf16 and the
+#: same steps ran x0.05-0.13 the fp32 speed, while channels_last alone gave x1.42-1.59 (bench_cpu_avx2.json, 2 cores
+#: of an AVX2 EPYC); ``alkit plan`` and ``alkit run`` warn there (:func:`alkit.cpu.bf16_warning`).
 CPU_DEFAULTS: dict[str, dict[str, object]] = {
     name: {"bf16": True, "channels_last": True}
     for name in ("classifier", "vaal", "tavaal", "m2", "m2_disc", "m2_vaal")
