@@ -3,7 +3,7 @@
 The ``cpu`` profile trains with bf16 autocast, which pays only where the CPU multiplies bf16 natively
 (AMX-BF16 or AVX-512-BF16): measured on two 2-core EPYC machines with torch 2.13 (``benchmarks/bench_cpu.py``),
 bf16 + channels_last ran the small CNN's step x1.62 the fp32 speed with AVX-512-BF16
-(``benchmarks/results/bench_cpu.json``) and x0.13-0.2 with AVX2 only (``bench_cpu_avx2.json``), where torch
+(``benchmarks/results/bench_cpu.json``) and x0.11 with AVX2 only (``bench_cpu_avx2.json``), where torch
 emulates bf16. The kind of CPU therefore decides which cost table projects a run (:mod:`alkit.costplan`) and
 whether ``alkit plan`` / ``alkit run`` warn that a run asks for bf16 on a CPU without it.
 
