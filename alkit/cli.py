@@ -226,15 +226,10 @@ def _plan(args) -> int:
 def _warn_bf16(tasks, devices: list[str], force: bool) -> None:
     """One ``warning:`` line (stderr; the runs go on) when runs left to train on this CPU ask for bf16 autocast and
     it has no bf16 unit (:func:`alkit.cpu.bf16_warning`)."""
-    import torch
-
     from .cpu import bf16_warning
+    from .devices import on_cuda
 
-    def on_cpu(t) -> bool:
-        names = devices or [t.exp.config(t.arm, t.seed).device]
-        return not all(str(n).startswith("cuda") or (n == "auto" and torch.cuda.is_available()) for n in names)
-
-    n = sum(1 for t in tasks if (force or not (t.finished or t.copied)) and on_cpu(t)
+    n = sum(1 for t in tasks if (force or not (t.finished or t.copied)) and not on_cuda([t], devices)
             and t.exp.config(t.arm, t.seed).learner_params.get("bf16"))
     line = bf16_warning(n)
     if line:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .config import ConfigError, from_dict
 from .cpu import bf16_warning, cpu_kind
+from .devices import is_cuda
 from .experiment import Experiment
 from .results import RunFolderError, read_records, read_run_config, records_path
 
@@ -94,7 +95,7 @@ def default_costs(directory: str | Path = COSTS_DIR, kind: str | None = None) ->
 
 def _asks_bf16(exp: Experiment, arm: str, seed: int) -> bool:
     cfg = exp.config(arm, seed)
-    return bool(cfg.learner_params.get("bf16")) and not str(cfg.device).startswith("cuda")
+    return bool(cfg.learner_params.get("bf16")) and not is_cuda(cfg.device)
 
 
 def machine_warnings(experiments: list[Experiment], rows: list[RunCost], costs_path: str | Path,
@@ -156,11 +157,10 @@ def run_cost(exp: Experiment, arm: str, seed: int, costs, overhead: float = CYCL
     size = getattr(params, "size", None) or getattr(params, "classifier_size", "small")
     task_ms = _ms(costs, "classifier_large" if size == "large" else "classifier", None, None, options)
     gen = GENERATIVE.get(cfg.learner)
-    gen_ms = _ms(costs, gen, getattr(params, "vae_width", None) or getattr(params, "width", None),
-                 getattr(params, "vae_steps", None), options, getattr(params, "unlabelled_topk", None)) if gen else 0.0
+    width = getattr(params, "vae_width", None) or getattr(params, "width", None)
+    steps, topk = getattr(params, "vae_steps", None), getattr(params, "unlabelled_topk", None)
+    gen_ms = _ms(costs, gen, width, steps, options, topk) if gen else 0.0
     if gen == "m2vaal" and size == "large":  # M2 with the large CNN: its own rows, else M2's + the larger CNN's step
-        width, steps = getattr(params, "width", None), getattr(params, "vae_steps", None)
-        topk = getattr(params, "unlabelled_topk", None)
         try:
             gen_ms = _ms(costs, "m2large", width, steps, options, topk)
         except ConfigError:  # a table without such rows (benchmarks/results/bench_cpu.json)

@@ -48,7 +48,12 @@ def check_config_devices(tasks: list, cluster: bool = False) -> None:
             check_devices([device], key=f"{t.exp.name}: arm {t.arm!r}: device", cluster=cluster)
 
 
+def is_cuda(name: str) -> bool:
+    """Whether the device ``name`` is a CUDA GPU here (``auto`` is one where CUDA is available)."""
+    return str(name).startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+
+
 def on_cuda(tasks: list, devices: list[str | None]) -> bool:
     """Whether the runs go to a CUDA device (``--fuse auto``): the devices given, else every run's config."""
     names = [d for d in devices if d is not None] or [t.exp.config(t.arm, t.seed).device for t in tasks]
-    return bool(names) and all(n.startswith("cuda") or (n == "auto" and torch.cuda.is_available()) for n in names)
+    return bool(names) and all(is_cuda(n) for n in names)
