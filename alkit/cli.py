@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     p_plan.add_argument("--costs", default="auto", metavar="JSON",
                         help="benchmarks/bench_cpu.py --out file of this machine (default: auto, the table of this "
                              "CPU's kind among benchmarks/results/bench_cpu*.json; alkit.cpu)")
+    p_plan.add_argument("--arms", nargs="*", metavar="ARM", help="only these arms (as alkit run --arms)")
+    p_plan.add_argument("--seeds", nargs="*", type=int, metavar="SEED", help="only these seeds (as alkit run --seeds)")
     p_plan.add_argument("--results-root", help="results folder root (default: results)")
     p_plan.add_argument("--write", metavar="JSON", help="also write the projected and measured seconds per run "
                                                         "(runtimes.json) to this file")
@@ -209,7 +211,10 @@ def _plan(args) -> int:
         costs = load_costs(path)
         experiments = [e for e in (load_experiment(p, results_root=args.results_root) for p in args.params)
                        if not e.oracle]
-        rows = plan_costs(experiments, costs)
+        if args.arms is not None or args.seeds is not None:
+            from .jobs import plan
+            plan(experiments, arms=args.arms, seeds=args.seeds, force=True)  # the names, as alkit run checks them
+        rows = plan_costs(experiments, costs, arms=args.arms, seeds=args.seeds)
     except (ConfigError, FileNotFoundError) as exc:
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)
         print(f"error: {message}", file=sys.stderr)

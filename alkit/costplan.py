@@ -230,8 +230,16 @@ def arm_overhead(groups: list[tuple[str, list[dict]]]) -> float | None:
     return None
 
 
-def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
-    """Every run's cost; a run whose config equals an earlier one's (04's ``m2_vaal`` is 03's) costs nothing: alkit
+def _shared_by(recs: list[dict]) -> int:
+    """How many runs shared the training of the cycle 0 on disk (its record's ``first_cycle_shared``), else 1."""
+    first = next((r for r in recs if r.get("cycle") == 0), {})
+    n = first.get("first_cycle_shared")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+
+def plan_costs(experiments: list[Experiment], costs, arms: list[str] | None = None,
+               seeds: list[int] | None = None) -> list[RunCost]:
+    """Every run's cost (or the runs of ``arms`` and ``seeds``, as ``alkit run --arms --seeds`` selects them); a run whose config equals an earlier one's (04's ``m2_vaal`` is 03's) costs nothing: alkit
     run trains it once and copies it (:mod:`alkit.jobs`' shared runs). In an experiment with ``share_first_cycle``,
     a first cycle that an earlier run trains too (:func:`alkit.loop.first_cycle_key`) costs only its evaluation
     and selection (the overhead): ``alkit run`` trains it once for the runs it is given together."""
@@ -248,6 +256,8 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
                                   for g in sessions(exp.run_dir(arm, seed), recs)]) for arm in exp.arms}
         by_arm = {arm: overhead if o is None else o for arm, o in own.items()}
         for (arm, seed), recs in runs.items():
+            if (arms is not None and arm not in arms) or (seeds is not None and seed not in seeds):
+                continue
             row = run_cost(exp, arm, seed, costs, by_arm[arm], recs)
             config = to_dict(exp.config(arm, seed))
             key = config_key(config)
@@ -261,6 +271,8 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
                 if first in firsts:
                     row.projected_s[0] = by_arm[arm]
                 firsts.add(first)
+            elif exp.share_first_cycle and (n := _shared_by(recs)) > 1:  # on disk, trained once for n runs
+                row.projected_s[0] = by_arm[arm] + (row.projected_s[0] - by_arm[arm]) / n  # as measured_s counts it
             seen.setdefault(key, f"{exp.name}/{arm}/seed{seed}")
             rows.append(row)
     return rows
@@ -269,7 +281,7 @@ def plan_costs(experiments: list[Experiment], costs) -> list[RunCost]:
 def report(rows: list[RunCost]) -> list[str]:
     """Per experiment and arm: runs, trainings done / all, projected hours left, and for what is on disk the
     measured against the projected hours of the same cycles."""
-    lines, total_left = [], 0.0
+    lines, total_left, total = [], 0.0, [0.0, 0.0, 0.0]  # total: all, measured, projected (same)
     by = {}
     for r in rows:
         by.setdefault(r.exp, {}).setdefault(r.arm, []).append(r)
@@ -277,7 +289,7 @@ def report(rows: list[RunCost]) -> list[str]:
               f"{'h left':>7s} {'h all':>6s} {'measured h':>10s} {'projected h (same)':>18s}")
     lines.append(header)
     for exp, arms in by.items():
-        exp_left = 0.0
+        exp_left, exp_total = 0.0, [0.0, 0.0, 0.0]
         for arm, runs in arms.items():
             done = sum(r.done for r in runs)
             allc = sum(r.cycles for r in runs)
@@ -292,9 +304,14 @@ def report(rows: list[RunCost]) -> list[str]:
             lines.append(f"{exp + ' / ' + arm:44s} {len(runs):5d} {f'{done}/{allc}':>15s} {iters:>22s} {left:7.2f} "
                          f"{every:6.2f} {meas if done else float('nan'):10.2f} {proj_same if done else float('nan'):18.2f}")
             exp_left += left
-        lines.append(f"{exp + ': left':44s} {'':5s} {'':15s} {'':22s} {exp_left:7.2f}")
+            copies = sum(sum(r.measured_s) for r in runs if r.shared_with) / 3600  # a copy's seconds are its twin's
+            exp_total = [exp_total[0] + every, exp_total[1] + meas - copies, exp_total[2] + proj_same]
+        lines.append(f"{exp + ': left':44s} {'':5s} {'':15s} {'':22s} {exp_left:7.2f} {exp_total[0]:6.2f} "
+                     f"{exp_total[1]:10.2f} {exp_total[2]:18.2f}")
         total_left += exp_left
-    lines.append(f"{'total left':44s} {'':5s} {'':15s} {'':22s} {total_left:7.2f} h")
+        total = [t + e for t, e in zip(total, exp_total)]
+    lines.append(f"{'total left':44s} {'':5s} {'':15s} {'':22s} {total_left:7.2f} {total[0]:6.2f} {total[1]:10.2f} "
+                 f"{total[2]:18.2f} h")
     return lines
 
 

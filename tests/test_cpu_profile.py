@@ -234,6 +234,23 @@ def test_plan_projects_every_cpu_file(tmp_path, capsys):
     rows = json.loads((tmp_path / "runtimes.json").read_text())
     assert {r["experiment"] for r in rows} >= {"02_vaal_vs_random", "05_latent_acquisition"}
     assert out.splitlines()[-1].startswith("total left")
+    total = out.splitlines()[-1].split()  # left, all, measured, projected (same): nothing on disk yet
+    every = sum(sum(r["projected_left_s"] for r in rows if r["experiment"] == e) for e in {r["experiment"] for r in rows})
+    assert float(total[2]) == pytest.approx(every / 3600, abs=0.006) and total[3] == total[2]
+    assert total[4:6] == ["0.00", "0.00"]
+
+
+def test_plan_total_counts_a_copied_run_once():
+    """A copy (04's m2_vaal is 03's run) shows its twin's measured hours on its own line, not twice in the total."""
+    from alkit.costplan import RunCost, report
+
+    run = RunCost("03", "m2_vaal", 0, 2, 2, projected_s=[1800.0, 1800.0], measured_s=[3600.0, 3600.0],
+                  task_iterations=[0, 0], gen_iterations=[10, 10])
+    copy = RunCost("04", "m2_vaal", 0, 2, 2, projected_s=[0.0, 0.0], measured_s=[3600.0, 3600.0],
+                   task_iterations=[0, 0], gen_iterations=[10, 10], shared_with="03/m2_vaal/seed0")
+    lines = report([run, copy])
+    assert lines[-1].split()[2:] == ["0.00", "1.00", "2.00", "1.00", "h"]  # left, all, measured, projected
+    assert next(line for line in lines if line.startswith("04 / m2_vaal")).split()[-2:] == ["2.00", "0.00"]
 
 
 def test_plan_refuses_a_bad_costs_file(tmp_path, capsys):
@@ -242,6 +259,30 @@ def test_plan_refuses_a_bad_costs_file(tmp_path, capsys):
     assert main(["plan", str(CPU[0]), "--costs", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --costs:") and err.count("\n") == 1
+
+
+def test_plan_prices_the_arms_and_seeds_alkit_run_would_train(tmp_path, capsys):
+    """``--arms`` / ``--seeds`` select as ``alkit run``'s do (one night of the claim arms is priced apart from the
+    rest); a name no file has: alkit run's error line, exit 2, nothing written."""
+    base = ["plan", *map(str, CPU), "--costs", str(_costs(tmp_path)), "--results-root", str(tmp_path / "r")]
+    assert main(base + ["--write", str(tmp_path / "all.json")]) == 0
+    every = json.loads((tmp_path / "all.json").read_text())
+    capsys.readouterr()
+    assert main(base + ["--arms", "alg1", "random", "--seeds", "0", "3", "--write", str(tmp_path / "some.json")]) == 0
+    out = capsys.readouterr().out
+    some = json.loads((tmp_path / "some.json").read_text())
+    assert {(r["arm"], r["seed"]) for r in some} == {(a, s) for a in ("alg1", "random") for s in (0, 3)}
+    assert {r["experiment"] for r in some} == {"02_vaal_vs_random", "03_three_class_start", "05_latent_acquisition"}
+    assert [r for r in some if r["experiment"] != "05_latent_acquisition"] == [
+        r for r in every if r["experiment"] != "05_latent_acquisition" and r["arm"] == "random" and r["seed"] in (0, 3)]
+    assert not any(line.startswith(("05_latent_acquisition / entropy", "02_vaal_vs_random / vaal "))
+                   for line in out.splitlines())
+    for flags, message in ((["--arms", "nope"], "error: --arms: no arm 'nope' in the parameter files"),
+                           (["--seeds", "9"], "error: --seeds: 9 not in the parameter files")):
+        assert main(base + flags + ["--write", str(tmp_path / "bad.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1
+    assert not (tmp_path / "bad.json").exists() and not (tmp_path / "r").exists()
 
 
 def _run(folder: Path, started: str, resumed: list[tuple[int, str]], overheads: list[float]) -> list[dict]:

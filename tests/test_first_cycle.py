@@ -192,6 +192,33 @@ def test_plan_counts_a_shared_first_cycle_once(tmp_path, fmnist_dir):
     assert costplan.run_cost(shared, "m2_alg1", 0, costs, recs=[rec]).measured_s == [12.0]
 
 
+def test_plan_counts_a_shared_first_cycle_on_disk_as_its_records_do(tmp_path, fmnist_dir):
+    """A finished group's cycle 0 was trained once: each run's projection carries 1/n of its training, as its
+    measured seconds do, so the profile's projected total is not the training n times."""
+    from alkit.results import records_path
+
+    costs = {(m, "fp32"): 10.0 for m in ("classifier", "classifier_large", "m2vaal4_s1", "vae4_s1")}
+    exp = load_experiment(write(tmp_path / "p.yaml", True), results_root=str(tmp_path / "r"))
+    fresh = {(r.arm, r.seed): r for r in costplan.plan_costs([exp], costs)}
+    group = [a for a, g in GROUPS.items() if g == 4]
+    for arm in group:  # the four M2 arms' cycle 0 on disk, trained once for all four
+        path = records_path(exp.run_dir(arm, 0))
+        path.parent.mkdir(parents=True)
+        path.write_text('{"cycle": 0, "seconds": {"train": 60.0, "evaluate": 3.0}, "first_cycle_shared": 4}\n')
+    rows = {(r.arm, r.seed): r for r in costplan.plan_costs([exp], costs)}
+    trained = fresh["m2_random", 0].projected_s[0] - costplan.CYCLE_OVERHEAD_S  # fresh: one run trains it
+    for arm in group:
+        assert rows[arm, 0].projected_s[0] == pytest.approx(3.0 + trained / 4)  # its arm's overhead + 1/4
+        assert rows[arm, 0].measured_s == [pytest.approx(3.0 + 60.0 / 4)]
+        later = [s - 3.0 for s in rows[arm, 0].projected_s[1:]]  # later cycles: priced at the measured overhead
+        assert later == pytest.approx([s - costplan.CYCLE_OVERHEAD_S for s in fresh[arm, 0].projected_s[1:]])
+    assert sum(rows[a, 0].projected_s[0] for a in group) == pytest.approx(4 * 3.0 + trained)
+    unshared = '{"cycle": 0, "seconds": {"train": 60.0, "evaluate": 3.0}}\n'  # trained alone: pays it all
+    records_path(exp.run_dir("m2_alg1", 0)).write_text(unshared)
+    rows = {(r.arm, r.seed): r for r in costplan.plan_costs([exp], costs)}
+    assert rows["m2_alg1", 0].projected_s[0] == pytest.approx(3.0 + trained)
+
+
 def test_share_first_cycle_must_be_true_or_false(tmp_path):
     with pytest.raises(ConfigError, match=r"share_first_cycle: 'yes' is .*allowed"):
         load_experiment(write(tmp_path / "p.yaml", "yes"))
