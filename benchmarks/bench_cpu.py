@@ -26,8 +26,13 @@ AVX-512-BF16, AVX-512F or AVX2 FMA; per-core FLOP per cycle x cores x the clock 
 Accuracy check (``--accuracy-iters``): the small classifier on 1,000 random labels, best validation accuracy
 after K iterations of VAAL's SGD schedule, fp32 against bf16+cl, on each of ``--accuracy-seeds``.
 
-Threads (``--threads-check``): the ``classifier`` and the cpu profile's VAE row run as one 2-thread process
-against two 1-thread processes at once (aggregate iterations per second).
+Threads (``--threads-check MODELS``): each model as one 2-thread process against two 1-thread processes at once
+(``alkit run --jobs 2`` on 2 cores), aggregate iterations per second, with ``--threads-options`` (default
+``bf16+cl``), the settings alternated ``--threads-repeats`` times each; medians and every trial. Alone (no
+``--models``) it times nothing else; with ``--append`` its models join the table's ``threads``:
+
+    .venv/bin/python benchmarks/bench_cpu.py --threads-check m2large32k3_s1 --threads-options channels_last \
+        --threads-repeats 3 --iters 24 --out benchmarks/results/bench_cpu_avx2.json --append
 """
 from __future__ import annotations
 
@@ -183,27 +188,39 @@ def accuracy_check(data, iters: int, seeds: list[int], tiny: bool) -> list[dict]
     return rows
 
 
-def threads_check(models: list[str], iters: int, tiny: bool) -> dict:
-    """Aggregate iterations/s of one 2-thread process against two 1-thread processes at once (bf16+cl)."""
+def threads_check(models: list[str], iters_of, tiny: bool, options: str = "bf16+cl", repeats: int = 1) -> dict:
+    """Aggregate iterations/s of one 2-thread process against two 1-thread processes at once, each model's runs
+    alternated (one, pair, pair, one, ...) ``repeats`` times each; the ratio of the medians, and every trial."""
     out = {}
     for model in models:
-        cmd = [sys.executable, __file__, "--one", model, "--iters", str(iters)] + (["--tiny"] if tiny else [])
+        cmd = [sys.executable, __file__, "--one", model, "--one-options", options, "--iters", str(iters_of(model))]
+        cmd += ["--tiny"] if tiny else []
         env1 = {**os.environ, "OMP_NUM_THREADS": "1", "BENCH_THREADS": "1"}
         env2 = {**os.environ, "OMP_NUM_THREADS": "2", "BENCH_THREADS": "2"}
-        one = json.loads(subprocess.run(cmd, env=env2, capture_output=True, text=True, check=True).stdout)
-        procs = [subprocess.Popen(cmd, env=env1, stdout=subprocess.PIPE, text=True) for _ in range(2)]
-        pair = [json.loads(p.communicate()[0]) for p in procs]
-        out[model] = {"one_2thread_it_per_s": 1000 / one["ms_per_iteration"],
-                      "two_1thread_it_per_s": sum(1000 / r["ms_per_iteration"] for r in pair)}
-        out[model]["ratio_two_1thread_over_one_2thread"] = (out[model]["two_1thread_it_per_s"]
-                                                            / out[model]["one_2thread_it_per_s"])
+        ones, pairs = [], []
+        for k in range(2 * repeats):
+            if (k % 4) in (0, 3):  # one, pair, pair, one: neither setting always first
+                one = json.loads(subprocess.run(cmd, env=env2, capture_output=True, text=True, check=True).stdout)
+                ones.append(1000 / one["ms_per_iteration"])
+            else:
+                procs = [subprocess.Popen(cmd, env=env1, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+                pair = [json.loads(p.communicate()[0]) for p in procs]
+                pairs.append(sum(1000 / r["ms_per_iteration"] for r in pair))
+        one_med, pair_med = float(np.median(ones)), float(np.median(pairs))
+        out[model] = {"options": options, "iterations": iters_of(model), "one_2thread_it_per_s": one_med,
+                      "two_1thread_it_per_s": pair_med, "ratio_two_1thread_over_one_2thread": pair_med / one_med,
+                      "trials_one_2thread_it_per_s": ones, "trials_two_1thread_it_per_s": pairs}
+        print(f"threads {model:17s} {options:14s} 1x2 {one_med:6.2f} it/s  2x1 {pair_med:6.2f} it/s  "
+              f"x{pair_med / one_med:.2f}  (trials {[round(x, 2) for x in ones]} / {[round(x, 2) for x in pairs]})",
+              flush=True)
     return out
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="test sizes: 300-image pool, narrow models, 2 iterations")
-    ap.add_argument("--models", default=",".join(PLAN), help=f"of {', '.join(MODELS)}")
+    ap.add_argument("--models", default=None,
+                    help=f"of {', '.join(MODELS)} (default: all, or none with --threads-check)")
     ap.add_argument("--options", default=None,
                     help=f"option sets to time for every model, of {', '.join(OPTION_SETS)} (default: each model's plan); "
                          "fp32 is always timed first, as the baseline of the speed-ups")
@@ -212,18 +229,27 @@ def main(argv=None) -> None:
     ap.add_argument("--accuracy-iters", type=int, default=0)
     ap.add_argument("--accuracy-seeds", default="0,1")
     ap.add_argument("--threads-check", default="", help="models to run as 1x2 threads vs 2x1 threads")
-    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a threads_check child: one bf16+cl row, JSON out
+    ap.add_argument("--threads-options", default="bf16+cl", help="the option set of --threads-check")
+    ap.add_argument("--threads-repeats", type=int, default=1, help="trials of each setting in --threads-check")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a threads_check child: one row, JSON out
+    ap.add_argument("--one-options", default="bf16+cl", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     ap.add_argument("--append", action="store_true", help="merge these rows into --out (same model and options replaced)")
     args = ap.parse_args(argv)
-    for name in (args.options.split(",") if args.options else []):
-        if name not in OPTION_SETS:
-            print(f"error: --options: {name!r} is not an option set; allowed: {', '.join(OPTION_SETS)}", file=sys.stderr)
-            sys.exit(2)
-    for model in args.models.split(","):
-        if model not in MODELS:
-            print(f"error: --models: {model!r} is not a model; allowed: {', '.join(MODELS)}", file=sys.stderr)
-            sys.exit(2)
+    if args.models is None:
+        args.models = "" if args.threads_check else ",".join(PLAN)
+    for flag, values, allowed, what in (
+            ("--options", args.options.split(",") if args.options else [], OPTION_SETS, "an option set"),
+            ("--threads-options", [args.threads_options], OPTION_SETS, "an option set"),
+            ("--models", args.models.split(",") if args.models else [], MODELS, "a model"),
+            ("--threads-check", args.threads_check.split(",") if args.threads_check else [], MODELS, "a model")):
+        for name in values:
+            if name not in allowed:
+                print(f"error: {flag}: {name!r} is not {what}; allowed: {', '.join(allowed)}", file=sys.stderr)
+                sys.exit(2)
+    if args.threads_repeats < 1:
+        print(f"error: --threads-repeats: {args.threads_repeats}; allowed: an integer >= 1", file=sys.stderr)
+        sys.exit(2)
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     data = make_data(args.tiny)
     warmup = args.warmup or (1 if args.tiny else 3)
@@ -232,13 +258,13 @@ def main(argv=None) -> None:
         return args.iters or (2 if args.tiny else 60 if model.startswith("classifier") else 16)
 
     if args.one:
-        print(json.dumps(measure(args.one, OPTION_SETS["bf16+cl"], data, args.tiny, warmup, iters_of(args.one))))
+        print(json.dumps(measure(args.one, OPTION_SETS[args.one_options], data, args.tiny, warmup, iters_of(args.one))))
         return
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                           "threads": torch.get_num_threads(), **cpu_peak()},
               "tiny": args.tiny, "rows": []}
     peak = result["machine"]
-    for model in args.models.split(","):
+    for model in args.models.split(",") if args.models else []:
         flops = flops_per_iteration(model, data, args.tiny)
         base = None
         plan = PLAN.get(model, ["fp32", "bf16+cl"])
@@ -261,15 +287,18 @@ def main(argv=None) -> None:
                                             args.tiny)
         print("accuracy", json.dumps(result["accuracy"]), flush=True)
     if args.threads_check:
-        result["threads"] = threads_check(args.threads_check.split(","), iters_of("x"), args.tiny)
-        print("threads", json.dumps(result["threads"]), flush=True)
+        result["threads"] = threads_check(args.threads_check.split(","), iters_of, args.tiny, args.threads_options,
+                                          args.threads_repeats)
     if args.out:
         out = Path(args.out)
         if args.append and out.exists():  # earlier rows of this machine kept, these replace their namesakes
             old = json.loads(out.read_text())
             new_keys = {(r["model"], r["options"]) for r in result["rows"]}
             old["rows"] = [r for r in old["rows"] if (r["model"], r["options"]) not in new_keys] + result["rows"]
-            old.setdefault("appended", []).append({"models": args.models, "machine": result["machine"]})
+            if "threads" in result:  # a threads check's models replace their namesakes too
+                old["threads"] = {**old.get("threads", {}), **result["threads"]}
+            old.setdefault("appended", []).append({"models": args.models or args.threads_check,
+                                                   "machine": result["machine"]})
             result = old
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")

@@ -128,3 +128,47 @@ def test_m2_with_the_large_classifier_is_priced_by_its_own_row(tmp_path):
     (tmp_path / "t.json").write_text(json.dumps(base))
     own = costplan.run_cost(exp, "random", 0, costplan.load_costs(tmp_path / "t.json"), overhead=0.0)
     assert own.projected_s[0] == pytest.approx(1000 * 0.4) and own.projected_s[1] == pytest.approx(200 * 0.4)
+
+
+def _bench_cpu():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cpu", ROOT / "benchmarks" / "bench_cpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--options", "fast"], "error: --options: 'fast' is not an option set"),
+    (["--models", "resnet"], "error: --models: 'resnet' is not a model"),
+    (["--threads-check", "resnet"], "error: --threads-check: 'resnet' is not a model"),
+    (["--threads-check", "classifier", "--threads-options", "fast"], "error: --threads-options: 'fast' is not an option set"),
+    (["--threads-check", "classifier", "--threads-repeats", "0"], "error: --threads-repeats: 0; allowed: an integer >= 1"),
+])
+def test_bench_cpu_refuses_a_bad_flag_before_timing_anything(argv, line, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _bench_cpu().main(argv + ["--tiny", "--out", str(tmp_path / "t.json")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(line) and err.count("\n") == 1
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_bench_cpu_threads_check_joins_the_table(tmp_path, capsys):
+    """One 2-thread process against two 1-thread processes (tiny sizes): medians and each trial, with the option set
+    asked for; --append keeps the table's rows and other models' threads, and replaces this model's."""
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"rows": [{"model": "classifier", "options": "fp32", "ms_per_iteration": 5.0}],
+                                 "threads": {"vae32_s2": {"ratio_two_1thread_over_one_2thread": 0.9},
+                                             "classifier": {"ratio_two_1thread_over_one_2thread": 0.0}}}))
+    _bench_cpu().main(["--tiny", "--threads-check", "classifier", "--threads-options", "channels_last",
+                       "--out", str(table), "--append"])
+    out = json.loads(table.read_text())
+    assert out["rows"] == [{"model": "classifier", "options": "fp32", "ms_per_iteration": 5.0}]
+    assert out["threads"]["vae32_s2"] == {"ratio_two_1thread_over_one_2thread": 0.9}
+    got = out["threads"]["classifier"]
+    assert got["options"] == "channels_last" and len(got["trials_one_2thread_it_per_s"]) == 1
+    assert len(got["trials_two_1thread_it_per_s"]) == 1
+    assert got["ratio_two_1thread_over_one_2thread"] == pytest.approx(
+        got["two_1thread_it_per_s"] / got["one_2thread_it_per_s"]) and got["ratio_two_1thread_over_one_2thread"] > 0
+    assert capsys.readouterr().out.startswith("threads classifier")
