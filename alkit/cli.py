@@ -211,9 +211,8 @@ def _plan(args) -> int:
         costs = load_costs(path)
         experiments = [e for e in (load_experiment(p, results_root=args.results_root) for p in args.params)
                        if not e.oracle]
-        if args.arms is not None or args.seeds is not None:
-            from .jobs import plan
-            plan(experiments, arms=args.arms, seeds=args.seeds, force=True)  # the names, as alkit run checks them
+        from .jobs import check_selection
+        check_selection(experiments, args.arms, args.seeds)  # the names, as alkit run checks them
         rows = plan_costs(experiments, costs, arms=args.arms, seeds=args.seeds)
     except (ConfigError, FileNotFoundError) as exc:
         message = exc.args[0] if exc.args else repr(exc)  # (KeyError's str() would add quotes)

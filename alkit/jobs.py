@@ -120,16 +120,11 @@ class Summary:
         return out
 
 
-def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: list[int] | None = None,
-         force: bool = False) -> list[Task]:
-    """Every (arm, seed) of ``experiments`` (or of the named ones), with its cycles on disk.
-
-    Checks what the files and the selection ask for before anything is written (each problem one
-    :class:`ConfigError` naming the key, the value and what is allowed): ``arms`` and ``seeds`` name
-    arms and seeds of the files (a seed that no file lists is refused: add it to the file, so that
-    the notebook reading the results describes it), seeds are integers >= 0, ``initial.classes`` are
-    classes of the dataset, and a run folder on disk holds a run of the same config (unless ``force``).
-    """
+def check_selection(experiments: list[Experiment], arms: list[str] | None = None,
+                    seeds: list[int] | None = None) -> None:
+    """``--arms`` and ``--seeds`` name arms and seeds of the files, and the files' seeds are integers >= 0 (one
+    :class:`ConfigError` naming the key, the value and what is allowed): what ``alkit run`` and ``alkit plan``
+    select by."""
     names = ", ".join(f"{e.name}: {', '.join(e.arms)}" for e in experiments)
     if arms is not None:
         if not arms:
@@ -155,6 +150,19 @@ def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: li
             raise ConfigError(f"--seeds: {', '.join(map(str, unknown))} not in the parameter files; allowed: "
                               f"{file_seeds} (to run another seed, add it to the file's seeds: the notebook "
                               "reads exactly those)")
+
+
+def plan(experiments: list[Experiment], arms: list[str] | None = None, seeds: list[int] | None = None,
+         force: bool = False) -> list[Task]:
+    """Every (arm, seed) of ``experiments`` (or of the named ones), with its cycles on disk.
+
+    Checks what the files and the selection ask for before anything is written (each problem one
+    :class:`ConfigError` naming the key, the value and what is allowed): ``arms`` and ``seeds`` name
+    arms and seeds of the files (a seed that no file lists is refused: add it to the file, so that
+    the notebook reading the results describes it), seeds are integers >= 0, ``initial.classes`` are
+    classes of the dataset, and a run folder on disk holds a run of the same config (unless ``force``).
+    """
+    check_selection(experiments, arms, seeds)
     tasks, first_of = [], {}
     for exp in experiments:
         for arm in [a for a in exp.arms if arms is None or a in arms]:
