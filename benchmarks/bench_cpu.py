@@ -193,7 +193,7 @@ def threads_check(models: list[str], iters_of, tiny: bool, options: str = "bf16+
     alternated (one, pair, pair, one, ...) ``repeats`` times each; the ratio of the medians, and every trial."""
     out = {}
     for model in models:
-        cmd = [sys.executable, __file__, "--one", model, "--one-options", options, "--iters", str(iters_of(model))]
+        cmd = [sys.executable, __file__, "--one", model, "--threads-options", options, "--iters", str(iters_of(model))]
         cmd += ["--tiny"] if tiny else []
         env1 = {**os.environ, "OMP_NUM_THREADS": "1", "BENCH_THREADS": "1"}
         env2 = {**os.environ, "OMP_NUM_THREADS": "2", "BENCH_THREADS": "2"}
@@ -232,7 +232,6 @@ def main(argv=None) -> None:
     ap.add_argument("--threads-options", default="bf16+cl", help="the option set of --threads-check")
     ap.add_argument("--threads-repeats", type=int, default=1, help="trials of each setting in --threads-check")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a threads_check child: one row, JSON out
-    ap.add_argument("--one-options", default="bf16+cl", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     ap.add_argument("--append", action="store_true", help="merge these rows into --out (same model and options replaced)")
     args = ap.parse_args(argv)
@@ -258,7 +257,7 @@ def main(argv=None) -> None:
         return args.iters or (2 if args.tiny else 60 if model.startswith("classifier") else 16)
 
     if args.one:
-        print(json.dumps(measure(args.one, OPTION_SETS[args.one_options], data, args.tiny, warmup, iters_of(args.one))))
+        print(json.dumps(measure(args.one, OPTION_SETS[args.threads_options], data, args.tiny, warmup, iters_of(args.one))))
         return
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                           "threads": torch.get_num_threads(), **cpu_peak()},
